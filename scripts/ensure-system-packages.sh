@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# System packages the project needs that pip cannot provide: the PostgreSQL server binaries.
+# Installs them with apt when missing and we are root; otherwise says what to install.
+set -euo pipefail
+
+have_postgres() {
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+    || [ -n "${NIGHTSHIFT_PG_BINDIR:-}" ]
+}
+
+if ! have_postgres; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing PostgreSQL server binaries (apt-get install postgresql)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    # Debian's package starts a cluster of its own; ours is separate, so stop theirs.
+    (service postgresql stop || true) >/dev/null 2>&1
+  else
+    echo "PostgreSQL server binaries not found: install Debian's 'postgresql' package (or set NIGHTSHIFT_PG_BINDIR)." >&2
+    exit 1
+  fi
+fi
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  # The cluster runs as this unprivileged user when we are root (PostgreSQL refuses root).
+  useradd --system --home-dir /var/lib/postgresql --shell /bin/false postgres
+fi
