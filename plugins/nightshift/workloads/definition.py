@@ -1,0 +1,188 @@
+"""One workload, as declared in ``include/workloads/<name>.yaml``.
+
+A definition says where pending requests come from, how a source row becomes Messages API
+params (stable instructions first, per-item text after), how the reply is validated, and
+which destination table and columns receive it. Both delivery paths read the same
+definition, which is what makes their outputs comparable row for row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+QUALIFIED_TABLE = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
+
+
+class WorkloadDefinitionError(ValueError):
+    """A workload file that cannot be used; the message names the workload, file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    table: str = Field(pattern=QUALIFIED_TABLE.pattern)
+    key: str = Field(pattern=IDENTIFIER.pattern)
+    columns: list[str] = Field(min_length=1)
+    required_columns: list[str] = []
+    timestamp_column: str | None = Field(default=None, pattern=IDENTIFIER.pattern)
+
+    @field_validator("columns", "required_columns")
+    @classmethod
+    def _identifiers(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not IDENTIFIER.match(name):
+                raise ValueError(f"{name!r} is not a plain lower-case column name")
+        return names
+
+    @model_validator(mode="after")
+    def _required_are_columns(self) -> Source:
+        unknown = sorted(set(self.required_columns) - set(self.columns))
+        if unknown:
+            raise ValueError(f"required_columns {unknown} are not listed in columns")
+        return self
+
+
+class Prompt(_Strict):
+    instructions_file: str
+    item_template: str = Field(min_length=1)
+    cache_ttl: Literal["5m", "1h"] = "1h"
+
+
+class Output(_Strict):
+    tool_name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    tool_description: str = ""
+    json_schema: dict[str, Any] = Field(alias="schema")
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        if schema.get("type") != "object":
+            raise ValueError("the output schema must describe an object (type: object)")
+        return schema
+
+
+class AssetRef(_Strict):
+    name: str
+    uri: str
+
+
+class Destination(_Strict):
+    table: str = Field(pattern=QUALIFIED_TABLE.pattern)
+    key: str = Field(pattern=IDENTIFIER.pattern)
+    columns: dict[str, str] = Field(min_length=1)
+    written_at_column: str = Field(pattern=IDENTIFIER.pattern)
+    asset: AssetRef
+
+    @field_validator("columns")
+    @classmethod
+    def _column_names(cls, columns: dict[str, str]) -> dict[str, str]:
+        for column in columns:
+            if not IDENTIFIER.match(column):
+                raise ValueError(f"{column!r} is not a plain lower-case column name")
+        return columns
+
+
+class Workload(_Strict):
+    """A validated workload definition. Build with :func:`load_workload_file`."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
+    description: str = ""
+    model: str = Field(min_length=1)
+    max_tokens: int = Field(gt=0, le=128_000)
+    source: Source
+    prompt: Prompt
+    output: Output
+    destination: Destination
+    instructions: str = Field(min_length=1)
+    failure_threshold: float = Field(default=0.05, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Workload:
+        placeholders = {
+            field for _, field, _, _ in string.Formatter().parse(self.prompt.item_template) if field
+        }
+        known = set(self.source.columns) | {self.source.key}
+        if unknown := sorted(placeholders - known):
+            raise ValueError(
+                f"prompt.item_template uses {unknown}, which are not source.columns or source.key"
+            )
+        properties = self.output.json_schema.get("properties", {})
+        for column, field in self.destination.columns.items():
+            if field not in properties:
+                raise ValueError(
+                    f"destination.columns.{column} maps output field {field!r}, "
+                    f"which the output schema does not define (it has {sorted(properties)})"
+                )
+        return self
+
+    @cached_property
+    def prompt_version(self) -> str:
+        """A digest of everything that changes the output, recorded on every destination row."""
+        material = json.dumps(
+            {
+                "model": self.model,
+                "max_tokens": self.max_tokens,
+                "instructions": self.instructions,
+                "item_template": self.prompt.item_template,
+                "tool": [self.output.tool_name, self.output.tool_description],
+                "schema": self.output.json_schema,
+            },
+            sort_keys=True,
+        )
+        return "v-" + hashlib.sha256(material.encode()).hexdigest()[:12]
+
+    @property
+    def asset_name(self) -> str:
+        return self.destination.asset.name
+
+    @property
+    def asset_uri(self) -> str:
+        return self.destination.asset.uri
+
+
+def load_workload_file(path: Path, include_dir: Path) -> Workload:
+    """Read and validate one definition, resolving its prompt file against ``include_dir``."""
+    import yaml
+
+    label = path.stem
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise WorkloadDefinitionError(f"workload {label!r} ({path}): cannot read YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise WorkloadDefinitionError(f"workload {label!r} ({path}): expected a mapping at the top level")
+    label = str(raw.get("name") or label)
+    instructions_file = (raw.get("prompt") or {}).get("instructions_file")
+    if instructions_file is not None and "instructions" not in raw:
+        prompt_path = include_dir / instructions_file
+        try:
+            raw["instructions"] = prompt_path.read_text(encoding="utf-8")
+        except OSError:
+            raise WorkloadDefinitionError(
+                f"workload {label!r} ({path}): field prompt.instructions_file: "
+                f"{prompt_path} does not exist or cannot be read"
+            ) from None
+    try:
+        return Workload.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"field {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise WorkloadDefinitionError(f"workload {label!r} ({path}): {problems}") from None

@@ -1,0 +1,71 @@
+"""How a reply becomes destination values: find the forced tool call and validate it.
+
+Anything that is not exactly a schema-valid tool call is an :class:`InvalidOutput` with a
+reason a person can act on. A value outside the schema's enum (a prompt-injected label,
+say) never reaches the destination table.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+
+from nightshift.workloads.definition import Workload
+
+
+class InvalidOutput(ValueError):
+    error_type = "invalid_output"
+
+
+_validators: dict[tuple[str, str], jsonschema.Draft202012Validator] = {}
+
+
+def _validator(workload: Workload) -> jsonschema.Draft202012Validator:
+    key = (workload.name, workload.prompt_version)
+    if key not in _validators:
+        _validators[key] = jsonschema.Draft202012Validator(workload.output.json_schema)
+    return _validators[key]
+
+
+def as_dict(message: Any) -> dict[str, Any]:
+    """Accept an SDK ``Message`` or its JSON form."""
+    if isinstance(message, dict):
+        return message
+    return message.model_dump(mode="json")
+
+
+def extract_output(workload: Workload, message: dict[str, Any]) -> dict[str, Any]:
+    """The validated tool input of a reply, or :class:`InvalidOutput` saying what is wrong."""
+    stop_reason = message.get("stop_reason")
+    if stop_reason == "max_tokens":
+        raise InvalidOutput(f"reply stopped at max_tokens ({workload.max_tokens}) before it was complete")
+    if stop_reason == "refusal":
+        raise InvalidOutput("the model refused to answer")
+    output = None
+    for block in message.get("content") or []:
+        if block.get("type") == "tool_use" and block.get("name") == workload.output.tool_name:
+            output = block.get("input")
+            break
+    if output is None:
+        output = _json_from_text(workload, message)
+    errors = sorted(_validator(workload).iter_errors(output), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "(reply)"
+        raise InvalidOutput(f"reply violates the output schema at {where}: {first.message}"[:500])
+    return output
+
+
+def _json_from_text(workload: Workload, message: dict[str, Any]) -> Any:
+    text = "".join(b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text")
+    if not text.strip():
+        raise InvalidOutput(f"reply has no {workload.output.tool_name!r} tool call and no text")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidOutput(
+            f"reply has no {workload.output.tool_name!r} tool call and its text is not JSON "
+            f"({exc.msg} at character {exc.pos}): {text[:80]!r}"
+        ) from None
