@@ -98,6 +98,19 @@ class Destination(_Strict):
         return columns
 
 
+class BatchSettings(_Strict):
+    """How the batch path splits, waits and retries. The caps default to the API's limits."""
+
+    max_requests_per_batch: int = Field(default=100_000, gt=0, le=100_000)
+    max_batch_bytes: int = Field(default=256_000_000, gt=1_000, le=256_000_000)
+    retry_rounds: int = Field(default=2, ge=0, le=10)
+    validation_retries: int = Field(default=0, ge=0, le=1)
+    poll_interval_seconds: float = Field(default=60.0, gt=0)
+    max_poll_interval_seconds: float = Field(default=600.0, gt=0)
+    deadline_hours: float = Field(default=20.0, gt=0, le=72)
+    max_consecutive_poll_failures: int = Field(default=10, ge=1)
+
+
 class Workload(_Strict):
     """A validated workload definition. Build with :func:`load_workload_file`."""
 
@@ -111,6 +124,7 @@ class Workload(_Strict):
     destination: Destination
     instructions: str = Field(min_length=1)
     failure_threshold: float = Field(default=0.05, ge=0, le=1)
+    batch: BatchSettings = BatchSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:

@@ -1,0 +1,65 @@
+"""A Message Batches create body, built once, measured exactly, and uploaded from disk.
+
+The body is written request by request into a spooled temporary file, so its size is the
+real serialised size (what the 256 MB cap is about) and a large batch does not sit in
+memory. It can be iterated more than once, which the SDK needs to retry an upload.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+PREFIX = b'{"requests":['
+SUFFIX = b"]}"
+CHUNK = 1 << 20
+
+
+def encode_request(custom_id: str, params: dict[str, Any]) -> bytes:
+    return json.dumps({"custom_id": custom_id, "params": params}, ensure_ascii=False,
+                      separators=(",", ":")).encode()
+
+
+class BatchBody:
+    """An append-only create body; ``size_with`` tells what one more request would make it."""
+
+    def __init__(self, spool_bytes: int = 16 << 20) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=spool_bytes)
+        self._file.write(PREFIX)
+        self.count = 0
+        self.custom_ids: list[str] = []
+
+    @property
+    def size(self) -> int:
+        return len(PREFIX) + self._payload_bytes() + len(SUFFIX)
+
+    def _payload_bytes(self) -> int:
+        return self._file.tell() - len(PREFIX)
+
+    def size_with(self, encoded: bytes) -> int:
+        return self.size + len(encoded) + (1 if self.count else 0)
+
+    def add(self, custom_id: str, encoded: bytes) -> None:
+        if self.count:
+            self._file.write(b",")
+        self._file.write(encoded)
+        self.count += 1
+        self.custom_ids.append(custom_id)
+
+    def __iter__(self) -> Iterator[bytes]:
+        end = self._file.tell()
+        try:
+            self._file.seek(0)
+            remaining = end
+            while remaining > 0:
+                chunk = self._file.read(min(CHUNK, remaining))
+                remaining -= len(chunk)
+                yield chunk
+            yield SUFFIX
+        finally:
+            self._file.seek(end)
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,56 @@
+"""Collect: claim the workload's pending requests for one run, entirely inside Postgres.
+
+One statement claims the requests (``FOR UPDATE SKIP LOCKED``, so an overlapping run or a
+streaming worker can never take the same request) and records a ledger item per request
+with a deterministic ``custom_id``. No row travels to the worker, so a million pending
+requests cost no worker memory. Running it again for the same run claims nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+
+from nightshift.batch.ledger import Run
+from nightshift.workloads.definition import Workload
+
+log = logging.getLogger(__name__)
+
+CLAIM_INTO_LEDGER = """
+WITH claimable AS (
+    SELECT request_id FROM app.llm_requests
+     WHERE workload = %(workload)s AND status = 'pending'
+     ORDER BY request_id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE app.llm_requests AS r
+       SET status = 'claimed', claimed_by = %(claimer)s, claimed_at = now(), attempts = r.attempts + 1
+      FROM claimable AS c
+     WHERE r.request_id = c.request_id
+ RETURNING r.request_id, r.source_key
+)
+INSERT INTO nightshift.items (run_pk, custom_id, source_key, request_id)
+SELECT %(run_pk)s, 'r' || %(run_pk)s || '-q' || request_id, source_key, request_id FROM claimed
+ON CONFLICT (run_pk, custom_id) DO NOTHING
+"""
+
+
+def collect(conn: psycopg.Connection, workload: Workload, run: Run, *, limit: int | None = None) -> int:
+    """Claim pending requests into the run; return how many items the run now has."""
+    with conn.cursor() as cur:
+        cur.execute(CLAIM_INTO_LEDGER, {"workload": workload.name, "claimer": run.claimer,
+                                        "run_pk": run.run_pk, "limit": limit})
+        newly_claimed = cur.rowcount
+        total = cur.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s", (run.run_pk,)).fetchone()[0]
+        cur.execute(
+            "UPDATE nightshift.runs SET requests = %s, status = CASE WHEN %s = 0 THEN 'empty' ELSE 'running' END "
+            "WHERE run_pk = %s AND status IN ('collecting', 'running', 'empty')",
+            (total, total, run.run_pk),
+        )
+    conn.commit()
+    if newly_claimed < total:
+        log.info("run %s already held %d claimed requests; claimed %d more", run.run_pk, total - newly_claimed, newly_claimed)
+    log.info("collected %d %s requests into run %s", total, workload.name, run.run_pk)
+    return total

@@ -1,0 +1,69 @@
+"""What a poll of a run's batches means, shared by the deferrable trigger and the sync sensor.
+
+Keeping the verdict and the progress line here means both wait modes end, log and fail the
+same way for the same API answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+COUNT_NAMES = ("processing", "succeeded", "errored", "canceled", "expired")
+
+
+@dataclass(frozen=True)
+class BatchSnapshot:
+    id: str
+    processing_status: str
+    request_counts: dict[str, int]
+    ended_at: str | None = None
+
+    @classmethod
+    def of(cls, batch: Any) -> BatchSnapshot:
+        counts = batch.request_counts
+        return cls(
+            id=batch.id,
+            processing_status=batch.processing_status,
+            request_counts={name: getattr(counts, name) for name in COUNT_NAMES},
+            ended_at=batch.ended_at.isoformat() if batch.ended_at else None,
+        )
+
+    @property
+    def ended(self) -> bool:
+        return self.processing_status == "ended"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def progress_line(snapshots: list[BatchSnapshot]) -> str:
+    """One readable line per poll: how many batches ended and each batch's counts."""
+    ended = sum(s.ended for s in snapshots)
+    total = {name: sum(s.request_counts[name] for s in snapshots) for name in COUNT_NAMES}
+    parts = [f"{ended}/{len(snapshots)} batches ended", " ".join(f"{n}={v}" for n, v in total.items() if v)]
+    parts += [
+        f"{s.id}: {s.processing_status} ({', '.join(f'{n} {v}' for n, v in s.request_counts.items() if v) or 'empty'})"
+        for s in snapshots
+    ]
+    return " | ".join(p for p in parts if p)
+
+
+def all_ended(snapshots: list[BatchSnapshot]) -> bool:
+    return all(s.ended for s in snapshots)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth polling through: rate limits, server-side trouble, dropped connections."""
+    import anthropic  # not at module level: DAG files import this module and must parse fast
+
+    if isinstance(exc, (anthropic.APIConnectionError, anthropic.APITimeoutError)):
+        return True
+    if isinstance(exc, anthropic.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return False
+
+
+def next_interval(base: float, consecutive_failures: int, ceiling: float) -> float:
+    """Exponential backoff on failures, back to the base interval after a good poll."""
+    return min(base * (2 ** consecutive_failures), ceiling)

@@ -1,0 +1,246 @@
+"""Submit: turn a round's items into as many Message Batches as the limits need.
+
+Before each create call an intent row is committed (with the items assigned to it); right
+after, the batch id. A retried or cleared task therefore re-attaches to what is recorded.
+An intent without an id means a crash between the create call and recording it: the
+orphan is adopted when the API lists a batch created in the intent's window with the same
+request count and unknown to the ledger, otherwise the intent's items are submitted again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import anthropic
+import psycopg
+from anthropic.types.messages import MessageBatch
+from psycopg import sql
+
+from nightshift import queue
+from nightshift.batch.body import BatchBody, encode_request
+from nightshift.batch.ledger import BatchRow, Run, batches
+from nightshift.workloads.definition import Workload
+from nightshift.workloads.requests import InvalidInput, build_params
+
+log = logging.getLogger(__name__)
+
+ORPHAN_WINDOW_BEFORE = timedelta(minutes=2)
+ORPHAN_WINDOW_AFTER = timedelta(hours=1)
+ROWS_PER_FETCH = 2_000
+
+
+@dataclass
+class Caps:
+    max_requests: int = 100_000
+    max_bytes: int = 256_000_000
+
+    @classmethod
+    def for_workload(cls, workload: Workload, **overrides: Any) -> Caps:
+        caps = cls(workload.batch.max_requests_per_batch, workload.batch.max_batch_bytes)
+        for name, value in overrides.items():
+            if value is not None:
+                setattr(caps, name, int(value))
+        return caps
+
+
+@dataclass
+class SubmitResult:
+    round: int
+    batch_ids: list[str] = field(default_factory=list)
+    submitted_requests: int = 0
+    invalid_inputs: int = 0
+    adopted: list[str] = field(default_factory=list)
+    resubmitted_intents: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def submit_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, run: Run,
+                 round_: int, caps: Caps) -> SubmitResult:
+    result = SubmitResult(round_)
+    if round_ > 0:
+        _promote_retries(conn, run, round_)
+    for intent in batches(conn, run, round_, statuses=("intent",)):
+        _recover_intent(conn, client, workload, run, intent, result)
+    _submit_unassigned(conn, client, workload, run, round_, caps, result)
+    result.batch_ids = [b.anthropic_batch_id for b in batches(conn, run, round_) if b.anthropic_batch_id]
+    log.info(
+        "round %d of run %s: %d batches (%s), %d requests submitted now, %d invalid inputs failed",
+        round_, run.run_pk, len(result.batch_ids), ", ".join(result.batch_ids) or "none",
+        result.submitted_requests, result.invalid_inputs,
+    )
+    return result
+
+
+def _promote_retries(conn: psycopg.Connection, run: Run, round_: int) -> None:
+    """Move the items the previous round marked for retry into this round, unassigned."""
+    conn.execute(
+        "UPDATE nightshift.items SET round = %s, status = 'pending', batch_pk = NULL, updated_at = now() "
+        "WHERE run_pk = %s AND status = 'retry' AND round < %s",
+        (round_, run.run_pk, round_),
+    )
+    conn.commit()
+
+
+def _pending_rows(conn: psycopg.Connection, workload: Workload, run: Run, round_: int,
+                  batch_pk: int | None) -> psycopg.Cursor:
+    """The round's items with their source rows, from a server-side cursor (held across commits)."""
+    columns = [workload.source.key, *workload.source.columns]
+    schema, table = workload.source.table.split(".")
+    assigned = sql.SQL("i.batch_pk IS NULL") if batch_pk is None else sql.SQL("i.batch_pk = %s")
+    query = sql.SQL(
+        "SELECT i.custom_id, i.source_key, i.request_id, s.{key} IS NOT NULL, {columns} "
+        "FROM nightshift.items i LEFT JOIN {table} s ON s.{key} = i.source_key::{key_type} "
+        "WHERE i.run_pk = %s AND i.round = %s AND i.status = 'pending' AND {assigned} ORDER BY i.custom_id"
+    ).format(
+        key=sql.Identifier(workload.source.key),
+        columns=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns),
+        table=sql.Identifier(schema, table),
+        key_type=sql.SQL(queue.source_key_type(conn, workload)),
+        assigned=assigned,
+    )
+    cursor = conn.cursor(name=f"nightshift_submit_{run.run_pk}_{round_}", withhold=True)
+    cursor.itersize = ROWS_PER_FETCH
+    cursor.execute(query, (run.run_pk, round_) if batch_pk is None else (run.run_pk, round_, batch_pk))
+    return cursor
+
+
+def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list):
+    """Yield ``(custom_id, encoded request)``; bad source rows go to ``invalid`` instead."""
+    columns = [workload.source.key, *workload.source.columns]
+    with _pending_rows(conn, workload, run, round_, batch_pk) as cursor:
+        for custom_id, source_key, request_id, exists, *values in cursor:
+            if not exists:
+                invalid.append((custom_id, request_id, f"source row {workload.source.table}.{workload.source.key}="
+                                f"{source_key} does not exist"))
+                continue
+            try:
+                params = build_params(workload, dict(zip(columns, values, strict=True)))
+            except InvalidInput as exc:
+                invalid.append((custom_id, request_id, str(exc)))
+                continue
+            yield custom_id, encode_request(custom_id, params)
+
+
+def _submit_unassigned(conn, client, workload, run, round_, caps, result) -> None:
+    invalid: list[tuple[str, int | None, str]] = []
+    seq = conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM nightshift.batches WHERE run_pk = %s AND round = %s",
+                       (run.run_pk, round_)).fetchone()[0]
+    body = BatchBody()
+    try:
+        for custom_id, encoded in _encoded_requests(conn, workload, run, round_, None, invalid):
+            if body.count and (body.count >= caps.max_requests or body.size_with(encoded) > caps.max_bytes):
+                _create_batch(conn, client, run, round_, seq, body, invalid, result)
+                seq += 1
+                body.close()
+                body = BatchBody()
+            if body.size_with(encoded) > caps.max_bytes:
+                invalid.append((custom_id, None, f"request {custom_id} alone is {len(encoded)} bytes, "
+                                f"over the batch body cap of {caps.max_bytes} bytes"))
+                continue
+            body.add(custom_id, encoded)
+        if body.count:
+            _create_batch(conn, client, run, round_, seq, body, invalid, result)
+        else:
+            _fail_invalid(conn, run, invalid, result)
+            conn.commit()
+    finally:
+        body.close()
+
+
+def _create_batch(conn, client, run, round_, seq, body: BatchBody, invalid, result) -> None:
+    intent_pk = conn.execute(
+        "INSERT INTO nightshift.batches (run_pk, round, seq, request_count, body_bytes) VALUES (%s, %s, %s, %s, %s) "
+        "RETURNING batch_pk", (run.run_pk, round_, seq, body.count, body.size),
+    ).fetchone()[0]
+    conn.execute("UPDATE nightshift.items SET batch_pk = %s WHERE run_pk = %s AND custom_id = ANY(%s)",
+                 (intent_pk, run.run_pk, body.custom_ids))
+    _fail_invalid(conn, run, invalid, result)
+    conn.commit()
+    batch = _create_call(client, body)
+    _record_created(conn, intent_pk, batch)
+    result.submitted_requests += body.count
+    log.info("created batch %s: round %d #%d, %d requests, %.1f MB", batch.id, round_, seq, body.count, body.size / 1e6)
+
+
+def _create_call(client: anthropic.Anthropic, body: BatchBody) -> MessageBatch:
+    return client.post(
+        "/v1/messages/batches", cast_to=MessageBatch, content=body,
+        options={"headers": {"Content-Type": "application/json", "Content-Length": str(body.size)}},
+    )
+
+
+def _record_created(conn: psycopg.Connection, batch_pk: int, batch: MessageBatch, recovery: str | None = None) -> None:
+    conn.execute(
+        "UPDATE nightshift.batches SET anthropic_batch_id = %s, status = 'submitted', submitted_at = now(), "
+        "expires_at = %s, processing_status = %s, recovery = %s WHERE batch_pk = %s",
+        (batch.id, batch.expires_at, batch.processing_status, recovery, batch_pk),
+    )
+    conn.execute("UPDATE nightshift.items SET status = 'submitted', updated_at = now() "
+                 "WHERE batch_pk = %s AND status = 'pending'", (batch_pk,))
+    conn.commit()
+
+
+def _fail_invalid(conn: psycopg.Connection, run: Run, invalid: list, result: SubmitResult) -> None:
+    """Bad source rows fail at once, with the reason, and never reach the API."""
+    for custom_id, request_id, message in invalid:
+        conn.execute(
+            "UPDATE nightshift.items SET status = 'failed', error_type = 'invalid_input', error_message = %s, "
+            "batch_pk = NULL, updated_at = now() WHERE run_pk = %s AND custom_id = %s",
+            (message, run.run_pk, custom_id),
+        )
+        if request_id is not None:
+            queue.mark_failed(conn, request_id, f"invalid_input: {message}")
+        log.warning("%s: %s", custom_id, message)
+    result.invalid_inputs += len(invalid)
+    invalid.clear()
+
+
+def _recover_intent(conn, client, workload: Workload, run: Run, intent: BatchRow, result: SubmitResult) -> None:
+    known = {row[0] for row in conn.execute(
+        "SELECT anthropic_batch_id FROM nightshift.batches WHERE anthropic_batch_id IS NOT NULL")}
+    window_start, window_end = intent.intent_at - ORPHAN_WINDOW_BEFORE, intent.intent_at + ORPHAN_WINDOW_AFTER
+    for candidate in client.messages.batches.list(limit=100):
+        if candidate.created_at < window_start:
+            break
+        counts = candidate.request_counts
+        total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
+        if candidate.id not in known and candidate.created_at <= window_end and total == intent.request_count:
+            _record_created(conn, intent.batch_pk, candidate, recovery=f"adopted orphan {candidate.id}")
+            result.adopted.append(candidate.id)
+            log.warning(
+                "recovered intent #%d (round %d, %d requests): adopted batch %s, created %s, which the ledger "
+                "did not know: the previous attempt crashed after the create call", intent.batch_pk,
+                intent.round, intent.request_count, candidate.id, candidate.created_at.isoformat(),
+            )
+            return
+    invalid: list = []
+    body = BatchBody()
+    try:
+        for custom_id, encoded in _encoded_requests(conn, workload, run, intent.round, intent.batch_pk, invalid):
+            body.add(custom_id, encoded)
+        _fail_invalid(conn, run, invalid, result)
+        conn.commit()
+        if not body.count:
+            conn.execute("UPDATE nightshift.batches SET status = 'abandoned', recovery = 'no requests left' "
+                         "WHERE batch_pk = %s", (intent.batch_pk,))
+            conn.commit()
+            return
+        conn.execute("UPDATE nightshift.batches SET request_count = %s, body_bytes = %s WHERE batch_pk = %s",
+                     (body.count, body.size, intent.batch_pk))
+        conn.commit()
+        batch = _create_call(client, body)
+        _record_created(conn, intent.batch_pk, batch, recovery="resubmitted: no orphan found")
+    finally:
+        body.close()
+    result.resubmitted_intents.append(intent.batch_pk)
+    result.submitted_requests += body.count
+    log.warning(
+        "recovered intent #%d (round %d): no listed batch matched it (created %s ±, %d requests), so its "
+        "requests were submitted again as %s", intent.batch_pk, intent.round, intent.intent_at.isoformat(),
+        intent.request_count, batch.id,
+    )

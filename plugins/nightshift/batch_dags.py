@@ -1,0 +1,78 @@
+"""The nightly batch DAG of a workload: collect → submit → wait → land → retry rounds → finalize.
+
+Retry rounds are tasks of their own (``retry_1.submit`` …), so the grid shows each round, and
+a round with nothing to retry skips cleanly. ``finalize`` runs whatever happened upstream,
+closes every request in a terminal state and publishes the destination Asset — the same
+Asset the streaming path publishes, so downstream DAGs cannot tell the paths apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TaskGroup, TriggerRule
+
+from nightshift.assets import destination_asset
+from nightshift.config import settings
+from nightshift.dag_ids import batch_dag_id
+from nightshift.operators import (
+    CollectRequestsOperator,
+    FinalizeRunOperator,
+    LandResultsOperator,
+    SubmitBatchesOperator,
+)
+from nightshift.sensors import BatchesEndedSensor
+from nightshift.workloads.definition import Workload
+
+PARAMS = {
+    "max_requests": Param(None, type=["null", "integer"], minimum=1,
+                          description="Claim at most this many pending requests (default: all)."),
+    "max_requests_per_batch": Param(None, type=["null", "integer"], minimum=1, maximum=100_000,
+                                    description="Lower the per-batch request cap (API limit 100,000)."),
+    "max_batch_bytes": Param(None, type=["null", "integer"], minimum=1_000, maximum=256_000_000,
+                             description="Lower the per-batch body cap (API limit 256 MB)."),
+    "poll_interval_seconds": Param(None, type=["null", "number"], exclusiveMinimum=0,
+                                   description="Seconds between polls while waiting (default: the workload's)."),
+    "deadline_seconds": Param(None, type=["null", "number"], exclusiveMinimum=0,
+                              description="Cancel unfinished batches this long after collect (default: the workload's)."),
+}
+
+
+def batch_dag(workload: Workload, *, deferrable: bool = True) -> DAG:
+    cfg = settings()
+    rounds = workload.batch.retry_rounds
+    with DAG(
+        dag_id=batch_dag_id(workload.name),
+        description=f"Batch path (Message Batches API): {workload.description}",
+        schedule=CronDataIntervalTimetable(cfg.schedule, timezone=cfg.timezone),
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        params=PARAMS,
+        tags=["nightshift", "batch", workload.name],
+        default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
+        doc_md=__doc__,
+    ) as dag:
+        common = {"workload": workload.name}
+        collect = CollectRequestsOperator(task_id="collect", **common)
+        previous = collect
+        for round_ in range(rounds + 1):
+            group = TaskGroup(f"retry_{round_}") if round_ else None
+            with group or _no_group():
+                submit = SubmitBatchesOperator(task_id="submit", round=round_, **common)
+                wait = BatchesEndedSensor(task_id="wait", round=round_, deferrable=deferrable, **common)
+                land = LandResultsOperator(task_id="land", round=round_, **common)
+                previous >> submit >> wait >> land
+            previous = land
+        finalize = FinalizeRunOperator(task_id="finalize", trigger_rule=TriggerRule.ALL_DONE,
+                                       outlets=[destination_asset(workload)], **common)
+        previous >> finalize
+    return dag
+
+
+class _no_group:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False

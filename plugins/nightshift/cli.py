@@ -1,0 +1,139 @@
+"""The ``nightshift`` command: the project's own tools, one subcommand each.
+
+The Makefile is a thin layer over these; every subcommand also works on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _dsn(args: argparse.Namespace) -> str:
+    dsn = args.dsn or os.environ.get("NIGHTSHIFT_DB_URL")
+    if not dsn:
+        from nightshift.localdev.environment import profile
+
+        dsn = profile("demo").cluster.dsn()
+    return dsn
+
+
+def cmd_emulator(args: argparse.Namespace, rest: list[str]) -> int:
+    from emulator.__main__ import main as emulator_main
+
+    return emulator_main(rest)
+
+
+def cmd_db_init(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift import db
+
+    with db.connect(_dsn(args)) as conn:
+        if args.reset:
+            conn.execute("DROP SCHEMA IF EXISTS app CASCADE")
+            conn.execute("DROP SCHEMA IF EXISTS nightshift CASCADE")
+        applied = db.apply_schema(conn)
+    print(f"applied {', '.join(applied)}")
+    return 0
+
+
+def cmd_demo_data(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift import db, demo_data
+
+    with db.connect(_dsn(args)) as conn:
+        counts = demo_data.generate(conn, tickets=args.tickets, products=args.products, seed=args.seed)
+    print(f"generated {counts.tickets} tickets, {counts.products} products "
+          f"({counts.bad_rows} deliberately bad), queued {counts.requests} requests")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift import db, report
+
+    with db.connect(_dsn(args)) as conn:
+        report.print_report(conn)
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift.localdev import environment
+
+    prof = environment.profile(args.profile)
+    if args.action == "pg-start":
+        started = prof.cluster.ensure_started()
+        print(f"postgres {'started' if started else 'already running'} on 127.0.0.1:{prof.pg_port} ({prof.cluster.root})")
+    elif args.action == "pg-stop":
+        prof.cluster.stop()
+        print("postgres stopped")
+    elif args.action == "pg-status":
+        print("running" if prof.cluster.is_running() else "stopped")
+        return 0 if prof.cluster.is_running() else 3
+    elif args.action == "env":
+        import shlex
+
+        for key, value in prof.environment().items():
+            print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift.localdev import demo
+
+    return demo.run(tickets=args.tickets, products=args.products)
+
+
+def cmd_stack(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift.localdev import stack
+
+    return stack.up() if args.command == "up" else stack.down()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nightshift", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("emulator", help="run the local Anthropic API emulator (flags: nightshift emulator --help)",
+                   add_help=False).set_defaults(func=cmd_emulator)
+
+    p = sub.add_parser("db-init", help="create the application schema (idempotent)")
+    p.add_argument("--dsn")
+    p.add_argument("--reset", action="store_true", help="drop the app and nightshift schemas first")
+    p.set_defaults(func=cmd_db_init)
+
+    p = sub.add_parser("demo-data", help="generate a night of demo requests")
+    p.add_argument("--dsn")
+    p.add_argument("--tickets", type=int, default=2000)
+    p.add_argument("--products", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("report", help="what happened: requests, outcomes, where the rows are")
+    p.add_argument("--dsn")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("dev", help="local environment: pg-start, pg-stop, pg-status, env")
+    p.add_argument("action", choices=["pg-start", "pg-stop", "pg-status", "env"])
+    p.add_argument("--profile", choices=["demo", "test"], default="demo")
+    p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("demo", help="set up everything locally and run one night end to end")
+    p.add_argument("--tickets", type=int, default=2000)
+    p.add_argument("--products", type=int, default=1000)
+    p.set_defaults(func=cmd_demo)
+
+    sub.add_parser("up", help="start a local Airflow (api-server, scheduler, dag-processor, triggerer)").set_defaults(func=cmd_stack)
+    sub.add_parser("down", help="stop everything `nightshift up`/`demo` started").set_defaults(func=cmd_stack)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv[:1] == ["emulator"]:
+        return cmd_emulator(argparse.Namespace(), argv[1:])
+    args = parser.parse_args(argv)
+    return args.func(args, [])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

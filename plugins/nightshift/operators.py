@@ -1,0 +1,159 @@
+"""The batch path's Airflow operators: collect, submit, land, finalize.
+
+Each is a thin shell over a function in :mod:`nightshift.batch`; each is idempotent for its
+Airflow run, because the ledger, not the task, remembers what was done. That is what makes
+retries, cleared tasks and restarted workers safe.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+from nightshift.config import settings
+
+
+class NightshiftTask:
+    """What every Nightshift task shares: its workload, its connections, its ledger run."""
+
+    workload_name: str
+    db_conn_id: str | None
+    anthropic_conn_id: str | None
+
+    @cached_property
+    def workload(self):
+        from nightshift.workloads import get_workload
+
+        return get_workload(self.workload_name)
+
+    def db(self):
+        from nightshift import db
+
+        return db.connect(self.db_conn_id or settings().db_conn_id)
+
+    def client(self):
+        from airflow.providers.anthropic.hooks.anthropic import AnthropicHook
+
+        return AnthropicHook(conn_id=self.anthropic_conn_id or settings().anthropic_conn_id).get_conn()
+
+    def ledger_run(self, conn, context):
+        from nightshift.batch.ledger import get_run
+
+        return get_run(conn, dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
+
+    @staticmethod
+    def param(context, name: str, default: Any = None) -> Any:
+        value = (context.get("params") or {}).get(name)
+        return default if value is None else value
+
+
+class _NightshiftOperator(NightshiftTask, BaseOperator):
+    template_fields = ("workload_name",)
+    ui_color = "#1f3a5f"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(self, *, workload: str, db_conn_id: str | None = None, anthropic_conn_id: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workload_name = workload
+        self.db_conn_id = db_conn_id
+        self.anthropic_conn_id = anthropic_conn_id
+
+
+class CollectRequestsOperator(_NightshiftOperator):
+    """Claim the night's pending requests into a new ledger run; skip downstream on an empty night."""
+
+    def execute(self, context) -> int:
+        from nightshift.batch.collect import collect
+        from nightshift.batch.ledger import ensure_run
+
+        deadline_seconds = self.param(context, "deadline_seconds")
+        with self.db() as conn:
+            run = ensure_run(
+                conn, self.workload, dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"],
+                deadline=timedelta(seconds=float(deadline_seconds)) if deadline_seconds else None,
+                data_interval=(context.get("data_interval_start"), context.get("data_interval_end")),
+            )
+            if run.status in ("succeeded", "failed"):
+                self.log.info("run %s is already closed (%s); claiming nothing more", run.run_pk, run.status)
+                total = conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s",
+                                     (run.run_pk,)).fetchone()[0]
+            else:
+                total = collect(conn, self.workload, run, limit=self.param(context, "max_requests"))
+        if total == 0:
+            raise AirflowSkipException(f"empty night: no pending {self.workload_name} requests")
+        return total
+
+
+class SubmitBatchesOperator(_NightshiftOperator):
+    """Submit one round: round 0 is the whole night, later rounds only the items worth retrying."""
+
+    def __init__(self, *, round: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.round = round
+
+    def execute(self, context) -> dict:
+        from nightshift.batch.submit import Caps, submit_round
+
+        with self.db() as conn:
+            run = self.ledger_run(conn, context)
+            if self.round > 0:
+                waiting = conn.execute(
+                    "SELECT count(*) FROM nightshift.items WHERE run_pk = %s AND "
+                    "(status = 'retry' OR (round = %s AND status IN ('pending', 'submitted')))",
+                    (run.run_pk, self.round)).fetchone()[0]
+                if not waiting:
+                    raise AirflowSkipException(f"nothing to retry in round {self.round}")
+                if run.past_deadline():
+                    raise AirflowSkipException(
+                        f"the run's deadline ({run.deadline_at.isoformat()}) has passed: no retry round "
+                        f"{self.round}; finalize records the {waiting} open items as failed")
+            caps = Caps.for_workload(self.workload, max_requests=self.param(context, "max_requests_per_batch"),
+                                     max_bytes=self.param(context, "max_batch_bytes"))
+            result = submit_round(conn, self.client(), self.workload, run, self.round, caps)
+        if not result.batch_ids:
+            raise AirflowSkipException(f"round {self.round}: no request to submit")
+        return result.as_dict()
+
+
+class LandResultsOperator(_NightshiftOperator):
+    """Stream ended batches' results into the destination table, the ledger and the queue."""
+
+    def __init__(self, *, round: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.round = round
+
+    def execute(self, context) -> dict:
+        from nightshift.batch.land import land_round
+
+        with self.db() as conn:
+            run = self.ledger_run(conn, context)
+            return land_round(conn, self.client(), self.workload, run, self.round).as_dict()
+
+
+class FinalizeRunOperator(_NightshiftOperator):
+    """Close the run (every request terminal), summarise it, and publish the destination Asset.
+
+    Runs whatever happened upstream (``all_done``), so a failed or timed-out night still
+    leaves every request in a terminal state. Publishes the Asset only when rows landed:
+    downstream DAGs run exactly when the streaming path would have made them run.
+    """
+
+    def execute(self, context) -> dict:
+        from nightshift.batch.finalize import finalize_run
+        from nightshift.batch.ledger import get_run
+
+        with self.db() as conn:
+            try:
+                run = get_run(conn, dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
+            except LookupError:
+                raise AirflowSkipException("no ledger run: collect never started") from None
+            summary = finalize_run(conn, run)
+        self.log.info("run summary: %s", summary.as_dict())
+        if summary.succeeded == 0:
+            raise AirflowSkipException(f"no {self.workload_name} result landed in this run: no Asset event")
+        return summary.as_dict()

@@ -1,0 +1,94 @@
+"""The request queue (``app.llm_requests``): claiming pending work and closing it.
+
+Claims use ``FOR UPDATE SKIP LOCKED`` so two consumers — an overlapping run, or a streaming
+worker beside a batch run — can never take the same request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from nightshift.workloads.definition import Workload
+
+QUEUE_TABLE = "app.llm_requests"
+
+CLAIM = """
+UPDATE app.llm_requests AS r
+   SET status = 'claimed', claimed_by = %(claimer)s, claimed_at = now(), attempts = r.attempts + 1
+ WHERE r.request_id IN (
+        SELECT request_id FROM app.llm_requests
+         WHERE workload = %(workload)s
+           AND (status = 'pending' OR (status = 'claimed' AND claimed_by = %(claimer)s))
+         ORDER BY request_id
+         LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED)
+RETURNING r.request_id, r.source_key
+"""
+
+
+def claim(conn: psycopg.Connection, workload: Workload, claimer: str, limit: int) -> list[tuple[int, str]]:
+    """Claim up to ``limit`` pending requests (and re-take any this claimer already holds)."""
+    rows = conn.execute(CLAIM, {"workload": workload.name, "claimer": claimer, "limit": limit}).fetchall()
+    conn.commit()
+    return sorted(rows)
+
+
+def column_type(conn: psycopg.Connection, table: str, column: str) -> str:
+    """The SQL type of a column, for casting the queue's text keys back to it."""
+    row = conn.execute(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attname = %s AND NOT attisdropped",
+        (table, column),
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"{table} has no column {column!r}")
+    return row[0]
+
+
+def source_key_type(conn: psycopg.Connection, workload: Workload) -> str:
+    return column_type(conn, workload.source.table, workload.source.key)
+
+
+def fetch_source_rows(
+    conn: psycopg.Connection, workload: Workload, source_keys: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Source rows by their key rendered as text (the queue's ``source_key``)."""
+    columns = [workload.source.key, *workload.source.columns]
+    schema, table = workload.source.table.split(".")
+    query = sql.SQL("SELECT {columns} FROM {table} WHERE {key} = ANY(%s::{key_type}[])").format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        table=sql.Identifier(schema, table),
+        key=sql.Identifier(workload.source.key),
+        key_type=sql.SQL(source_key_type(conn, workload)),
+    )
+    with conn.cursor() as cur:
+        cur.execute(query, (list(source_keys),))
+        return {str(row[0]): dict(zip(columns, row, strict=True)) for row in cur}
+
+
+def mark_done(conn: psycopg.Connection, request_ids: Iterable[int]) -> None:
+    conn.execute(
+        "UPDATE app.llm_requests SET status = 'done', completed_at = now(), error = NULL "
+        "WHERE request_id = ANY(%s)",
+        (list(request_ids),),
+    )
+
+
+def mark_failed(conn: psycopg.Connection, request_id: int, error: str) -> None:
+    conn.execute(
+        "UPDATE app.llm_requests SET status = 'failed', completed_at = now(), error = %s WHERE request_id = %s",
+        (error, request_id),
+    )
+
+
+def release(conn: psycopg.Connection, request_ids: Iterable[int], error: str | None = None) -> None:
+    """Hand claimed requests back to the queue, e.g. after a transient API failure."""
+    conn.execute(
+        "UPDATE app.llm_requests SET status = 'pending', claimed_by = NULL, claimed_at = NULL, error = %s "
+        "WHERE request_id = ANY(%s) AND status = 'claimed'",
+        (error, list(request_ids)),
+    )

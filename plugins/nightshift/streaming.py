@@ -1,0 +1,133 @@
+"""The streaming path Nightshift replaces: one ``messages.create`` per request, at full price.
+
+It is kept on purpose: it is the parity baseline (same workload definition, same
+destination rows), the cost baseline, and still the right tool when a person is waiting.
+Each request is written in a transaction of its own together with its queue row, so a
+crash loses at most the request in flight, and that one is re-taken by the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import psycopg
+
+from nightshift import queue
+from nightshift.destination import destination_row, upsert_statement
+from nightshift.workloads.definition import Workload
+from nightshift.workloads.replies import InvalidOutput, as_dict, extract_output
+from nightshift.workloads.requests import InvalidInput, build_params
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamingSummary:
+    workload: str
+    requests: int = 0
+    succeeded: int = 0
+    failed: Counter = field(default_factory=Counter)
+    deferred: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "requests": self.requests,
+            "succeeded": self.succeeded,
+            "failed": dict(self.failed),
+            "deferred": self.deferred,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+        }
+
+
+def api_error_type(exc: anthropic.APIError) -> str:
+    """The API's own error type (``invalid_request_error`` …) for an SDK exception."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("type"):
+            return str(error["type"])
+    if isinstance(exc, anthropic.APIConnectionError):
+        return "connection_error"
+    return "api_error"
+
+
+TERMINAL_API_ERRORS = {"invalid_request_error", "not_found_error", "request_too_large"}
+
+
+def run_streaming(
+    conn: psycopg.Connection,
+    client: anthropic.Anthropic,
+    workload: Workload,
+    *,
+    claimer: str,
+    limit: int | None = None,
+    claim_size: int = 25,
+) -> StreamingSummary:
+    """Process the workload's pending requests one API call at a time."""
+    summary = StreamingSummary(workload.name)
+    upsert = upsert_statement(workload)
+    while limit is None or summary.requests < limit:
+        size = claim_size if limit is None else min(claim_size, limit - summary.requests)
+        claimed = queue.claim(conn, workload, claimer, size)
+        if not claimed:
+            break
+        rows = queue.fetch_source_rows(conn, workload, [key for _, key in claimed])
+        for request_id, source_key in claimed:
+            summary.requests += 1
+            outcome = _process_one(conn, client, workload, upsert, request_id, source_key, rows.get(source_key))
+            if outcome == "succeeded":
+                summary.succeeded += 1
+            elif outcome == "deferred":
+                summary.deferred += 1
+            else:
+                summary.failed[outcome] += 1
+        conn.commit()
+    log.info(
+        "streaming %s: %d requests, %d succeeded, failed %s, %d handed back to the queue",
+        workload.name, summary.requests, summary.succeeded, dict(summary.failed) or "none", summary.deferred,
+    )
+    return summary
+
+
+def _process_one(conn, client, workload, upsert, request_id, source_key, row) -> str:
+    """Call the API for one request and record its outcome; returns the outcome's name."""
+    where = f"request {request_id} ({workload.source.table} {workload.source.key}={source_key})"
+    if row is None:
+        return _fail(conn, request_id, "invalid_input", f"{where}: source row does not exist")
+    try:
+        params = build_params(workload, row)
+    except InvalidInput as exc:
+        return _fail(conn, request_id, exc.error_type, str(exc))
+    try:
+        message = as_dict(client.messages.create(**params))
+    except anthropic.APIError as exc:
+        error_type = api_error_type(exc)
+        if error_type in TERMINAL_API_ERRORS:
+            return _fail(conn, request_id, "invalid_request", f"{where}: {error_type}: {exc}")
+        log.warning("%s: %s after the SDK's retries; handing it back to the queue", where, error_type)
+        queue.release(conn, [request_id], error=f"{error_type}: {exc}"[:1000])
+        conn.commit()
+        return "deferred"
+    try:
+        output = extract_output(workload, message)
+    except InvalidOutput as exc:
+        return _fail(conn, request_id, exc.error_type, f"{where}: {exc}")
+    conn.execute(upsert, destination_row(workload, source_key, output, model=message["model"], request_id=request_id))
+    queue.mark_done(conn, [request_id])
+    conn.commit()
+    return "succeeded"
+
+
+def _fail(conn, request_id: int, reason: str, message: str) -> str:
+    log.warning("%s", message)
+    queue.mark_failed(conn, request_id, f"{reason}: {message}"[:2000])
+    conn.commit()
+    return reason

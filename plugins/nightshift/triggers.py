@@ -1,0 +1,97 @@
+"""The trigger that waits for a run's batches in the triggerer, holding no worker slot.
+
+It only reads: a trigger may be run more than once (after a triggerer restart it is rebuilt
+from :meth:`serialize`), so everything it needs is in its kwargs and it has no side effect
+except cancelling its batches when the task is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from nightshift.batch.polling import BatchSnapshot, all_ended, is_transient, next_interval, progress_line
+
+
+class BatchesEndedTrigger(BaseTrigger):
+    """Poll every batch of a run until all have ended, the deadline passes, or polling keeps failing.
+
+    :param deadline: wall-clock epoch seconds; wall-clock because the trigger may resume in
+        another triggerer process, where a monotonic clock would mean nothing.
+    """
+
+    def __init__(self, *, conn_id: str, batch_ids: list[str], deadline: float, poll_interval: float,
+                 max_poll_interval: float, max_consecutive_failures: int) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self.batch_ids = list(batch_ids)
+        self.deadline = deadline
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.max_consecutive_failures = max_consecutive_failures
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "nightshift.triggers.BatchesEndedTrigger",
+            {
+                "conn_id": self.conn_id,
+                "batch_ids": self.batch_ids,
+                "deadline": self.deadline,
+                "poll_interval": self.poll_interval,
+                "max_poll_interval": self.max_poll_interval,
+                "max_consecutive_failures": self.max_consecutive_failures,
+            },
+        )
+
+    async def _client(self):
+        from airflow.providers.anthropic.hooks.anthropic import AnthropicHook
+
+        return await AnthropicHook(conn_id=self.conn_id).get_async_conn()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        client = await self._client()
+        failures = 0
+        async with client:
+            while True:
+                try:
+                    snapshots = [BatchSnapshot.of(await client.messages.batches.retrieve(batch_id))
+                                 for batch_id in self.batch_ids]
+                except Exception as exc:
+                    failures += 1
+                    if not is_transient(exc) or failures >= self.max_consecutive_failures:
+                        yield TriggerEvent({"status": "error", "batch_ids": self.batch_ids,
+                                            "message": f"polling failed ({failures} in a row): {exc!r}"})
+                        return
+                    delay = next_interval(self.poll_interval, failures, self.max_poll_interval)
+                    self.log.warning("poll failed (%d in a row, retrying in %.1fs): %r", failures, delay, exc)
+                    await asyncio.sleep(delay)
+                    continue
+                failures = 0
+                self.log.info("%s", progress_line(snapshots))
+                batches = [s.as_dict() for s in snapshots]
+                if all_ended(snapshots):
+                    yield TriggerEvent({"status": "ended", "batches": batches})
+                    return
+                remaining = self.deadline - time.time()
+                if remaining <= 0:
+                    unfinished = [s.id for s in snapshots if not s.ended]
+                    yield TriggerEvent({"status": "deadline", "batches": batches, "unfinished": unfinished})
+                    return
+                await asyncio.sleep(min(self.poll_interval, remaining))
+
+    async def on_kill(self) -> None:
+        """Cancel the batches when a user kills or clears the deferred task (Airflow 3.3+)."""
+        client = await self._client()
+        async with client:
+            for batch_id in self.batch_ids:
+                try:
+                    batch = await client.messages.batches.retrieve(batch_id)
+                    if batch.processing_status == "in_progress":
+                        await client.messages.batches.cancel(batch_id)
+                        self.log.info("on_kill: cancelled batch %s", batch_id)
+                except Exception as exc:
+                    self.log.warning("on_kill: could not cancel batch %s: %r", batch_id, exc)

@@ -1,0 +1,87 @@
+"""Session harness: a throwaway PostgreSQL cluster, the Airflow settings, the app schema.
+
+The cluster is the ``test`` profile's (its own folder and port), started here when it is not
+already running and stopped again at the end of the session, so a bare ``pytest`` works and
+nothing outlives it. Airflow settings go into the environment before any test imports
+Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from nightshift.localdev.environment import profile
+
+PROFILE = profile("test")
+_started_cluster = False
+
+pytest_plugins = ["emulator.pytest_plugin"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _started_cluster
+    PROFILE.prepare_airflow_home()
+    os.environ.update(PROFILE.environment())
+    _started_cluster = PROFILE.cluster.ensure_started()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _started_cluster and not os.environ.get("NIGHTSHIFT_KEEP_PG"):
+        PROFILE.cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    return PROFILE.cluster
+
+
+@pytest.fixture(scope="session")
+def app_dsn(pg_cluster) -> str:
+    return pg_cluster.dsn("nightshift")
+
+
+def reset_app_schema(dsn: str) -> None:
+    from nightshift.db import apply_schema
+
+    with psycopg.connect(dsn) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS app CASCADE")
+        conn.execute("DROP SCHEMA IF EXISTS nightshift CASCADE")
+        apply_schema(conn)
+
+
+@pytest.fixture
+def app_db(app_dsn):
+    """A psycopg connection to a freshly created application schema."""
+    reset_app_schema(app_dsn)
+    with psycopg.connect(app_dsn) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata DB (Postgres), once per session."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        env=os.environ.copy(), capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return PROFILE.airflow_home
+
+
+@pytest.fixture
+def anthropic_conn(emulator, monkeypatch):
+    """Point the standard ``anthropic_default`` connection at this test's emulator."""
+    import json
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ANTHROPIC_DEFAULT",
+        json.dumps({"conn_type": "anthropic", "host": emulator.url, "password": emulator.api_key}),
+    )
+    return emulator

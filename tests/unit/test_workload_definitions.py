@@ -1,0 +1,88 @@
+"""Workload definitions: the shipped ones load, and a bad one names the workload and field."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nightshift import paths
+from nightshift.workloads import WorkloadDefinitionError, load_workloads
+
+SHIPPED = paths.workloads_dir()
+
+
+@pytest.fixture
+def workload_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "workloads"
+    shutil.copytree(SHIPPED, target)
+    return target
+
+
+def edit(path: Path, change) -> None:
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_shipped_workloads_load():
+    workloads = load_workloads()
+    assert set(workloads) == {"ticket_classification", "product_enrichment"}
+    for workload in workloads.values():
+        assert workload.instructions.strip(), workload.name
+        assert re.fullmatch(r"v-[0-9a-f]{12}", workload.prompt_version)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d.pop("model"), "field model: Field required"),
+        (lambda d: d.update(max_tokens=0), "field max_tokens"),
+        (lambda d: d["source"].update(table="tickets"), "field source.table"),
+        (lambda d: d["output"]["schema"].update(type="array"), "field output.schema"),
+        (lambda d: d["output"]["schema"]["properties"]["label"].update(type="strng"), "not a valid JSON Schema"),
+        (lambda d: d["destination"]["columns"].update(priority="priority"), "destination.columns.priority"),
+        (lambda d: d["prompt"].update(item_template="{subject} {sla}"), "['sla']"),
+        (lambda d: d["prompt"].update(instructions_file="prompts/missing.md"), "prompt.instructions_file"),
+        (lambda d: d["source"].update(required_columns=["priority"]), "required_columns ['priority']"),
+        (lambda d: d.update(colour="blue"), "field colour: Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_definition_names_workload_and_field(workload_dir, change, expected):
+    edit(workload_dir / "ticket_classification.yaml", change)
+    with pytest.raises(WorkloadDefinitionError) as raised:
+        load_workloads(workload_dir)
+    message = str(raised.value)
+    assert "workload 'ticket_classification'" in message
+    assert expected in message
+
+
+def test_unreadable_yaml_is_reported_by_file(workload_dir):
+    (workload_dir / "broken.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(WorkloadDefinitionError, match=r"workload 'broken' .*cannot read YAML"):
+        load_workloads(workload_dir)
+
+
+def test_duplicate_names_are_refused(workload_dir):
+    shutil.copy(workload_dir / "ticket_classification.yaml", workload_dir / "copy.yaml")
+    with pytest.raises(WorkloadDefinitionError, match="defined twice"):
+        load_workloads(workload_dir)
+
+
+def test_prompt_version_changes_with_anything_that_changes_output(workload_dir):
+    before = load_workloads(workload_dir)["ticket_classification"].prompt_version
+    edit(workload_dir / "ticket_classification.yaml", lambda d: d.update(max_tokens=301))
+    after = load_workloads(workload_dir)["ticket_classification"].prompt_version
+    assert before != after
+
+
+def test_label_set_matches_destination_check_constraint():
+    """The DB refuses an unapproved label even if a reply slipped past validation."""
+    schema_sql = (paths.sql_dir() / "001_app_schema.sql").read_text()
+    constraint = re.search(r"CHECK \(label IN \(([^)]*)\)\)", schema_sql).group(1)
+    allowed = {v.strip().strip("'") for v in constraint.split(",")}
+    workload = load_workloads()["ticket_classification"]
+    assert allowed == set(workload.output.json_schema["properties"]["label"]["enum"])
