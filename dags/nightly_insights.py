@@ -56,4 +56,4 @@ def nightly_insights():
     summarize()
 
 
-nightly_insights()
+nightly_insights_dag = nightly_insights()

@@ -1,8 +1,8 @@
-"""The streaming path, one DAG per workload (the path the batch pipeline replaces)."""
+"""Airflow DAGs: the streaming path, one per workload (the path the batch pipeline replaces)."""
 
 from nightshift.streaming_dags import streaming_dag
 from nightshift.workloads.registry import all_workloads
 
 for _workload in all_workloads().values():
-    _dag = streaming_dag(_workload)
+    _dag = streaming_dag(_workload, fileloc=__file__)
     globals()[_dag.dag_id] = _dag

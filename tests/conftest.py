@@ -65,13 +65,16 @@ def app_db(app_dsn):
 
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
-    """A migrated Airflow metadata DB (Postgres), once per session."""
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        env=os.environ.copy(), capture_output=True, text=True,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    """A migrated Airflow metadata DB (Postgres) with the DAGs registered, once per session.
+
+    The downstream DAG is unpaused, as in production: Airflow queues asset-triggered runs
+    only for unpaused consumers.
+    """
+    airflow = str(Path(sys.executable).parent / "airflow")
+    for command in (["db", "migrate"], ["dags", "reserialize"], ["dags", "unpause", "nightly_insights"]):
+        result = subprocess.run([airflow, *command], env=os.environ.copy(), capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.fail(f"airflow {' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return PROFILE.airflow_home
 
 

@@ -1,9 +1,10 @@
-"""The nightly batch DAG of a workload: collect → submit → wait → land → retry rounds → finalize.
+"""The nightly batch DAG of a workload: collect → submit → wait → land → retry rounds → finalize → verdict.
 
 Retry rounds are tasks of their own (``retry_1.submit`` …), so the grid shows each round, and
 a round with nothing to retry skips cleanly. ``finalize`` runs whatever happened upstream,
 closes every request in a terminal state and publishes the destination Asset — the same
 Asset the streaming path publishes, so downstream DAGs cannot tell the paths apart.
+``verdict`` turns the ledger's verdict into the DAG run's state.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from nightshift.operators import (
     CollectRequestsOperator,
     FinalizeRunOperator,
     LandResultsOperator,
+    NightVerdictOperator,
     SubmitBatchesOperator,
 )
 from nightshift.sensors import BatchesEndedSensor
@@ -38,7 +40,8 @@ PARAMS = {
 }
 
 
-def batch_dag(workload: Workload, *, deferrable: bool = True) -> DAG:
+def batch_dag(workload: Workload, *, fileloc: str | None = None, deferrable: bool = True) -> DAG:
+    """``fileloc`` is the DAG file calling the factory: Airflow re-parses that file to run a task."""
     cfg = settings()
     rounds = workload.batch.retry_rounds
     with DAG(
@@ -66,7 +69,10 @@ def batch_dag(workload: Workload, *, deferrable: bool = True) -> DAG:
             previous = land
         finalize = FinalizeRunOperator(task_id="finalize", trigger_rule=TriggerRule.ALL_DONE,
                                        outlets=[destination_asset(workload)], **common)
-        previous >> finalize
+        verdict = NightVerdictOperator(task_id="verdict", trigger_rule=TriggerRule.ALL_DONE, retries=0, **common)
+        previous >> finalize >> verdict
+    if fileloc:
+        dag.fileloc = fileloc
     return dag
 
 

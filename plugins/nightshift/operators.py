@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from nightshift.config import settings
 
@@ -157,3 +157,33 @@ class FinalizeRunOperator(_NightshiftOperator):
         if summary.succeeded == 0:
             raise AirflowSkipException(f"no {self.workload_name} result landed in this run: no Asset event")
         return summary.as_dict()
+
+
+class NightVerdictOperator(_NightshiftOperator):
+    """Fail the DAG run when the night did not finish (a deadline passed, a step failed).
+
+    ``finalize`` cannot do this itself: it must succeed to publish the Asset for the rows that
+    did land. This leaf task turns the ledger's verdict into the DAG run's state, so a failed
+    night shows red in the UI and reaches whatever alerting watches DAG runs.
+    """
+
+    def execute(self, context) -> dict:
+        from nightshift.batch.ledger import get_run
+
+        with self.db() as conn:
+            try:
+                run = get_run(conn, dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
+            except LookupError:
+                raise AirflowFailException("the night never started: collect did not record a run") from None
+            status, requests, succeeded, failed, message = conn.execute(
+                "SELECT status, requests, succeeded, failed, message FROM nightshift.runs WHERE run_pk = %s",
+                (run.run_pk,)).fetchone()
+        verdict = {"run_pk": run.run_pk, "status": status, "requests": requests, "succeeded": succeeded,
+                   "failed": failed}
+        if status in ("collecting", "running"):
+            raise AirflowFailException(f"run {run.run_pk} was not closed: an upstream step failed before finalize")
+        if status == "failed":
+            raise AirflowFailException(
+                f"run {run.run_pk} did not finish: {succeeded} of {requests} requests succeeded. {message or ''}".strip())
+        self.log.info("night %s: %s", status, verdict)
+        return verdict

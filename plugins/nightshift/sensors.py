@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from nightshift.batch.polling import BatchSnapshot, all_ended, is_transient, progress_line
 from nightshift.operators import NightshiftTask
@@ -116,7 +116,9 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
                 client.messages.batches.cancel(batch_id)
             except Exception as exc:
                 self.log.warning("could not cancel batch %s: %r", batch_id, exc)
-        raise AirflowException(
-            f"run {run.run_pk} passed its deadline ({run.deadline_at.isoformat()}) with "
-            f"{len(unfinished)} batch(es) unfinished; cancelled: {', '.join(unfinished)}"
-        )
+        message = (f"run {run.run_pk} passed its deadline ({run.deadline_at.isoformat()}) with "
+                   f"{len(unfinished)} batch(es) unfinished; cancelled: {', '.join(unfinished)}")
+        with self.db() as conn:
+            conn.execute("UPDATE nightshift.runs SET message = %s WHERE run_pk = %s", (message, run.run_pk))
+            conn.commit()
+        raise AirflowFailException(message)  # retrying cannot bring a deadline back

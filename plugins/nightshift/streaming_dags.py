@@ -12,7 +12,8 @@ from nightshift.dag_ids import streaming_dag_id
 from nightshift.workloads.definition import Workload
 
 
-def streaming_dag(workload: Workload) -> DAG:
+def streaming_dag(workload: Workload, *, fileloc: str | None = None) -> DAG:
+    """``fileloc`` is the DAG file calling the factory: Airflow re-parses that file to run a task."""
     cfg = settings()
     with DAG(
         dag_id=streaming_dag_id(workload.name),
@@ -33,4 +34,6 @@ def streaming_dag(workload: Workload) -> DAG:
             return stream_requests_task(workload_name, run_id=context["run_id"])
 
         stream_requests(workload.name)
+    if fileloc:
+        dag.fileloc = fileloc
     return dag
