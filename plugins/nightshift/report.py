@@ -1,4 +1,4 @@
-"""The morning-after report: what each workload's requests came to, and where the rows are."""
+"""The morning-after report: per workload, what the latest night came to and where the rows are."""
 
 from __future__ import annotations
 
@@ -12,60 +12,71 @@ from nightshift.workloads.registry import all_workloads
 
 
 @dataclass
-class WorkloadOutcome:
+class NightReport:
     workload: str
     destination: str
+    run_pk: int | None = None
+    status: str = "no run yet"
     requests: int = 0
     succeeded: int = 0
-    pending: int = 0
     failed: dict[str, int] = field(default_factory=dict)
+    rounds: int = 0
+    batches: list[tuple[str, int, int, str]] = field(default_factory=list)
     destination_rows: int = 0
-    examples: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def failed_total(self) -> int:
-        return sum(self.failed.values())
+    examples: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def collect(conn: psycopg.Connection) -> list[WorkloadOutcome]:
-    outcomes = []
+def latest_nights(conn: psycopg.Connection) -> list[NightReport]:
+    reports = []
     for workload in all_workloads().values():
-        outcome = WorkloadOutcome(workload.name, workload.destination.table)
-        for status, reason, count in conn.execute(
-            "SELECT status, split_part(coalesce(error, ''), ':', 1), count(*) FROM app.llm_requests "
-            "WHERE workload = %s GROUP BY 1, 2",
-            (workload.name,),
-        ):
-            outcome.requests += count
-            if status == "done":
-                outcome.succeeded += count
-            elif status == "failed":
-                outcome.failed[reason or "unknown"] = outcome.failed.get(reason or "unknown", 0) + count
-            else:
-                outcome.pending += count
-        outcome.destination_rows = conn.execute(f"SELECT count(*) FROM {workload.destination.table}").fetchone()[0]
-        outcome.examples = conn.execute(
-            "SELECT source_key, error FROM app.llm_requests WHERE workload = %s AND status = 'failed' "
-            "ORDER BY request_id LIMIT 3",
-            (workload.name,),
-        ).fetchall()
-        outcomes.append(outcome)
-    return outcomes
+        report = NightReport(workload.name, workload.destination.table)
+        report.destination_rows = conn.execute(f"SELECT count(*) FROM {workload.destination.table}").fetchone()[0]
+        row = conn.execute(
+            "SELECT run_pk, status FROM nightshift.runs WHERE workload = %s ORDER BY run_pk DESC LIMIT 1",
+            (workload.name,)).fetchone()
+        if row:
+            report.run_pk, report.status = row
+            _fill_from_ledger(conn, report)
+        reports.append(report)
+    return reports
 
 
-def print_report(conn: psycopg.Connection, console: Console | None = None) -> list[WorkloadOutcome]:
-    console = console or Console()
-    outcomes = collect(conn)
-    table = Table(title="Nightshift — what happened", title_justify="left")
-    for column in ("workload", "requests", "succeeded", "failed (reason: count)", "still pending", "results in"):
-        table.add_column(column, justify="right" if column in {"requests", "succeeded", "still pending"} else "left")
-    for o in outcomes:
-        failed = ", ".join(f"{reason}: {count}" for reason, count in sorted(o.failed.items())) or "0"
-        table.add_row(o.workload, str(o.requests), str(o.succeeded), failed, str(o.pending),
-                      f"{o.destination} ({o.destination_rows} rows)")
+def _fill_from_ledger(conn: psycopg.Connection, report: NightReport) -> None:
+    for status, reason, count in conn.execute(
+            "SELECT status, error_type, count(*) FROM nightshift.items WHERE run_pk = %s GROUP BY 1, 2",
+            (report.run_pk,)):
+        report.requests += count
+        if status == "succeeded":
+            report.succeeded += count
+        elif status == "failed":
+            report.failed[reason] = count
+    report.batches = conn.execute(
+        "SELECT anthropic_batch_id, round, request_count, coalesce(processing_status, status) "
+        "FROM nightshift.batches WHERE run_pk = %s ORDER BY round, seq", (report.run_pk,)).fetchall()
+    report.rounds = len({b[1] for b in report.batches})
+    report.examples = conn.execute(
+        "SELECT source_key, error_type, error_message FROM nightshift.items WHERE run_pk = %s AND status = 'failed' "
+        "ORDER BY error_type, custom_id LIMIT 4", (report.run_pk,)).fetchall()
+
+
+def print_report(conn: psycopg.Connection, console: Console | None = None) -> list[NightReport]:
+    console = console or Console(width=max(Console().width, 120))
+    reports = latest_nights(conn)
+    table = Table(title="Nightshift — the latest night", title_justify="left")
+    for column in ("workload", "run", "requests", "succeeded", "failed", "rounds", "batches", "rows in"):
+        table.add_column(column, justify="left" if column in {"workload", "run", "rows in"} else "right")
+    for r in reports:
+        table.add_row(r.workload, f"#{r.run_pk} {r.status}" if r.run_pk else r.status, str(r.requests),
+                      str(r.succeeded), str(sum(r.failed.values())), str(r.rounds), str(len(r.batches)),
+                      f"{r.destination} ({r.destination_rows})")
     console.print(table)
-    for o in outcomes:
-        for source_key, error in o.examples:
-            console.print(f"  [yellow]failed[/] {o.workload} {source_key}: {error[:160]}")
-    console.print("Failures are queryable: SELECT * FROM app.llm_requests WHERE status = 'failed';")
-    return outcomes
+    for r in reports:
+        if r.failed:
+            reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(r.failed.items()))
+            console.print(f"[bold]{r.workload}[/] failed by reason: {reasons}")
+        for batch_id, round_, count, state in r.batches:
+            console.print(f"  round {round_}: {batch_id}, {count} requests, {state}")
+        for source_key, reason, message in r.examples:
+            console.print(f"  [yellow]failed[/] key {source_key}: {reason}: {(message or '')[:110]}")
+    console.print("Every request's outcome: SELECT * FROM nightshift.items WHERE run_pk = <run>;")
+    return reports
