@@ -43,6 +43,9 @@ def collect(conn: psycopg.Connection, workload: Workload, run: Run, *, limit: in
         cur.execute(CLAIM_INTO_LEDGER, {"workload": workload.name, "claimer": run.claimer,
                                         "run_pk": run.run_pk, "limit": limit})
         newly_claimed = cur.rowcount
+        if newly_claimed:
+            # A night can add a large share of the table at once; plan the next steps on real counts.
+            cur.execute("ANALYZE nightshift.items")
         total = cur.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s", (run.run_pk,)).fetchone()[0]
         cur.execute(
             "UPDATE nightshift.runs SET requests = %s, status = CASE WHEN %s = 0 THEN 'empty' ELSE 'running' END "

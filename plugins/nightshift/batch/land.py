@@ -161,6 +161,8 @@ class SliceWriter:
             values=sql.SQL(", ").join(map(sql.Identifier, value_columns)),
             dest=sql.Identifier(schema, table),
         )
+        self.analyze_staging = sql.SQL("ANALYZE land_items; ANALYZE {}").format(
+            sql.Identifier(f"land_dest_{workload.name}"))
         self.copy_items = sql.SQL("COPY land_items ({}) FROM STDIN").format(
             sql.SQL(", ").join(map(sql.Identifier, ITEM_COLUMNS)))
         self.copy_dest = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -209,6 +211,9 @@ class SliceWriter:
             with cur.copy(self.copy_dest) as copy:
                 for row in dest_rows:
                     copy.write_row(row)
+            # Temp tables are never auto-analyzed: without this the planner takes a slice for one
+            # row and joins it by nested loop (measured: 14.6 s instead of 0.1 s per 5,000 results).
+            cur.execute(self.analyze_staging)
             cur.execute(self.upsert, self.params)
             cur.execute(self.close_queue, self.params)
             cur.execute(self.update_items, self.params)
