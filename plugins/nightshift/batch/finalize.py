@@ -50,16 +50,21 @@ class RunSummary:
     rounds: int = 0
     batches: int = 0
     status: str = "succeeded"
+    costs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed_total(self) -> int:
         return sum(self.failed.values())
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "failed_total": self.failed_total}
+        costs = {k: float(v) if hasattr(v, "as_integer_ratio") else str(v) for k, v in self.costs.items()}
+        return {**self.__dict__, "costs": costs, "failed_total": self.failed_total}
 
 
 def finalize_run(conn: psycopg.Connection, run: Run) -> RunSummary:
+    from nightshift.batch.costing import record_run_costs
+    from nightshift.costs import price_table
+
     past_deadline = run.past_deadline()
     with conn.cursor() as cur:
         cur.execute(CLOSE_OPEN_ITEMS, {"run_pk": run.run_pk, "past_deadline": past_deadline})
@@ -73,12 +78,18 @@ def finalize_run(conn: psycopg.Connection, run: Run) -> RunSummary:
     status = "empty" if requests == 0 else "failed" if unfinished else "succeeded"
     summary = RunSummary(run.run_pk, run.workload, requests, counts.get("succeeded", 0), failed, rounds,
                          batch_count, status)
+    model = conn.execute("SELECT model FROM nightshift.runs WHERE run_pk = %s", (run.run_pk,)).fetchone()[0]
+    summary.costs = record_run_costs(conn, run, model, price_table())
     conn.execute(
         "UPDATE nightshift.runs SET status = %s, requests = %s, succeeded = %s, failed = %s, rounds = %s, "
         "finished_at = coalesce(finished_at, now()) WHERE run_pk = %s",
         (status, requests, summary.succeeded, summary.failed_total, rounds, run.run_pk),
     )
     conn.commit()
+    uncached = summary.costs["streaming_uncached_usd"]
+    log.info("run %s cost $%.4f at the batch rate; the streaming path would have cost $%.4f (%.1f%% saved)",
+             run.run_pk, summary.costs["cost_usd"], uncached,
+             100 * (1 - summary.costs["cost_usd"] / uncached) if uncached else 0)
     log.info(
         "run %s (%s) closed as %s: %d requests, %d succeeded, %d failed %s, %d rounds, %d batches",
         run.run_pk, run.workload, status, requests, summary.succeeded, summary.failed_total, failed or "", rounds,

@@ -21,7 +21,9 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from nightshift.batch.costing import usage_of
 from nightshift.batch.ledger import BatchRow, Run, batches, record_batch_state
+from nightshift.costs import PriceTable, price_table
 from nightshift.batch.polling import BatchSnapshot
 from nightshift.destination import upsert_statement
 from nightshift.queue import column_type
@@ -34,7 +36,7 @@ SLICE = 5_000
 RETRYABLE_ITEM_ERRORS = {"overloaded_error", "api_error"}
 ITEM_COLUMNS = ("custom_id", "status", "error_type", "error_message", "stop_reason", "input_tokens", "output_tokens",
                 "cache_creation_input_tokens", "cache_read_input_tokens", "cache_write_5m_tokens",
-                "cache_write_1h_tokens")
+                "cache_write_1h_tokens", "cost_usd")
 
 
 class BatchNotEnded(RuntimeError):
@@ -69,7 +71,7 @@ def _land_batch(conn, client, workload, run, batch: BatchRow, writer: SliceWrite
     if not snapshot.ended:
         raise BatchNotEnded(f"batch {batch.anthropic_batch_id} is {snapshot.processing_status}, not ended: "
                             "nothing to land yet")
-    outcome_of = _OutcomeReader(workload, run, batch.round)
+    outcome_of = _OutcomeReader(workload, run, batch.round, price_table())
     with client.messages.batches.with_streaming_response.results(batch.anthropic_batch_id) as response:
         lines = (line for line in response.iter_lines() if line)
         while chunk := list(islice(lines, SLICE)):
@@ -92,9 +94,18 @@ def _land_batch(conn, client, workload, run, batch: BatchRow, writer: SliceWrite
 class _OutcomeReader:
     """Turns one result line into ``(item row, destination values or None)``."""
 
-    def __init__(self, workload: Workload, run: Run, round_: int) -> None:
+    def __init__(self, workload: Workload, run: Run, round_: int, prices: PriceTable) -> None:
         self.workload = workload
+        self.prices = prices
         self.retry_invalid_output = round_ < workload.batch.validation_retries
+
+    def _usage(self, message: dict[str, Any]) -> tuple:
+        """Token counts as the ledger stores them, and their cost at the batch rate."""
+        raw = message.get("usage") or {}
+        usage = usage_of(raw, self.workload)
+        cost = self.prices.cost(usage, message.get("model") or self.workload.model, batch=True)
+        return (usage.input_tokens, usage.output_tokens, raw.get("cache_creation_input_tokens") or 0,
+                usage.cache_read_tokens, usage.cache_write_5m_tokens, usage.cache_write_1h_tokens, cost)
 
     def __call__(self, line: str | bytes) -> tuple[tuple, tuple | None]:
         record = json.loads(line)
@@ -103,7 +114,7 @@ class _OutcomeReader:
         kind = result["type"]
         if kind == "succeeded":
             message = result["message"]
-            usage = _usage(message.get("usage") or {})
+            usage = self._usage(message)
             stop_reason = message.get("stop_reason")
             try:
                 output = extract_output(self.workload, message)
@@ -125,14 +136,7 @@ class _OutcomeReader:
                 None, *_NO_USAGE), None
 
 
-_NO_USAGE = (None,) * 6
-
-
-def _usage(usage: dict[str, Any]) -> tuple:
-    split = usage.get("cache_creation") or {}
-    return (usage.get("input_tokens"), usage.get("output_tokens"), usage.get("cache_creation_input_tokens"),
-            usage.get("cache_read_input_tokens"), split.get("ephemeral_5m_input_tokens"),
-            split.get("ephemeral_1h_input_tokens"))
+_NO_USAGE = (None,) * 7  # errored, canceled and expired requests are not billed
 
 
 def _adapt(value: Any) -> Any:
@@ -153,7 +157,7 @@ class SliceWriter:
             "CREATE TEMP TABLE IF NOT EXISTS land_items ("
             "custom_id text, status text, error_type text, error_message text, stop_reason text, "
             "input_tokens int, output_tokens int, cache_creation_input_tokens int, cache_read_input_tokens int, "
-            "cache_write_5m_tokens int, cache_write_1h_tokens int) ON COMMIT DELETE ROWS; "
+            "cache_write_5m_tokens int, cache_write_1h_tokens int, cost_usd numeric) ON COMMIT DELETE ROWS; "
             "CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
             "SELECT ''::text AS custom_id, {values}, model FROM {dest} WITH NO DATA"
         ).format(
@@ -193,7 +197,7 @@ class SliceWriter:
             "error_message = l.error_message, stop_reason = l.stop_reason, input_tokens = l.input_tokens, "
             "output_tokens = l.output_tokens, cache_creation_input_tokens = l.cache_creation_input_tokens, "
             "cache_read_input_tokens = l.cache_read_input_tokens, cache_write_5m_tokens = l.cache_write_5m_tokens, "
-            "cache_write_1h_tokens = l.cache_write_1h_tokens, updated_at = now() "
+            "cache_write_1h_tokens = l.cache_write_1h_tokens, cost_usd = l.cost_usd, updated_at = now() "
             "FROM land_items l WHERE i.run_pk = %(run_pk)s AND i.custom_id = l.custom_id "
             "AND i.round = %(round)s AND i.status = 'submitted'")
 

@@ -64,6 +64,11 @@ def submit_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload
     result = SubmitResult(round_)
     if round_ > 0:
         _promote_retries(conn, run, round_)
+    else:
+        from nightshift.batch.costing import plan_caching
+        from nightshift.costs import price_table
+
+        plan_caching(conn, client, workload, run, price_table())
     for intent in batches(conn, run, round_, statuses=("intent",)):
         _recover_intent(conn, client, workload, run, intent, result)
     _submit_unassigned(conn, client, workload, run, round_, caps, result)

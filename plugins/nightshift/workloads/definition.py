@@ -109,6 +109,8 @@ class BatchSettings(_Strict):
     max_poll_interval_seconds: float = Field(default=600.0, gt=0)
     deadline_hours: float = Field(default=20.0, gt=0, le=72)
     max_consecutive_poll_failures: int = Field(default=10, ge=1)
+    warmup: Literal["auto", "always", "never"] = "auto"
+    expected_cache_hit_rate: float = Field(default=0.5, ge=0, le=1)
 
 
 class Workload(_Strict):
@@ -128,14 +130,19 @@ class Workload(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
-        placeholders = {
-            field for _, field, _, _ in string.Formatter().parse(self.prompt.item_template) if field
-        }
+        placeholders = _placeholders(self.prompt.item_template)
         known = set(self.source.columns) | {self.source.key}
         if unknown := sorted(placeholders - known):
             raise ValueError(
                 f"prompt.item_template uses {unknown}, which are not source.columns or source.key"
             )
+        for where, text in (("instructions", self.instructions), ("output.tool_description", self.output.tool_description)):
+            if per_item := sorted(_placeholders(text) & known):
+                raise ValueError(
+                    f"the cached prefix would differ between items: {where} renders per-item value(s) "
+                    f"{', '.join('{' + p + '}' for p in per_item)}; a prefix that varies is never read from the "
+                    "cache (cache busting). Move per-item values into prompt.item_template"
+                )
         properties = self.output.json_schema.get("properties", {})
         for column, field in self.destination.columns.items():
             if field not in properties:
@@ -168,6 +175,14 @@ class Workload(_Strict):
     @property
     def asset_uri(self) -> str:
         return self.destination.asset.uri
+
+
+def _placeholders(text: str) -> set[str]:
+    """``{name}`` fields of a format string (literal braces, as in JSON examples, are ignored)."""
+    try:
+        return {field for _, field, _, _ in string.Formatter().parse(text) if field}
+    except ValueError:
+        return set()
 
 
 def load_workload_file(path: Path, include_dir: Path) -> Workload:

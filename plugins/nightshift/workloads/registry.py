@@ -16,10 +16,21 @@ def load_workloads(directory: Path | None = None, include_dir: Path | None = Non
     workloads: dict[str, Workload] = {}
     for path in sorted(directory.glob("*.yaml")):
         workload = load_workload_file(path, include_dir)
+        _check_priced(workload, path)
         if workload.name in workloads:
             raise WorkloadDefinitionError(f"workload {workload.name!r} is defined twice (second: {path})")
         workloads[workload.name] = workload
     return workloads
+
+
+def _check_priced(workload: Workload, path: Path) -> None:
+    """An unpriced model would make every cost figure silently zero: refuse it at load time."""
+    from nightshift.costs import UnknownModel, price_table
+
+    try:
+        price_table().price(workload.model)
+    except UnknownModel as exc:
+        raise WorkloadDefinitionError(f"workload {workload.name!r} ({path}): field model: {exc}") from None
 
 
 @lru_cache(maxsize=1)

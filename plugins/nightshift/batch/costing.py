@@ -1,0 +1,133 @@
+"""Cost decisions and records of the batch path: the caching plan and the run's cost record.
+
+The caching plan is made once per run, before the first batch: measure the stable prefix
+with the token-counting endpoint, say when it is too short to be cached, and decide with the
+cost model whether one synchronous warm-up request pays for itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
+
+import anthropic
+import psycopg
+from psycopg.types.json import Jsonb
+
+from nightshift.batch.ledger import Run
+from nightshift.costs import MILLION, PriceTable, Usage
+from nightshift.workloads.definition import Workload
+from nightshift.workloads.requests import stable_prefix
+
+log = logging.getLogger(__name__)
+
+WARMUP_MESSAGE = "Warm-up request: reply with nothing."
+
+
+@dataclass
+class CachingPlan:
+    prefix_tokens: int
+    min_cacheable_tokens: int
+    cacheable: bool
+    warmup: bool
+    reason: str
+    expected_saving_usd: float = 0.0
+    warmup_cost_estimate_usd: float = 0.0
+    warmup_cost_usd: float = 0.0
+    warmup_usage: dict[str, int] | None = None
+
+
+def decide_warmup(workload: Workload, prices: PriceTable, *, prefix_tokens: int, requests: int) -> CachingPlan:
+    """Warm up only when the expected saving exceeds the warm-up request's full-price cost.
+
+    Without a warm-up, a batch's items run in parallel and several may write the prefix before
+    any can read it: we expect ``batch.expected_cache_hit_rate`` of them to read. With a
+    warm-up, the prefix is written once at the standard rate and every item can read it.
+    """
+    price = prices.price(workload.model)
+    minimum = price.min_cacheable_tokens
+    if prefix_tokens < minimum:
+        return CachingPlan(prefix_tokens, minimum, False, False,
+                           f"the stable prefix is {prefix_tokens} tokens, under {workload.model}'s minimum cacheable "
+                           f"length of {minimum}: it is not cached (the breakpoint is harmless but earns nothing)")
+    write = price.cache_write_1h if workload.prompt.cache_ttl == "1h" else price.cache_write_5m
+    missed = Decimal(requests) * Decimal(str(1 - workload.batch.expected_cache_hit_rate))
+    saving = missed * prefix_tokens * (write - price.cache_read) * prices.batch_discount / MILLION
+    warmup_cost = (prefix_tokens * write + price.output) / MILLION
+    mode = workload.batch.warmup
+    warmup = mode == "always" or (mode == "auto" and saving > warmup_cost)
+    reason = (f"warm-up {mode}" if mode != "auto" else
+              f"expected saving ${saving:.4f} {'>' if warmup else '<='} warm-up cost ${warmup_cost:.4f}")
+    return CachingPlan(prefix_tokens, minimum, True, warmup, reason, float(saving), float(warmup_cost))
+
+
+def plan_caching(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, run: Run,
+                 prices: PriceTable) -> CachingPlan:
+    """Measure the prefix, decide on a warm-up (and send it), and record both on the run, once."""
+    recorded = conn.execute("SELECT details -> 'caching' FROM nightshift.runs WHERE run_pk = %s",
+                            (run.run_pk,)).fetchone()[0]
+    if recorded:
+        return CachingPlan(**recorded)
+    prefix = stable_prefix(workload)
+    counted = client.messages.count_tokens(model=workload.model, tools=prefix["tools"], system=prefix["system"],
+                                           messages=[{"role": "user", "content": "."}])
+    requests = conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s AND status = 'pending'",
+                            (run.run_pk,)).fetchone()[0]
+    plan = decide_warmup(workload, prices, prefix_tokens=counted.input_tokens, requests=requests)
+    if plan.warmup:
+        reply = client.messages.create(
+            model=workload.model, max_tokens=1, **prefix, messages=[{"role": "user", "content": WARMUP_MESSAGE}])
+        usage = usage_of(reply.usage.model_dump(), workload)
+        plan.warmup_usage = asdict(usage)
+        plan.warmup_cost_usd = float(prices.cost(usage, workload.model, batch=False))
+    (log.info if plan.cacheable else log.warning)("caching plan for run %s: %s", run.run_pk, plan.reason)
+    conn.execute(
+        "UPDATE nightshift.runs SET prefix_tokens = %s, warmup_cost_usd = %s, "
+        "details = details || jsonb_build_object('caching', %s::jsonb) WHERE run_pk = %s",
+        (plan.prefix_tokens, plan.warmup_cost_usd, Jsonb(asdict(plan)), run.run_pk))
+    conn.commit()
+    return plan
+
+
+def usage_of(usage: dict[str, Any], workload: Workload) -> Usage:
+    """A reply's usage; cache writes without a TTL split count under the workload's TTL."""
+    split = usage.get("cache_creation") or {}
+    written = usage.get("cache_creation_input_tokens") or 0
+    five = split.get("ephemeral_5m_input_tokens")
+    hour = split.get("ephemeral_1h_input_tokens")
+    if five is None and hour is None:
+        five, hour = (0, written) if workload.prompt.cache_ttl == "1h" else (written, 0)
+    return Usage(input_tokens=usage.get("input_tokens") or 0, output_tokens=usage.get("output_tokens") or 0,
+                 cache_write_5m_tokens=five or 0, cache_write_1h_tokens=hour or 0,
+                 cache_read_tokens=usage.get("cache_read_input_tokens") or 0)
+
+
+RUN_USAGE = """
+SELECT coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cache_write_5m_tokens), 0),
+       coalesce(sum(cache_write_1h_tokens), 0), coalesce(sum(cache_read_input_tokens), 0),
+       coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE status = 'failed' AND cost_usd > 0)
+  FROM nightshift.items WHERE run_pk = %s
+"""
+
+
+def record_run_costs(conn: psycopg.Connection, run: Run, model: str, prices: PriceTable) -> dict[str, Any]:
+    """The run's cost record: actual (items + warm-up) against both streaming baselines."""
+    *tokens, items_cost, billed_failed = conn.execute(RUN_USAGE, (run.run_pk,)).fetchone()
+    warmup, caching = conn.execute("SELECT warmup_cost_usd, details -> 'caching' FROM nightshift.runs "
+                                   "WHERE run_pk = %s", (run.run_pk,)).fetchone()
+    # The warm-up request is part of the night's work: its tokens count in both baselines too.
+    usage = Usage(*tokens) + Usage(**((caching or {}).get("warmup_usage") or {}))
+    record = {
+        "cost_usd": items_cost + warmup,
+        "streaming_cached_usd": prices.cost(usage, model, batch=False),
+        "streaming_uncached_usd": prices.cost(usage, model, batch=False, cached=False),
+        "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+        "cache_write_tokens": usage.cache_write_5m_tokens + usage.cache_write_1h_tokens,
+        "cache_read_tokens": usage.cache_read_tokens, "billed_failed": billed_failed,
+        "prices_as_of": prices.as_of,
+    }
+    assignments = ", ".join(f"{column} = %({column})s" for column in record)
+    conn.execute(f"UPDATE nightshift.runs SET {assignments} WHERE run_pk = %(run_pk)s", {**record, "run_pk": run.run_pk})
+    return record
