@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 NIGHTSHIFT := $(VENV)/bin/nightshift
 PYTEST_ARGS ?=
 
-.PHONY: install test demo up down report emulator lock clean
+.PHONY: install test demo up down report emulator bench cost-bench lock clean
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml scripts/ensure-system-packages.sh
 	bash scripts/ensure-system-packages.sh
@@ -33,6 +33,12 @@ down:
 
 report: install
 	$(NIGHTSHIFT) report
+
+# Benchmarks are measured, not asserted: they are not part of `make test`.
+bench: cost-bench
+
+cost-bench: install
+	$(NIGHTSHIFT) cost-bench
 
 emulator: install
 	$(NIGHTSHIFT) emulator --port 8099

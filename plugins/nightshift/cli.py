@@ -82,6 +82,13 @@ def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
     return demo.run(tickets=args.tickets, products=args.products)
 
 
+def cmd_cost_bench(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift.bench import cost
+
+    cost.print_result(cost.run(requests=args.requests))
+    return 0
+
+
 def cmd_stack(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift.localdev import stack
 
@@ -120,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tickets", type=int, default=2000)
     p.add_argument("--products", type=int, default=1000)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("cost-bench", help="price a reference classification night against streaming and the floor")
+    p.add_argument("--requests", type=int, default=1000)
+    p.set_defaults(func=cmd_cost_bench)
 
     sub.add_parser("up", help="start a local Airflow (api-server, scheduler, dag-processor, triggerer)").set_defaults(func=cmd_stack)
     sub.add_parser("down", help="stop everything `nightshift up`/`demo` started").set_defaults(func=cmd_stack)

@@ -24,6 +24,7 @@ class NightReport:
     batches: list[tuple[str, int, int, str]] = field(default_factory=list)
     destination_rows: int = 0
     examples: list[tuple[str, str, str]] = field(default_factory=list)
+    costs: dict | None = None
 
 
 def latest_nights(conn: psycopg.Connection) -> list[NightReport]:
@@ -54,6 +55,11 @@ def _fill_from_ledger(conn: psycopg.Connection, report: NightReport) -> None:
         "SELECT anthropic_batch_id, round, request_count, coalesce(processing_status, status) "
         "FROM nightshift.batches WHERE run_pk = %s ORDER BY round, seq", (report.run_pk,)).fetchall()
     report.rounds = len({b[1] for b in report.batches})
+    cur = conn.execute("SELECT c.cost_usd, c.streaming_uncached_usd, c.streaming_cached_usd, c.savings_pct, "
+                       "c.cache_hit_ratio, c.prefix_tokens, r.details -> 'caching' ->> 'reason' AS reason "
+                       "FROM nightshift.run_costs c JOIN nightshift.runs r USING (run_pk) WHERE run_pk = %s",
+                       (report.run_pk,))
+    report.costs = dict(zip([c.name for c in cur.description], cur.fetchone()))
     report.examples = conn.execute(
         "SELECT source_key, error_type, error_message FROM nightshift.items WHERE run_pk = %s AND status = 'failed' "
         "ORDER BY error_type, custom_id LIMIT 4", (report.run_pk,)).fetchall()
@@ -70,6 +76,7 @@ def print_report(conn: psycopg.Connection, console: Console | None = None) -> li
                       str(r.succeeded), str(sum(r.failed.values())), str(r.rounds), str(len(r.batches)),
                       f"{r.destination} ({r.destination_rows})")
     console.print(table)
+    _print_costs(console, reports)
     for r in reports:
         if r.failed:
             reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(r.failed.items()))
@@ -80,3 +87,20 @@ def print_report(conn: psycopg.Connection, console: Console | None = None) -> li
             console.print(f"  [yellow]failed[/] key {source_key}: {reason}: {(message or '')[:110]}")
     console.print("Every request's outcome: SELECT * FROM nightshift.items WHERE run_pk = <run>;")
     return reports
+
+
+def _print_costs(console: Console, reports: list[NightReport]) -> None:
+    priced = [r for r in reports if r.costs and r.costs["cost_usd"] is not None]
+    if not priced:
+        return
+    table = Table(title="What it cost, against the streaming path it replaced", title_justify="left")
+    for column in ("workload", "batch (actual)", "streaming, no cache", "streaming, cached", "saved", "cache hits",
+                   "prefix"):
+        table.add_column(column, justify="left" if column in ("workload", "prefix") else "right")
+    for r in priced:
+        c = r.costs
+        hits = "-" if c["cache_hit_ratio"] is None else f"{100 * c['cache_hit_ratio']:.0f}%"
+        table.add_row(r.workload, f"${c['cost_usd']:.4f}", f"${c['streaming_uncached_usd']:.4f}",
+                      f"${c['streaming_cached_usd']:.4f}", f"{c['savings_pct']}%", hits,
+                      f"{c['prefix_tokens']} tokens: {c['reason']}")
+    console.print(table)
