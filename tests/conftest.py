@@ -19,6 +19,10 @@ import pytest
 from nightshift.localdev.environment import profile
 
 PROFILE = profile("test")
+SESSION_PREFIX = "app_session_"
+# Each pytest session gets an application database of its own, so sessions running side by
+# side (two terminals, or a developer beside CI) never reset each other's tables.
+SESSION_DB = f"{SESSION_PREFIX}{os.getpid()}"
 _started_cluster = False
 
 pytest_plugins = ["emulator.pytest_plugin"]
@@ -29,11 +33,31 @@ def pytest_configure(config: pytest.Config) -> None:
     PROFILE.prepare_airflow_home()
     os.environ.update(PROFILE.environment())
     _started_cluster = PROFILE.cluster.ensure_started()
+    with psycopg.connect(PROFILE.cluster.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{SESSION_DB}"')
+        conn.execute(f'CREATE DATABASE "{SESSION_DB}"')
+    dsn = PROFILE.cluster.dsn(SESSION_DB)
+    os.environ.update({"AIRFLOW_CONN_NIGHTSHIFT_DB": dsn, "NIGHTSHIFT_DB_URL": dsn})
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _started_cluster and not os.environ.get("NIGHTSHIFT_KEEP_PG"):
+    with psycopg.connect(PROFILE.cluster.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{SESSION_DB}" WITH (FORCE)')
+        names = [n for (n,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                            (SESSION_PREFIX + "%",))]
+    others = [n for n in names if _alive(int(n.removeprefix(SESSION_PREFIX)))]
+    if _started_cluster and not others and not os.environ.get("NIGHTSHIFT_KEEP_PG"):
         PROFILE.cluster.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +67,7 @@ def pg_cluster():
 
 @pytest.fixture(scope="session")
 def app_dsn(pg_cluster) -> str:
-    return pg_cluster.dsn("nightshift")
+    return pg_cluster.dsn(SESSION_DB)
 
 
 def reset_app_schema(dsn: str) -> None:
