@@ -1,0 +1,115 @@
+"""Command line: ``python -m emulator --port 8099`` (also what ``nightshift emulator`` runs)."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import uvicorn
+
+from emulator.config import (
+    DEFAULT_CANCEL_DELAY_SECONDS,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_RATE,
+    EmulatorConfig,
+    parse_rate,
+)
+from emulator.faults import FaultSpecError, parse_fault_argument
+from emulator.runtime import Emulator, StartupOptions
+
+DEFAULT_PORT = 8099
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m emulator",
+        description="Local, deterministic emulator of the Anthropic Messages and Message Batches APIs.",
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    add("--port", type=int, default=DEFAULT_PORT, help=f"port; 0 picks a free one (default: {DEFAULT_PORT})")
+    add("--state", type=Path, help="SQLite state file (default: a new temporary file)")
+    add("--speed", type=float, default=1.0, help="virtual seconds per real second; 0 freezes the clock")
+    add(
+        "--rate",
+        default=str(DEFAULT_RATE),
+        help=f"batch requests processed per virtual second; 'inf' or 0 = instant (default: {DEFAULT_RATE:g})",
+    )
+    add("--malformed-rate", type=float, default=0.0, help="fraction (0-1) of structured replies to break")
+    add(
+        "--cancel-delay",
+        type=float,
+        default=DEFAULT_CANCEL_DELAY_SECONDS,
+        help=f"virtual seconds from cancel to ended (default: {DEFAULT_CANCEL_DELAY_SECONDS:g})",
+    )
+    add("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="create-batch body cap (256 MB)")
+    add(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="install a fault (repeatable): JSON, or 'kind key=value ...', "
+        "e.g. 'status endpoint=retrieve status=529 count=2'",
+    )
+    add("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    return parser
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """Bind before printing, so the printed port is real and already accepting connections."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        options = StartupOptions(
+            config=EmulatorConfig(
+                rate=parse_rate(args.rate),
+                malformed_rate=args.malformed_rate,
+                cancel_delay_seconds=args.cancel_delay,
+                max_body_bytes=args.max_body_bytes,
+            ),
+            speed=args.speed,
+            faults=[parse_fault_argument(text) for text in args.fault],
+        )
+        EmulatorConfig.from_dict(options.config.to_dict())  # same checks as POST /_emulator/config
+    except (ValueError, FaultSpecError) as exc:
+        print(f"emulator: {exc}", file=sys.stderr)
+        return 2
+    state = args.state or Path(tempfile.mkdtemp(prefix="nightshift-emulator-")) / "state.sqlite3"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    if state.exists():
+        print(f"emulator: resuming {state}; its saved settings win over flags", file=sys.stderr)
+
+    from emulator.app import create_app
+
+    emulator = Emulator(state, options)
+    app = create_app(emulator)
+    try:
+        sock = _listening_socket(args.host, args.port)
+    except OSError as exc:
+        print(f"emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"emulator listening on http://{host}:{sock.getsockname()[1]}", flush=True)
+    print(f"emulator state: {state}", file=sys.stderr, flush=True)
+    config = uvicorn.Config(
+        app, log_level=args.log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=5
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+    emulator.store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Runtime settings that shape how batches are processed; changeable via ``POST /_emulator/config``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+#: Requests processed per virtual second when nothing else is said.
+DEFAULT_RATE = 10.0
+#: Virtual seconds between ``cancel`` and the batch reaching ``ended``.
+DEFAULT_CANCEL_DELAY_SECONDS = 10.0
+#: The real API's cap on a create-batch body.
+DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
+#: Hours until a batch expires, and days until its results are archived.
+EXPIRY_SECONDS = 24 * 3600
+ARCHIVE_SECONDS = 29 * 24 * 3600
+MAX_BATCH_REQUESTS = 100_000
+
+
+def parse_rate(value: Any) -> float:
+    """``"inf"``, ``"instant"``, ``0`` and ``None`` all mean "process instantly" (``math.inf``)."""
+    if value is None:
+        return math.inf
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in {"inf", "infinity", "instant", "0", ""}:
+            return math.inf
+        value = float(text)
+    rate = float(value)
+    if rate < 0 or math.isnan(rate):
+        raise ValueError(f"rate must be a positive number or 'inf', got {value!r}")
+    return math.inf if rate == 0 else rate
+
+
+def rate_to_json(rate: float) -> float | str:
+    return "inf" if math.isinf(rate) else rate
+
+
+@dataclass
+class EmulatorConfig:
+    rate: float = DEFAULT_RATE
+    malformed_rate: float = 0.0
+    cancel_delay_seconds: float = DEFAULT_CANCEL_DELAY_SECONDS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rate"] = rate_to_json(self.rate)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EmulatorConfig:
+        config = cls()
+        config.update(data)
+        return config
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Apply a partial update; unknown keys are an error so typos do not pass silently."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        for key, value in changes.items():
+            if key == "rate":
+                self.rate = parse_rate(value)
+            elif key == "malformed_rate":
+                rate = float(value)
+                if not 0.0 <= rate <= 1.0:
+                    raise ValueError("malformed_rate must be between 0 and 1")
+                self.malformed_rate = rate
+            elif key == "cancel_delay_seconds":
+                delay = float(value)
+                if delay < 0:
+                    raise ValueError("cancel_delay_seconds must be >= 0")
+                self.cancel_delay_seconds = delay
+            elif key == "max_body_bytes":
+                size = int(value)
+                if size <= 0:
+                    raise ValueError("max_body_bytes must be positive")
+                self.max_body_bytes = size

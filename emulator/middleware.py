@@ -1,0 +1,112 @@
+"""What every API call goes through before its route: request id, auth, stats and faults.
+
+Written as plain ASGI (not Starlette's ``BaseHTTPMiddleware``) so streamed responses pass
+through untouched and an exception inside a stream still drops the connection, which the
+``cut`` fault depends on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import anyio
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from emulator.errors import ApiError, error_body
+from emulator.runtime import Emulator
+
+_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (method, re.compile(pattern), name)
+    for method, pattern, name in (
+        ("POST", r"/v1/messages/batches/?", "create"),
+        ("GET", r"/v1/messages/batches/?", "list"),
+        ("GET", r"/v1/messages/batches/[^/]+/results/?", "results"),
+        ("POST", r"/v1/messages/batches/[^/]+/cancel/?", "cancel"),
+        ("GET", r"/v1/messages/batches/[^/]+/?", "retrieve"),
+        ("DELETE", r"/v1/messages/batches/[^/]+/?", "delete"),
+        ("POST", r"/v1/messages/count_tokens/?", "count_tokens"),
+        ("POST", r"/v1/messages/?", "messages"),
+    )
+)
+CONTROL_PREFIX = "/_emulator"
+
+
+def classify(method: str, path: str) -> str:
+    """The endpoint name used by stats and faults; ``other`` for anything unrecognised."""
+    if path.startswith(CONTROL_PREFIX):
+        return "control"
+    for route_method, pattern, name in _ROUTES:
+        if method == route_method and pattern.fullmatch(path):
+            return name
+    return "other"
+
+
+def has_credentials(headers: Headers) -> bool:
+    if headers.get("x-api-key", "").strip():
+        return True
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and bool(token.strip())
+
+
+class ApiMiddleware:
+    def __init__(self, app: ASGIApp, emulator: Emulator) -> None:
+        self.app = app
+        self.emulator = emulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = self.emulator.next_request_id()
+        endpoint = classify(scope["method"], scope["path"])
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["endpoint"] = endpoint
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                MutableHeaders(scope=message)["request-id"] = request_id
+                if endpoint != "control":
+                    count = self.emulator.store.count_request
+                    await anyio.to_thread.run_sync(count, endpoint, message["status"])
+            await send(message)
+
+        if endpoint not in ("control", "other"):
+            if not has_credentials(Headers(scope=scope)):
+                error = ApiError(
+                    "authentication_error", "x-api-key header or Authorization: Bearer <key> is required"
+                )
+                await self._send_error(error, request_id, scope, receive, send_with_headers)
+                return
+            plan = await anyio.to_thread.run_sync(self.emulator.faults.endpoint_plan, endpoint)
+            if plan.delay_seconds:
+                await asyncio.sleep(plan.delay_seconds)
+            if plan.error is not None:
+                await self._send_error(plan.error, request_id, scope, receive, send_with_headers)
+                return
+            state["cut_after_lines"] = plan.cut_after_lines
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if started:
+                raise  # mid-stream: let the server drop the connection
+            error = ApiError("api_error", "Internal server error in the emulator.")
+            await self._send_error(error, request_id, scope, receive, send_with_headers)
+
+    @staticmethod
+    async def _send_error(
+        error: ApiError, request_id: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        response = error_response(error, request_id)
+        await response(scope, receive, send)
+
+
+def error_response(error: ApiError, request_id: str | None) -> JSONResponse:
+    body = error_body(error.error_type, error.message, request_id)
+    return JSONResponse(body, status_code=error.status, headers=error.headers)

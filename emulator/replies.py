@@ -1,0 +1,198 @@
+"""Deterministic model replies: the content of a Message as a pure function of its params.
+
+The reply never depends on ``custom_id``, the batch, the time or the path it came through
+so the same params give the identical content through ``POST /v1/messages`` (streamed or not)
+and through a batch — parity tests rely on this. ``max_tokens`` and ``stop_sequences`` only cut
+the reply short; like ``stream`` and ``metadata`` they do not change what would be said.
+
+* forced tool use (``tool_choice`` ``tool``, or ``any`` → a stable pick among the tools) →
+  one ``tool_use`` block whose ``input`` satisfies the tool's ``input_schema``,
+  ``stop_reason`` ``tool_use``;
+* ``output_config.format`` (``json_schema``) → one text block holding JSON valid against it;
+* anything else → a few sentences of plain text that quote the user's request.
+
+``max_tokens`` and ``stop_sequences`` are honoured. A ``malformed_rate`` fraction of the
+structured replies (chosen by a stable hash of the params) is deliberately broken, rotating
+among: prose that is not JSON, JSON that violates the schema, and a ``max_tokens`` stop with
+truncated output. A perturbed reply (fault ``perturb``) is different but always valid.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from emulator.hashing import base62_id, canonical_json, digest, hex_digest, pick_index, unit_interval
+from emulator.schema_instances import build_instance, split_sentences, violate
+from emulator.tokens import content_text, output_tokens
+
+MALFORMED_KINDS = ("not_json", "schema_violation", "truncated")
+
+_OPENERS = (
+    "Thanks for the question.",
+    "Here is a short answer.",
+    "Understood.",
+    "Happy to help with that.",
+    "Good question.",
+)
+_BODIES = (
+    "This reply was produced by the Nightshift emulator, so it is deterministic rather than thoughtful.",
+    "The same request always receives this same answer, which keeps tests reproducible.",
+    "A real model would go into more detail here.",
+    "No real model was consulted; the text depends only on the request parameters.",
+    "The emulator keeps its answers short so that token counts stay predictable.",
+)
+
+
+@dataclass(frozen=True)
+class Reply:
+    content: list[dict[str, Any]]
+    stop_reason: str
+    stop_sequence: str | None
+    output_tokens: int
+
+
+#: Params that only cut a reply short (or do not touch it), so they do not change its content.
+_NOT_IN_REPLY_SEED = frozenset({"stream", "max_tokens", "stop_sequences", "metadata", "service_tier"})
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """Identifies a request's params (``stream`` aside) for faults that target one request."""
+    return hex_digest({key: value for key, value in params.items() if key != "stream"}, length=32)
+
+
+def reply_seed(params: dict[str, Any]) -> str:
+    """What the reply's content is derived from: the prompt, not the limits that truncate it."""
+    prompt = {key: value for key, value in params.items() if key not in _NOT_IN_REPLY_SEED}
+    return hex_digest(prompt, length=32)
+
+
+def user_text(params: dict[str, Any]) -> str:
+    """The text of every user turn, in order (the system prompt is left out on purpose)."""
+    texts = [
+        content_text(message.get("content"))
+        for message in params.get("messages") or []
+        if isinstance(message, dict) and message.get("role") == "user"
+    ]
+    return "\n".join(text for text in texts if text)
+
+
+def generate_reply(params: dict[str, Any], *, malformed_rate: float, perturb: bool) -> Reply:
+    phash = reply_seed(params)
+    max_tokens = int(params["max_tokens"])
+    if max_tokens == 0:
+        return Reply([], "max_tokens", None, 0)
+    variant = 1 if perturb else 0
+    text = user_text(params)
+    tool = _forced_tool(params, phash)
+    output_format = (params.get("output_config") or {}).get("format")
+    schema = output_format.get("schema") if isinstance(output_format, dict) else None
+    structured = tool is not None or schema is not None
+    malformed = _malformation(phash, malformed_rate) if structured and not perturb else None
+    if tool is not None:
+        return _tool_reply(tool, params, text, phash, variant, malformed)
+    if schema is not None:
+        instance = build_instance(schema, text=text, seed=phash, variant=variant)
+        if malformed == "not_json":
+            return _text_reply(_prose_instead_of_json(instance), params)
+        if malformed == "schema_violation":
+            return _text_reply(json.dumps(violate(schema, instance), ensure_ascii=False), params)
+        body = json.dumps(instance, ensure_ascii=False)
+        if malformed == "truncated":
+            return _truncated_text(body, max(1, len(body) // 2), max_tokens)
+        return _text_reply(body, params)
+    return _text_reply(_plain_text(text, phash, variant), params)
+
+
+def _forced_tool(params: dict[str, Any], phash: str) -> dict[str, Any] | None:
+    choice = params.get("tool_choice") or {}
+    tools = [tool for tool in params.get("tools") or [] if isinstance(tool.get("input_schema"), dict)]
+    if not tools:
+        return None
+    if choice.get("type") == "tool":
+        return next((tool for tool in tools if tool.get("name") == choice.get("name")), None)
+    if choice.get("type") == "any":
+        return tools[pick_index(len(tools), "any-tool", phash)]
+    return None
+
+
+def _tool_reply(
+    tool: dict[str, Any], params: dict[str, Any], text: str, phash: str, variant: int, malformed: str | None
+) -> Reply:
+    schema = tool["input_schema"]
+    instance = build_instance(schema, text=text, seed=phash, variant=variant)
+    if malformed == "not_json":
+        return _text_reply(_prose_instead_of_json(instance), params)
+    if malformed == "schema_violation":
+        instance = violate(schema, instance)
+    tool_use_id = base62_id("toolu_", phash, variant)
+    block = {"type": "tool_use", "id": tool_use_id, "name": tool["name"], "input": instance}
+    tokens = output_tokens(tool["name"] + canonical_json(instance))
+    max_tokens = int(params["max_tokens"])
+    if malformed == "truncated" or tokens > max_tokens:
+        block["input"] = _truncate_object(instance)
+        return Reply([block], "max_tokens", None, max_tokens)
+    return Reply([block], "tool_use", None, tokens)
+
+
+def _truncate_object(instance: Any) -> Any:
+    """What survives of a tool input cut off mid-generation: the first half of its fields."""
+    if not isinstance(instance, dict) or not instance:
+        return {}
+    keys = list(instance)
+    if len(keys) == 1:
+        value = instance[keys[0]]
+        return {keys[0]: value[: len(value) // 2]} if isinstance(value, str) else {}
+    return {key: instance[key] for key in keys[: len(keys) // 2]}
+
+
+def _prose_instead_of_json(instance: Any) -> str:
+    if isinstance(instance, dict):
+        summary = ", ".join(f"{key} is {value}" for key, value in instance.items())
+    else:
+        summary = str(instance)
+    return f"Sure! Here is what I found: {summary}. Let me know if you need anything else."
+
+
+def _plain_text(text: str, phash: str, variant: int) -> str:
+    sentences = split_sentences(text[-200:])
+    topic = sentences[-1] if sentences else "your request"
+    if len(topic) > 80:
+        topic = topic[:80].rsplit(" ", 1)[0] + "…"
+    picks = digest("plain-text", phash)
+    opener = _OPENERS[(picks[0] + variant) % len(_OPENERS)]
+    count = 1 + picks[1] % 2
+    body = " ".join(_BODIES[(picks[2] + offset + variant) % len(_BODIES)] for offset in range(count))
+    return f'{opener} You wrote: "{topic}" {body}'
+
+
+def _text_reply(text: str, params: dict[str, Any]) -> Reply:
+    max_tokens = int(params["max_tokens"])
+    stop_reason = "end_turn"
+    stop_sequence = None
+    sequences = params.get("stop_sequences") or []
+    found = [(text.find(sequence), sequence) for sequence in sequences if sequence in text]
+    if found:
+        position, stop_sequence = min(found)
+        text = text[:position]
+        stop_reason = "stop_sequence"
+    if output_tokens(text) > max_tokens:
+        return _truncated_text(text, max_tokens * 4, max_tokens)
+    return Reply([{"type": "text", "text": text}], stop_reason, stop_sequence, output_tokens(text))
+
+
+def _truncated_text(text: str, keep_chars: int, max_tokens: int) -> Reply:
+    """A reply cut off by the token limit reports the whole limit as used, as the API does."""
+    return Reply([{"type": "text", "text": text[:keep_chars]}], "max_tokens", None, max_tokens)
+
+
+def malformed_kind(params: dict[str, Any], malformed_rate: float) -> str | None:
+    """Which malformation (if any) a structured request gets at this rate; for tests and tools."""
+    return _malformation(reply_seed(params), malformed_rate)
+
+
+def _malformation(seed: str, malformed_rate: float) -> str | None:
+    if unit_interval("malformed", seed) >= malformed_rate:
+        return None
+    return MALFORMED_KINDS[pick_index(len(MALFORMED_KINDS), "malformed-kind", seed)]

@@ -1,0 +1,127 @@
+"""The emulator's mutable state in one place: store, clock, config and faults.
+
+The clock and the config live in memory for speed and are written through to the store on
+every change, so a restarted process picks them up again. A state file that already exists
+wins over command-line options: the options only seed a new file (and are what
+``POST /_emulator/reset`` returns to).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulator.clock import VirtualClock
+from emulator.config import EmulatorConfig
+from emulator.faults import FaultBook, normalize_fault
+from emulator.store import Store
+
+
+@dataclass
+class StartupOptions:
+    """What the process was started with; ``reset`` returns to this."""
+
+    config: EmulatorConfig = field(default_factory=EmulatorConfig)
+    speed: float = 1.0
+    faults: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "speed": self.speed, "faults": self.faults}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StartupOptions:
+        return cls(
+            config=EmulatorConfig.from_dict(data.get("config", {})),
+            speed=float(data.get("speed", 1.0)),
+            faults=list(data.get("faults", [])),
+        )
+
+
+class Emulator:
+    def __init__(self, state_path: Path, options: StartupOptions) -> None:
+        self.store = Store(state_path)
+        self.faults = FaultBook(self.store)
+        saved_options = self.store.get_setting("startup_options")
+        if saved_options is None:
+            self.startup = options
+            with self.store.transaction():  # a kill here must not leave a half-initialised file
+                self.store.set_setting("startup_options", options.to_dict())
+                self._apply_startup()
+        else:
+            self.startup = StartupOptions.from_dict(saved_options)
+            self.config = EmulatorConfig.from_dict(self.store.get_setting("config", {}))
+            self.clock = VirtualClock.from_dict(self.store.get_setting("clock"))
+        self._boot = self.store.next_sequence("boot")  # keeps request ids unique across restarts
+        self._request_ids = itertools.count(1)
+
+    def _apply_startup(self) -> None:
+        self.config = EmulatorConfig.from_dict(self.startup.config.to_dict())
+        self.clock = VirtualClock.starting_now(speed=self.startup.speed)
+        self._save_config()
+        self._save_clock()
+        for spec in self.startup.faults:
+            self.faults.add(normalize_fault(spec))
+
+    # --- clock (guarded by the store's lock: one lock for both, so no lock-order deadlocks) ---
+
+    def now(self) -> float:
+        with self.store.lock:
+            return self.clock.now()
+
+    def advance(self, seconds: float) -> None:
+        with self.store.lock:
+            self.clock.advance(seconds)
+            self._save_clock()
+
+    def set_speed(self, speed: float) -> None:
+        with self.store.lock:
+            self.clock.set_speed(speed)
+            self._save_clock()
+
+    def _save_clock(self) -> None:
+        self.store.set_setting("clock", self.clock.to_dict())
+
+    # --- config -----------------------------------------------------------------------
+
+    def configure(self, changes: dict[str, Any]) -> EmulatorConfig:
+        updated = EmulatorConfig.from_dict(self.config.to_dict())
+        updated.update(changes)
+        self.config = updated
+        self._save_config()
+        return updated
+
+    def _save_config(self) -> None:
+        self.store.set_setting("config", self.config.to_dict())
+
+    # --- whole-state operations -------------------------------------------------------
+
+    def reset(self) -> None:
+        """Wipe batches, cache, faults and stats; clock, config and faults back to startup."""
+        with self.store.transaction():
+            self.store.wipe()
+            self._apply_startup()
+
+    def next_request_id(self) -> str:
+        return f"req_emu{self._boot:04d}{next(self._request_ids):010d}"
+
+    def stats(self) -> dict[str, Any]:
+        endpoints: dict[str, dict[str, Any]] = {}
+        total = 0
+        for endpoint, status, count in self.store.request_stats():
+            entry = endpoints.setdefault(endpoint, {"total": 0, "by_status": {}})
+            entry["total"] += count
+            entry["by_status"][str(status)] = count
+            total += count
+        batches = [
+            {"id": batch_id, "request_count": count} for batch_id, count in self.store.created_batches()
+        ]
+        return {
+            "requests_total": total,
+            "endpoints": endpoints,
+            "batches_created": len(batches),
+            "batch_requests_total": sum(batch["request_count"] for batch in batches),
+            "batches": batches,
+            "cache_entries": self.store.count_cache_entries(),
+        }
