@@ -89,6 +89,38 @@ def cmd_cost_bench(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def cmd_parity(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift import db
+    from nightshift.migration import parity
+    from nightshift.migration.render import print_parity
+    from nightshift.workloads import get_workload
+
+    with db.connect(_dsn(args)) as conn:
+        report = parity.compare(conn, get_workload(args.workload))
+        parity.record(conn, report)
+    if args.json:
+        import json
+
+        print(json.dumps(report.as_dict(), default=str, indent=2))
+    else:
+        print_parity(report)
+    return 0
+
+
+def cmd_switch(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift import db
+    from nightshift.migration.switch import SwitchRefused, switch
+    from nightshift.workloads import get_workload
+
+    with db.connect(_dsn(args)) as conn:
+        try:
+            print(switch(conn, get_workload(args.workload), args.to, min_agreement=args.min_agreement))
+        except SwitchRefused as exc:
+            print(exc, file=sys.stderr)
+            return 1
+    return 0
+
+
 def cmd_stack(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift.localdev import stack
 
@@ -131,6 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cost-bench", help="price a reference classification night against streaming and the floor")
     p.add_argument("--requests", type=int, default=1000)
     p.set_defaults(func=cmd_cost_bench)
+
+    p = sub.add_parser("parity", help="compare a workload's shadow (batch) rows with its streaming rows")
+    p.add_argument("--workload", required=True)
+    p.add_argument("--dsn")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_parity)
+
+    p = sub.add_parser("switch", help="move a workload to shadow mode, or to batch when parity allows")
+    p.add_argument("--workload", required=True)
+    p.add_argument("--to", required=True, choices=["shadow", "batch"])
+    p.add_argument("--min-agreement", type=float, help="override the workload's migration.min_agreement")
+    p.add_argument("--dsn")
+    p.set_defaults(func=cmd_switch)
 
     sub.add_parser("up", help="start a local Airflow (api-server, scheduler, dag-processor, triggerer)").set_defaults(func=cmd_stack)
     sub.add_parser("down", help="stop everything `nightshift up`/`demo` started").set_defaults(func=cmd_stack)

@@ -98,12 +98,12 @@ def generate(conn: psycopg.Connection, *, tickets: int = 2000, products: int = 1
             cur.execute(
                 "INSERT INTO app.llm_requests (workload, source_key) "
                 "SELECT 'ticket_classification', ticket_id::text FROM app.support_tickets WHERE ticket_id >= %s "
-                "ORDER BY ticket_id", (base_ticket,))
+                "ORDER BY support_tickets.ticket_id", (base_ticket,))
             requests += cur.rowcount
             cur.execute(
                 "INSERT INTO app.llm_requests (workload, source_key) "
                 "SELECT 'product_enrichment', product_id::text FROM app.products WHERE product_id >= %s "
-                "ORDER BY product_id", (base_product,))
+                "ORDER BY products.product_id", (base_product,))
             requests += cur.rowcount
     conn.commit()
     return DemoCounts(products=products, tickets=tickets, requests=requests, bad_rows=bad)

@@ -37,7 +37,7 @@ def _table(qualified: str) -> sql.Composable:
     return sql.Identifier(schema, table)
 
 
-def upsert_statement(workload: Workload, select: sql.Composable | None = None) -> sql.Composed:
+def upsert_statement(workload: Workload, select: sql.Composable | None = None, table: str | None = None) -> sql.Composed:
     """``INSERT … ON CONFLICT (key) DO UPDATE`` from VALUES placeholders, or from ``select``
     (which must yield :func:`destination_columns` in order).
 
@@ -52,7 +52,7 @@ def upsert_statement(workload: Workload, select: sql.Composable | None = None) -
     updates.append(sql.SQL("{} = now()").format(sql.Identifier(workload.destination.written_at_column)))
     source = select or sql.SQL("VALUES ({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
     return sql.SQL("INSERT INTO {table} ({columns}) {source} ON CONFLICT ({key}) DO UPDATE SET {updates}").format(
-        table=_table(workload.destination.table),
+        table=_table(table or workload.destination.table),
         columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
         source=source,
         key=sql.Identifier(key),

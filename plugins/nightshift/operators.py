@@ -71,13 +71,21 @@ class CollectRequestsOperator(_NightshiftOperator):
         from nightshift.batch.collect import collect
         from nightshift.batch.ledger import ensure_run
 
+        from nightshift.migration.modes import ensure_shadow_table, get_mode
+
         deadline_seconds = self.param(context, "deadline_seconds")
         with self.db() as conn:
+            mode = "shadow" if get_mode(conn, self.workload) == "shadow" else "queue"
+            if mode == "shadow":
+                ensure_shadow_table(conn, self.workload)
             run = ensure_run(
                 conn, self.workload, dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"],
                 deadline=timedelta(seconds=float(deadline_seconds)) if deadline_seconds else None,
-                data_interval=(context.get("data_interval_start"), context.get("data_interval_end")),
+                data_interval=(context.get("data_interval_start"), context.get("data_interval_end")), mode=mode,
             )
+            if run.shadow:
+                self.log.info("%s is in shadow mode: answering the window's requests into %s; the streaming "
+                              "path keeps the queue and the destination", self.workload_name, "a shadow table")
             if run.status in ("succeeded", "failed"):
                 self.log.info("run %s is already closed (%s); claiming nothing more", run.run_pk, run.status)
                 total = conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s",
@@ -156,6 +164,9 @@ class FinalizeRunOperator(_NightshiftOperator):
         self.log.info("run summary: %s", summary.as_dict())
         if summary.succeeded == 0:
             raise AirflowSkipException(f"no {self.workload_name} result landed in this run: no Asset event")
+        if run.shadow:
+            raise AirflowSkipException(f"shadow run: {summary.succeeded} rows in the shadow table; the destination "
+                                       "and its Asset belong to the streaming path until the switch")
         return summary.as_dict()
 
 

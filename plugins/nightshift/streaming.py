@@ -119,11 +119,28 @@ def _process_one(conn, client, workload, upsert, request_id, source_key, row) ->
     try:
         output = extract_output(workload, message)
     except InvalidOutput as exc:
+        _record_usage(conn, workload, request_id, message)  # billed all the same
         return _fail(conn, request_id, exc.error_type, f"{where}: {exc}")
+    _record_usage(conn, workload, request_id, message)
     conn.execute(upsert, destination_row(workload, source_key, output, model=message["model"], request_id=request_id))
     queue.mark_done(conn, [request_id])
     conn.commit()
     return "succeeded"
+
+
+def _record_usage(conn, workload: Workload, request_id: int, message: dict) -> None:
+    """What this request cost at the standard rate (the streaming path's side of the comparison)."""
+    from nightshift.batch.costing import usage_of
+    from nightshift.costs import price_table
+
+    usage = usage_of(message.get("usage") or {}, workload)
+    cost = price_table().cost(usage, message.get("model") or workload.model, batch=False)
+    conn.execute(
+        "INSERT INTO nightshift.stream_usage (request_id, workload, model, input_tokens, output_tokens, "
+        "cache_write_tokens, cache_read_tokens, cost_usd) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (request_id) DO UPDATE SET cost_usd = EXCLUDED.cost_usd, created_at = now()",
+        (request_id, workload.name, message.get("model") or workload.model, usage.input_tokens, usage.output_tokens,
+         usage.cache_write_5m_tokens + usage.cache_write_1h_tokens, usage.cache_read_tokens, cost))
 
 
 def _fail(conn, request_id: int, reason: str, message: str) -> str:

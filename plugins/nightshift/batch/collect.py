@@ -37,11 +37,34 @@ ON CONFLICT (run_pk, custom_id) DO NOTHING
 """
 
 
+SHADOW_INTO_LEDGER = """
+INSERT INTO nightshift.items (run_pk, custom_id, source_key, request_id)
+SELECT %(run_pk)s, 'r' || %(run_pk)s || '-q' || request_id, source_key, request_id
+  FROM app.llm_requests
+ WHERE workload = %(workload)s AND requested_at >= %(start)s AND requested_at < %(end)s
+ ORDER BY request_id
+ LIMIT %(limit)s
+ON CONFLICT (run_pk, custom_id) DO NOTHING
+"""
+
+
 def collect(conn: psycopg.Connection, workload: Workload, run: Run, *, limit: int | None = None) -> int:
-    """Claim pending requests into the run; return how many items the run now has."""
+    """Claim pending requests into the run; return how many items the run now has.
+
+    A shadow run claims nothing: it copies the requests queued in its window (the streaming
+    path still owns and answers them), so both paths answer the same requests.
+    """
     with conn.cursor() as cur:
-        cur.execute(CLAIM_INTO_LEDGER, {"workload": workload.name, "claimer": run.claimer,
-                                        "run_pk": run.run_pk, "limit": limit})
+        if run.shadow:
+            start, end = conn.execute(
+                "SELECT coalesce(data_interval_start, created_at - interval '1 day'), "
+                "coalesce(data_interval_end, created_at) FROM nightshift.runs WHERE run_pk = %s",
+                (run.run_pk,)).fetchone()
+            cur.execute(SHADOW_INTO_LEDGER, {"workload": workload.name, "run_pk": run.run_pk, "limit": limit,
+                                             "start": start, "end": end})
+        else:
+            cur.execute(CLAIM_INTO_LEDGER, {"workload": workload.name, "claimer": run.claimer,
+                                            "run_pk": run.run_pk, "limit": limit})
         newly_claimed = cur.rowcount
         if newly_claimed:
             # A night can add a large share of the table at once; plan the next steps on real counts.

@@ -18,7 +18,7 @@ from nightshift.batch.ledger import Run, failure_counts, item_counts
 log = logging.getLogger(__name__)
 
 CLOSE_OPEN_ITEMS = """
-WITH closed AS (
+WITH closed AS MATERIALIZED (
     UPDATE nightshift.items i
        SET status = 'failed', updated_at = now(),
            error_type = CASE
@@ -36,7 +36,7 @@ WITH closed AS (
 UPDATE app.llm_requests q
    SET status = 'failed', completed_at = now(), error = c.error_type || ': ' || c.error_message
   FROM closed c
- WHERE q.request_id = c.request_id
+ WHERE q.request_id = c.request_id AND NOT %(shadow)s
 """
 
 
@@ -67,7 +67,7 @@ def finalize_run(conn: psycopg.Connection, run: Run) -> RunSummary:
 
     past_deadline = run.past_deadline()
     with conn.cursor() as cur:
-        cur.execute(CLOSE_OPEN_ITEMS, {"run_pk": run.run_pk, "past_deadline": past_deadline})
+        cur.execute(CLOSE_OPEN_ITEMS, {"run_pk": run.run_pk, "past_deadline": past_deadline, "shadow": run.shadow})
     counts = item_counts(conn, run)
     failed = failure_counts(conn, run)
     rounds, batch_count = conn.execute(

@@ -26,6 +26,7 @@ from nightshift.batch.ledger import BatchRow, Run, batches, record_batch_state
 from nightshift.costs import PriceTable, price_table
 from nightshift.batch.polling import BatchSnapshot
 from nightshift.destination import upsert_statement
+from nightshift.migration.modes import shadow_table
 from nightshift.queue import column_type
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.replies import InvalidOutput, extract_output
@@ -179,7 +180,9 @@ class SliceWriter:
             staging=sql.Identifier(f"land_dest_{workload.name}"))
         # Two queued requests for one source key (a product changed twice) may land in one slice:
         # the later request's result wins, as it would have on the streaming path.
-        self.upsert = upsert_statement(workload, select=sql.SQL(
+        self.shadow = run.shadow
+        target = shadow_table(workload) if run.shadow else None
+        self.upsert = upsert_statement(workload, table=target, select=sql.SQL(
             "SELECT DISTINCT ON (i.source_key) i.source_key::{key_type}, {values}, d.model, %(prompt_version)s, "
             "i.request_id {pending} ORDER BY i.source_key, i.request_id DESC NULLS LAST").format(
             key_type=sql.SQL(key_type),
@@ -219,7 +222,8 @@ class SliceWriter:
             # row and joins it by nested loop (measured: 14.6 s instead of 0.1 s per 5,000 results).
             cur.execute(self.analyze_staging)
             cur.execute(self.upsert, self.params)
-            cur.execute(self.close_queue, self.params)
+            if not self.shadow:  # in shadow mode the streaming path owns the queue
+                cur.execute(self.close_queue, self.params)
             cur.execute(self.update_items, self.params)
         self.conn.commit()
         return counts

@@ -18,6 +18,12 @@ class Run:
     airflow_run_id: str
     deadline_at: datetime
     status: str
+    mode: str = "queue"
+
+    @property
+    def shadow(self) -> bool:
+        """A shadow run writes a shadow table and leaves the queue to the streaming path."""
+        return self.mode == "shadow"
 
     @property
     def claimer(self) -> str:
@@ -40,7 +46,7 @@ class BatchRow:
     intent_at: datetime
 
 
-_RUN_COLUMNS = "run_pk, workload, dag_id, airflow_run_id, deadline_at, status"
+_RUN_COLUMNS = "run_pk, workload, dag_id, airflow_run_id, deadline_at, status, mode"
 _BATCH_COLUMNS = "batch_pk, round, seq, anthropic_batch_id, status, request_count, body_bytes, intent_at"
 
 

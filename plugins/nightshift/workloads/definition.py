@@ -113,6 +113,13 @@ class BatchSettings(_Strict):
     expected_cache_hit_rate: float = Field(default=0.5, ge=0, le=1)
 
 
+class MigrationSettings(_Strict):
+    """How shadow (batch) output is judged against the streaming output before a switch."""
+
+    min_agreement: float = Field(default=0.98, ge=0, le=1)
+    text_similarity: float = Field(default=0.9, ge=0, le=1)
+
+
 class Workload(_Strict):
     """A validated workload definition. Build with :func:`load_workload_file`."""
 
@@ -127,6 +134,7 @@ class Workload(_Strict):
     instructions: str = Field(min_length=1)
     failure_threshold: float = Field(default=0.05, ge=0, le=1)
     batch: BatchSettings = BatchSettings()
+    migration: MigrationSettings = MigrationSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:

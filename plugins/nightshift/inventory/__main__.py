@@ -1,0 +1,5 @@
+import sys
+
+from nightshift.inventory.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Moving a workload from streaming to batch: shadow runs, parity, and the switch gate."""

@@ -1,0 +1,144 @@
+"""Parity: does the batch path (shadow table) say what the streaming path (destination) says?
+
+Row by row on the destination key: labels and structured fields must be equal; free text is
+compared after normalisation (case, whitespace, punctuation) with a similarity ratio, since
+two good summaries rarely match to the letter. Each path's cost is taken from what it
+actually spent on the same requests.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from nightshift.migration.modes import shadow_table
+from nightshift.workloads.definition import Workload
+
+_PUNCTUATION = re.compile(r"[^\w\s]")
+_SPACE = re.compile(r"\s+")
+MAX_LISTED_DIFFERENCES = 50
+
+
+@dataclass
+class Difference:
+    key: str
+    field: str
+    streaming: Any
+    batch: Any
+    similarity: float | None = None
+
+
+@dataclass
+class ParityReport:
+    workload: str
+    rows_compared: int = 0
+    rows_agreeing: int = 0
+    only_streaming: int = 0
+    only_batch: int = 0
+    field_agreement: dict[str, float] = field(default_factory=dict)
+    differences: list[Difference] = field(default_factory=list)
+    streaming_cost_usd: float = 0.0
+    batch_cost_usd: float = 0.0
+    requests_costed: int = 0
+
+    @property
+    def agreement(self) -> float:
+        return self.rows_agreeing / self.rows_compared if self.rows_compared else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "agreement": self.agreement}
+
+
+def normalise(text: str) -> str:
+    return _SPACE.sub(" ", _PUNCTUATION.sub(" ", text.lower())).strip()
+
+
+def text_similarity(a: str, b: str) -> float:
+    a, b = normalise(a or ""), normalise(b or "")
+    return 1.0 if a == b else difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def is_free_text(workload: Workload, field_name: str) -> bool:
+    spec = workload.output.json_schema["properties"][field_name]
+    return spec.get("type") == "string" and "enum" not in spec
+
+
+def compare(conn: psycopg.Connection, workload: Workload) -> ParityReport:
+    """Compare every shadow row with the destination row of the same key."""
+    report = ParityReport(workload.name)
+    key = workload.destination.key
+    columns = list(workload.destination.columns)
+    dest_schema, dest_table = workload.destination.table.split(".")
+    shadow_schema, shadow_name = shadow_table(workload).split(".")
+    query = sql.SQL(
+        "SELECT coalesce(d.{key}, s.{key})::text, d.{key} IS NOT NULL, s.{key} IS NOT NULL, {pairs} "
+        "FROM {dest} d FULL JOIN {shadow} s ON s.{key} = d.{key} "
+        "WHERE s.{key} IS NOT NULL OR d.request_id IN (SELECT request_id FROM nightshift.items i "
+        "  JOIN nightshift.runs r USING (run_pk) WHERE r.workload = %s AND r.mode = 'shadow') "
+        "ORDER BY 1").format(
+        key=sql.Identifier(key),
+        pairs=sql.SQL(", ").join(sql.SQL("d.{c}, s.{c}").format(c=sql.Identifier(c)) for c in columns),
+        dest=sql.Identifier(dest_schema, dest_table), shadow=sql.Identifier(shadow_schema, shadow_name))
+    agreeing_fields = dict.fromkeys(columns, 0)
+    with conn.cursor() as cur:
+        for row_key, in_dest, in_shadow, *values in cur.execute(query, (workload.name,)):
+            if not (in_dest and in_shadow):
+                report.only_streaming += in_dest
+                report.only_batch += in_shadow
+                continue
+            report.rows_compared += 1
+            row_agrees = True
+            for i, column in enumerate(columns):
+                streamed, batched = values[2 * i], values[2 * i + 1]
+                field_name = workload.destination.columns[column]
+                similarity = None
+                if is_free_text(workload, field_name):
+                    similarity = text_similarity(streamed, batched)
+                    same = similarity >= workload.migration.text_similarity
+                else:
+                    same = _canonical(streamed) == _canonical(batched)
+                if same:
+                    agreeing_fields[column] += 1
+                    continue
+                row_agrees = False
+                if len(report.differences) < MAX_LISTED_DIFFERENCES:
+                    report.differences.append(Difference(row_key, column, streamed, batched, similarity))
+            report.rows_agreeing += row_agrees
+    report.field_agreement = {c: (n / report.rows_compared if report.rows_compared else 0.0)
+                              for c, n in agreeing_fields.items()}
+    _costs(conn, workload, report)
+    return report
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _costs(conn: psycopg.Connection, workload: Workload, report: ParityReport) -> None:
+    """Both paths' spend on exactly the requests both answered."""
+    streaming, batch, requests = conn.execute(
+        """
+        SELECT coalesce(sum(u.cost_usd), 0), coalesce(sum(i.cost_usd), 0), count(*)
+          FROM nightshift.items i JOIN nightshift.runs r USING (run_pk)
+          JOIN nightshift.stream_usage u ON u.request_id = i.request_id
+         WHERE r.workload = %s AND r.mode = 'shadow' AND i.cost_usd IS NOT NULL
+        """, (workload.name,)).fetchone()
+    report.streaming_cost_usd, report.batch_cost_usd, report.requests_costed = float(streaming), float(batch), requests
+
+
+def record(conn: psycopg.Connection, report: ParityReport) -> int:
+    pk = conn.execute(
+        "INSERT INTO nightshift.parity_reports (workload, rows_compared, rows_agreeing, agreement, report) "
+        "VALUES (%s, %s, %s, %s, %s) RETURNING report_pk",
+        (report.workload, report.rows_compared, report.rows_agreeing, Decimal(str(report.agreement)),
+         Jsonb(report.as_dict()))).fetchone()[0]
+    conn.commit()
+    return pk

@@ -1,0 +1,104 @@
+"""Migrating a workload: shadow runs, the parity report, and the switch gate."""
+
+from __future__ import annotations
+
+import pytest
+
+from nightshift.batch.collect import collect
+from nightshift.batch.finalize import finalize_run
+from nightshift.batch.land import land_round
+from nightshift.batch.ledger import ensure_run
+from nightshift.batch.submit import Caps, submit_round
+from nightshift.migration import parity
+from nightshift.migration.modes import get_mode, set_mode
+from nightshift.migration.switch import SwitchRefused, switch
+from nightshift.streaming import run_streaming
+from nightshift.workloads import get_workload
+from tests.batch_night import wait_until_ended
+from tests.helpers import destination_rows, queue_states, sdk_client, seed
+
+TICKETS = get_workload("ticket_classification")
+PRODUCTS = get_workload("product_enrichment")
+
+
+def shadow_night(conn, client, workload):
+    run = ensure_run(conn, workload, dag_id="shadow", airflow_run_id=f"shadow-{workload.name}", mode="shadow")
+    conn.execute("UPDATE nightshift.runs SET data_interval_start = now() - interval '2 days', "
+                 "data_interval_end = now() + interval '1 minute' WHERE run_pk = %s", (run.run_pk,))
+    conn.commit()
+    collect(conn, workload, run)
+    submitted = submit_round(conn, client, workload, run, 0, Caps())
+    wait_until_ended(client, submitted.batch_ids)
+    land_round(conn, client, workload, run, 0)
+    return finalize_run(conn, run)
+
+
+@pytest.mark.parametrize("workload", [TICKETS, PRODUCTS], ids=lambda w: w.name)
+def test_shadow_mode_fills_the_shadow_table_and_leaves_the_destination_alone(app_db, emulator, workload):
+    seed(app_db, tickets=15, products=15)
+    client = sdk_client(emulator)
+    set_mode(app_db, workload, "shadow")
+    run_streaming(app_db, client, workload, claimer="stream")
+    destination_before = destination_rows(app_db, workload.destination.table, workload.destination.key)
+    queue_before = queue_states(app_db, workload.name)
+
+    summary = shadow_night(app_db, client, workload)
+
+    assert summary.succeeded == 15
+    assert destination_rows(app_db, workload.destination.table, workload.destination.key) == destination_before
+    assert queue_states(app_db, workload.name) == queue_before == {"done": 15}
+    shadow_rows = app_db.execute(f"SELECT count(*) FROM nightshift.shadow_{workload.name}").fetchone()[0]
+    assert shadow_rows == 15
+
+
+def test_parity_is_complete_on_deterministic_replies_and_costs_both_paths(app_db, emulator):
+    seed(app_db, tickets=20)
+    client = sdk_client(emulator)
+    set_mode(app_db, TICKETS, "shadow")
+    run_streaming(app_db, client, TICKETS, claimer="stream")
+    shadow_night(app_db, client, TICKETS)
+    report = parity.compare(app_db, TICKETS)
+    assert (report.rows_compared, report.rows_agreeing, report.agreement) == (20, 20, 1.0)
+    assert report.field_agreement == {"label": 1.0, "rationale": 1.0}
+    assert report.requests_costed == 20
+    assert 0 < report.batch_cost_usd < report.streaming_cost_usd
+
+
+def test_parity_catches_a_perturbed_reply(app_db, emulator):
+    seed(app_db, products=12)
+    client = sdk_client(emulator)
+    set_mode(app_db, PRODUCTS, "shadow")
+    run_streaming(app_db, client, PRODUCTS, claimer="stream")
+    emulator.add_fault(kind="perturb", custom_id=r".*-q(3|7)")
+    shadow_night(app_db, client, PRODUCTS)
+    report = parity.compare(app_db, PRODUCTS)
+    assert report.rows_compared == 12 and report.rows_agreeing == 10
+    assert {d.key for d in report.differences} == {"3", "7"}
+
+
+def test_the_switch_refuses_below_the_threshold_with_the_numbers(app_db, emulator):
+    seed(app_db, products=10)
+    client = sdk_client(emulator)
+    set_mode(app_db, PRODUCTS, "shadow")
+    run_streaming(app_db, client, PRODUCTS, claimer="stream")
+    emulator.add_fault(kind="perturb", custom_id=r".*-q2")
+    shadow_night(app_db, client, PRODUCTS)
+    with pytest.raises(SwitchRefused, match=r"agreement 90\.00% \(9 of 10 rows\) is below the required 98\.00%"):
+        switch(app_db, PRODUCTS, "batch")
+    assert get_mode(app_db, PRODUCTS) == "shadow"
+    assert "switched to batch" in switch(app_db, PRODUCTS, "batch", min_agreement=0.9)
+    assert get_mode(app_db, PRODUCTS) == "batch"
+    recorded = app_db.execute("SELECT count(*) FROM nightshift.parity_reports WHERE workload = %s",
+                              (PRODUCTS.name,)).fetchone()[0]
+    assert recorded == 2
+
+
+def test_switching_with_no_evidence_is_refused(app_db, emulator):
+    set_mode(app_db, TICKETS, "shadow")
+    with pytest.raises(SwitchRefused, match="no shadow row could be compared"):
+        switch(app_db, TICKETS, "batch")
+
+
+def test_text_similarity_tolerates_wording_noise_not_different_meaning():
+    assert parity.text_similarity("A tent for two.", "a tent  for two") == 1.0
+    assert parity.text_similarity("Customer was double charged", "Customer was charged twice") < 0.9
