@@ -41,6 +41,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if "airflow.settings" in sys.modules:  # close Airflow's pooled connections before the server goes
+        sys.modules["airflow.settings"].dispose_orm()
     with psycopg.connect(PROFILE.cluster.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{SESSION_DB}" WITH (FORCE)')
         names = [n for (n,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",

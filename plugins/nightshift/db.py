@@ -31,6 +31,11 @@ def connect(conn_id: str = DEFAULT_CONN_ID) -> psycopg.Connection:
     return conn
 
 
+def dsn_from_uri(url: str) -> str:
+    """A libpq DSN from an Airflow connection URI."""
+    return _libpq_url(url)
+
+
 def _libpq_url(url: str) -> str:
     """Airflow URLs may carry a driver (``postgresql+psycopg://``) that libpq does not know."""
     scheme, rest = url.split("://", 1)

@@ -194,7 +194,20 @@ class NightVerdictOperator(_NightshiftOperator):
         if status in ("collecting", "running"):
             raise AirflowFailException(f"run {run.run_pk} was not closed: an upstream step failed before finalize")
         if status == "failed":
-            raise AirflowFailException(
-                f"run {run.run_pk} did not finish: {succeeded} of {requests} requests succeeded. {message or ''}".strip())
+            text = f"run {run.run_pk} did not finish: {succeeded} of {requests} requests succeeded. {message or ''}"
+            self._alert(context, text.strip())
+            raise AirflowFailException(text.strip())
+        threshold = self.workload.failure_threshold
+        if requests and failed / requests > threshold:
+            self._alert(context, f"run {run.run_pk} of {self.workload_name}: {failed} of {requests} requests failed "
+                                 f"({failed / requests:.1%}), above the workload's threshold of {threshold:.1%}")
         self.log.info("night %s: %s", status, verdict)
         return verdict
+
+    def _alert(self, context, message: str) -> None:
+        from nightshift.notifications import night_notifier
+
+        try:
+            night_notifier(message)(context)
+        except Exception:
+            self.log.exception("the notifier failed; the alert was: %s", message)

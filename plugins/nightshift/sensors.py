@@ -62,6 +62,7 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
                 poll_interval=interval,
                 max_poll_interval=max(interval, self.workload.batch.max_poll_interval_seconds),
                 max_consecutive_failures=self.workload.batch.max_consecutive_poll_failures,
+                db_conn_id=self.db_conn_id or settings().db_conn_id,
             ),
             method_name="execute_complete",
         )

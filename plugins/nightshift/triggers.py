@@ -1,8 +1,9 @@
 """The trigger that waits for a run's batches in the triggerer, holding no worker slot.
 
-It only reads: a trigger may be run more than once (after a triggerer restart it is rebuilt
-from :meth:`serialize`), so everything it needs is in its kwargs and it has no side effect
-except cancelling its batches when the task is killed.
+A trigger may be run more than once (after a triggerer restart it is rebuilt from
+:meth:`serialize`), so everything it needs is in its kwargs, and its only writes are
+idempotent: the latest observed state of each batch, copied into the ledger as it changes so
+the dashboard is live while a night waits, and cancelling its batches when the task is killed.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ class BatchesEndedTrigger(BaseTrigger):
     """
 
     def __init__(self, *, conn_id: str, batch_ids: list[str], deadline: float, poll_interval: float,
-                 max_poll_interval: float, max_consecutive_failures: int) -> None:
+                 max_poll_interval: float, max_consecutive_failures: int, db_conn_id: str | None = None) -> None:
         super().__init__()
+        self.db_conn_id = db_conn_id
         self.conn_id = conn_id
         self.batch_ids = list(batch_ids)
         self.deadline = deadline
@@ -44,6 +46,7 @@ class BatchesEndedTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "max_poll_interval": self.max_poll_interval,
                 "max_consecutive_failures": self.max_consecutive_failures,
+                "db_conn_id": self.db_conn_id,
             },
         )
 
@@ -55,6 +58,7 @@ class BatchesEndedTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         client = await self._client()
         failures = 0
+        last_seen: dict[str, BatchSnapshot] = {}
         async with client:
             while True:
                 try:
@@ -72,6 +76,9 @@ class BatchesEndedTrigger(BaseTrigger):
                     continue
                 failures = 0
                 self.log.info("%s", progress_line(snapshots))
+                changed = [s for s in snapshots if last_seen.get(s.id) != s]
+                if changed and await self._record(changed):
+                    last_seen.update((s.id, s) for s in changed)
                 batches = [s.as_dict() for s in snapshots]
                 if all_ended(snapshots):
                     yield TriggerEvent({"status": "ended", "batches": batches})
@@ -82,6 +89,27 @@ class BatchesEndedTrigger(BaseTrigger):
                     yield TriggerEvent({"status": "deadline", "batches": batches, "unfinished": unfinished})
                     return
                 await asyncio.sleep(min(self.poll_interval, remaining))
+
+    async def _record(self, snapshots: list[BatchSnapshot]) -> bool:
+        """Copy observed batch states into the ledger; a DB hiccup never ends the wait."""
+        if not self.db_conn_id:
+            return False
+        try:
+            import psycopg
+            from airflow.sdk import BaseHook
+
+            from nightshift.batch.ledger import RECORD_BATCH_STATE, batch_state_params
+            from nightshift.db import dsn_from_uri
+
+            connection = await BaseHook.aget_connection(self.db_conn_id)
+            async with await psycopg.AsyncConnection.connect(dsn_from_uri(connection.get_uri())) as conn:
+                for s in snapshots:
+                    await conn.execute(RECORD_BATCH_STATE, batch_state_params(
+                        s.id, s.processing_status, s.request_counts, s.ended_at))
+            return True
+        except Exception as exc:
+            self.log.warning("could not record batch states in the ledger (the wait goes on): %r", exc)
+            return False
 
     async def on_kill(self) -> None:
         """Cancel the batches when a user kills or clears the deferred task (Airflow 3.3+)."""

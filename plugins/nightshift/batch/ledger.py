@@ -110,16 +110,23 @@ def failure_counts(conn: psycopg.Connection, run: Run) -> dict[str, int]:
     ).fetchall())
 
 
+RECORD_BATCH_STATE = """
+UPDATE nightshift.batches
+   SET processing_status = %s, request_counts = %s, ended_at = coalesce(ended_at, %s),
+       status = CASE WHEN %s = 'ended' AND status = 'submitted' THEN 'ended' ELSE status END
+ WHERE anthropic_batch_id = %s
+"""
+
+
+def batch_state_params(anthropic_batch_id: str, processing_status: str, request_counts: dict[str, int],
+                       ended_at: datetime | str | None) -> tuple:
+    from psycopg.types.json import Jsonb
+
+    return (processing_status, Jsonb(request_counts), ended_at, processing_status, anthropic_batch_id)
+
+
 def record_batch_state(conn: psycopg.Connection, anthropic_batch_id: str, processing_status: str,
-                       request_counts: dict[str, int], ended_at: datetime | None) -> None:
+                       request_counts: dict[str, int], ended_at: datetime | str | None) -> None:
     """Keep the ledger's view of a batch current (the dashboard reads it while a run waits)."""
-    conn.execute(
-        """
-        UPDATE nightshift.batches
-           SET processing_status = %s, request_counts = %s, ended_at = coalesce(ended_at, %s),
-               status = CASE WHEN %s = 'ended' AND status = 'submitted' THEN 'ended' ELSE status END
-         WHERE anthropic_batch_id = %s
-        """,
-        (processing_status, psycopg.types.json.Jsonb(request_counts), ended_at, processing_status,
-         anthropic_batch_id),
-    )
+    conn.execute(RECORD_BATCH_STATE,
+                 batch_state_params(anthropic_batch_id, processing_status, request_counts, ended_at))

@@ -6,6 +6,7 @@ a batch candidate; unchanged for the rest), then the same for the total.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from html import escape
 
@@ -56,8 +57,10 @@ def svg_chart(inv: Inventory) -> str:
                      f'fill="{VERDICT_COLOURS[verdict]}">{escape(verdict.value)} · {f.requests:,} requests</text>')
         p = f.projection
         if not p.priced:
+            models = ", ".join(repr(m) for m in p.unknown_models)
             parts.append(f'<text x="{LABEL_WIDTH + 8}" y="{y + BAR_HEIGHT + 2}" class="unpriced" '
-                         f'data-feature="{name}">{escape(p.unpriced_reason or "unpriced")}</text>')
+                         f'data-feature="{name}">{escape(f"unpriced: model {models} is not in the price table")}'
+                         f'</text>')
             y += group_height
             continue
         after = f.after_migration_monthly
@@ -105,6 +108,11 @@ def _value(y: float, width: float, text: str) -> str:
     return f'<text x="{LABEL_WIDTH + max(width, 1.0) + 6}" y="{y + BAR_HEIGHT - 3}" class="value">{escape(text)}</text>'
 
 
+def _code(text: str) -> str:
+    """Escaped, with `backquoted` names set as code."""
+    return re.sub(r"`([^`<>]+)`", r"<code>\1</code>", escape(text))
+
+
 def _table(inv: Inventory) -> str:
     rows = []
     for f in inv.features:
@@ -113,7 +121,7 @@ def _table(inv: Inventory) -> str:
                   percent(p.saving_share)] if p.priced else ["unpriced", "—", "—", "—"])
         rows.append(f"<tr><td>{escape(f.feature)}</td><td class=n>{f.requests:,}</td><td>{escape(f.verdict.value)}</td>"
                     + "".join(f"<td class=n>{escape(c)}</td>" for c in cells)
-                    + f"<td>{escape(f.classification.explanation)}"
+                    + f"<td>{_code(f.classification.explanation)}"
                     + "".join(f"<br><small>{escape(n)}</small>" for n in
                               ([p.unpriced_reason] if p.unpriced_reason else []) + p.caching_notes)
                     + "</td></tr>")
@@ -151,6 +159,7 @@ th, td {{ border-bottom: 1px solid #e1e5ea; padding: 5px 8px; text-align: left; 
 td.n {{ text-align: right; white-space: nowrap; }}
 tr.total td {{ font-weight: 600; border-top: 2px solid #8d99a6; }}
 small {{ color: #5a6672; }}
+code {{ font-size: 12px; background: #eef1f4; padding: 0 3px; border-radius: 3px; }}
 </style>
 </head>
 <body>

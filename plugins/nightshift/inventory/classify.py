@@ -123,7 +123,7 @@ def _decide(ev: Evidence, read_after: float) -> tuple[Verdict, str]:
         if late is not None and late < MOST_REQUESTS_SHARE:
             soon = ev.reads_known - ev.reads_late
             return Verdict.GRAY, (f"{what}, but {_pct(soon / ev.reads_known)} of the results with a known first "
-                                  f"read were read within {_duration(read_after)}{_reads(ev, ' (', ')')}, "
+                                  f"read were read within {_threshold(read_after)}{_reads(ev, ' (', ')')}, "
                                   f"so someone may be waiting on them.")
         return Verdict.BATCH, f"{what}{_reads(ev, '; ')}."
 
@@ -184,6 +184,10 @@ def _pct(share: float) -> str:
     if value == 0 and share > 0:
         return "<1%"
     return f"{value}%"
+
+
+def _threshold(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else _duration(seconds)
 
 
 def _duration(seconds: float) -> str:

@@ -13,6 +13,7 @@ from nightshift.inventory.inventory import build_inventory
 from nightshift.inventory.records import InventoryInputError, read_traffic
 from nightshift.inventory.savings import DEFAULT_DAYS_IN_MONTH
 
+TABLE_WIDTH = 140  # when not on a terminal (a pipe, --output), which would otherwise be 80 columns
 EXIT_OK = 0
 EXIT_UNREADABLE = 2  # the file as a whole cannot be used: argparse's code for a usage error too
 
@@ -46,16 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    err = Console(stderr=True, highlight=False)
     try:
         parsed = read_traffic(args.file)
     except (InventoryInputError, OSError, UnicodeDecodeError) as exc:
-        err.print(f"[red]nightshift inventory: {exc}[/]", markup=True)
+        _say(f"nightshift inventory: {exc}")
         return EXIT_UNREADABLE
     if not parsed.records:
-        err.print(f"[red]nightshift inventory: {args.file}: no valid rows among {parsed.rows_read:,}[/]")
+        _say(f"nightshift inventory: {args.file}: no valid rows among {parsed.rows_read:,}")
         for error in parsed.errors[:10]:
-            err.print(f"  {error}", markup=False)
+            _say(f"  {error}")
         return EXIT_UNREADABLE
 
     inv = build_inventory(parsed, days_in_month=args.days_in_month,
@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.format == "table":
         if args.output:
             with args.output.open("w", encoding="utf-8") as handle:
-                _print_table(inv, Console(file=handle, width=160, no_color=True, highlight=False))
+                _print_table(inv, Console(file=handle, width=TABLE_WIDTH, no_color=True, highlight=False))
         else:
-            _print_table(inv, Console(highlight=False))
+            _print_table(inv, Console(highlight=False, width=None if sys.stdout.isatty() else TABLE_WIDTH))
     else:
         from nightshift.inventory.render import to_csv, to_json
 
@@ -76,17 +76,21 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sys.stdout.write(text)
         if parsed.errors:
-            err.print(f"nightshift inventory: {len(parsed.errors):,} malformed row(s) skipped, the first: "
-                      f"{parsed.errors[0]}", markup=False)
+            _say(f"nightshift inventory: {len(parsed.errors):,} malformed row(s) skipped, the first: "
+                 f"{parsed.errors[0]} (--format json lists them all)")
 
     if args.chart:
         from nightshift.inventory.chart import render_chart
 
         args.chart.write_text(render_chart(inv), encoding="utf-8")
-        err.print(f"chart written to {args.chart}", markup=False)
+        _say(f"chart written to {args.chart}")
     if args.output:
-        err.print(f"{args.format} written to {args.output}", markup=False)
+        _say(f"{args.format} written to {args.output}")
     return EXIT_OK
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _print_table(inv, console: Console) -> None:

@@ -93,7 +93,8 @@ class RowError:
         return [name for name, _ in self.problems]
 
     def __str__(self) -> str:
-        return f"line {self.line}: " + "; ".join(f"field '{name}': {message}" for name, message in self.problems)
+        return f"line {self.line}: " + "; ".join(
+            message if name.startswith("(") else f"field '{name}': {message}" for name, message in self.problems)
 
 
 @dataclass
@@ -162,7 +163,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any], tuple[str, st
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield line, {}, ("(json)", f"not valid JSON: {exc.msg} at column {exc.colno}")
+                yield line, {}, ("(json)", f"not valid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}")
                 continue
             if not isinstance(value, dict):
                 yield line, {}, ("(json)", f"expected a JSON object, got {type(value).__name__}")

@@ -56,8 +56,10 @@ def summary_lines(inv: Inventory) -> list[str]:
 
 def print_table(inv: Inventory, console: Console) -> None:
     for line in summary_lines(inv):
-        console.print(escape(line), style="dim", highlight=False)
-    table = Table(title="Batch migration inventory (spend per month)", title_justify="left")
+        console.print(escape(line), style="dim", highlight=False, soft_wrap=True)
+    table = Table(title="Batch migration inventory", title_justify="left", caption_justify="left",
+                  caption="/mo = the file's spend scaled to a month. total = after moving the batch candidates; "
+                          "the rest stays as it is.")
     table.add_column("feature")
     table.add_column("requests", justify="right")
     table.add_column("verdict")
@@ -77,7 +79,7 @@ def print_table(inv: Inventory, console: Console) -> None:
                       percent(p.saving_share))
     totals = inv.totals
     table.add_section()
-    table.add_row("[bold]total[/]", f"{inv.requests:,}", "after migrating the batch candidates", "",
+    table.add_row("[bold]total[/]", f"{inv.requests:,}", "", "",
                   f"[bold]{money(totals.today_monthly)}[/]", money(totals.batch_alone_monthly),
                   f"[bold]{money(totals.after_migration_monthly)}[/]", f"[bold]{percent(totals.saving_share)}[/]")
     console.print(table)
@@ -89,20 +91,20 @@ def print_table(inv: Inventory, console: Console) -> None:
     console.print("[bold]Why[/]")
     for f in inv.features:
         console.print(f"[bold]{escape(f.feature)}[/] — {_verdict(f)}: {escape(f.classification.explanation)}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
         if not f.projection.priced:
-            console.print(f"    [red]{escape(f.projection.unpriced_reason or '')}[/]", highlight=False)
+            console.print(f"    [red]{escape(f.projection.unpriced_reason or '')}[/]", highlight=False, soft_wrap=True)
         for note in f.projection.caching_notes:
-            console.print(f"    caching: {escape(note)}", style="dim", highlight=False)
+            console.print(f"    caching: {escape(note)}", style="dim", highlight=False, soft_wrap=True)
     console.print()
-    console.print(escape(thresholds_line(inv)), style="dim", highlight=False)
+    console.print(escape(thresholds_line(inv)), style="dim", highlight=False, soft_wrap=True)
 
     if inv.parsed.errors:
         console.print()
         errors = inv.parsed.errors
         console.print(f"[bold red]{len(errors):,} malformed row(s) skipped[/] (the rest were processed):")
         for error in errors[:MAX_ERRORS_SHOWN]:
-            console.print(f"  {escape(str(error))}", highlight=False)
+            console.print(f"  {escape(str(error))}", highlight=False, soft_wrap=True)
         if len(errors) > MAX_ERRORS_SHOWN:
             console.print(f"  … and {len(errors) - MAX_ERRORS_SHOWN:,} more (--format json lists them all)")
 

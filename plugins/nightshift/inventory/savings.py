@@ -58,6 +58,7 @@ class Projection:
 
     priced: bool
     unpriced_reason: str | None = None
+    unknown_models: dict[str, int] = field(default_factory=dict)  # model -> requests
     today_in_file: Decimal | None = None
     batch_alone_in_file: Decimal | None = None
     batch_cache_in_file: Decimal | None = None
@@ -94,29 +95,35 @@ def usage_today(record: TrafficRecord) -> Usage:
                  cache_read_tokens=record.cache_read_input_tokens)
 
 
-def unpriced_reason(records: Iterable[TrafficRecord], prices: PriceTable) -> str | None:
-    """Why the feature cannot be priced (an unknown model, with its request count), or None."""
+def unknown_models(records: Iterable[TrafficRecord], prices: PriceTable) -> dict[str, int]:
+    """Models the price table does not know, with their request counts."""
     unknown: dict[str, int] = defaultdict(int)
     for r in records:
         if r.model not in prices.models:
             unknown[r.model] += r.requests
+    return dict(sorted(unknown.items()))
+
+
+def unpriced_reason(unknown: dict[str, int], prices: PriceTable) -> str | None:
+    """Why the feature cannot be priced (each unknown model, with its request count), or None."""
     if not unknown:
         return None
     parts = []
-    for model, n in sorted(unknown.items()):
+    for model, n in unknown.items():
         try:
             prices.price(model)
         except UnknownModel as exc:
-            parts.append(f"{n:,} request{'s' if n != 1 else ''} use {exc}")
-    return "unpriced: " + " ".join(parts)
+            parts.append(f"unpriced ({n:,} request{'s' if n != 1 else ''}): {exc}")
+    return " ".join(parts)
 
 
 def project(records: Sequence[TrafficRecord], prices: PriceTable, month_factor: Decimal, *,
             migrate: bool) -> Projection:
     """Today's spend; with ``migrate``, also batch alone and batch + cache."""
-    reason = unpriced_reason(records, prices)
-    if reason:
-        return Projection(priced=False, unpriced_reason=reason, month_factor=month_factor)
+    unknown = unknown_models(records, prices)
+    if unknown:
+        return Projection(priced=False, unpriced_reason=unpriced_reason(unknown, prices), unknown_models=unknown,
+                          month_factor=month_factor)
     today = sum((prices.cost(usage_today(r), r.model, batch=False) for r in records), Decimal(0))
     projection = Projection(priced=True, today_in_file=today, month_factor=month_factor)
     if not migrate:

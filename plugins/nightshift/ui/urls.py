@@ -1,0 +1,51 @@
+"""Where the dashboard lives and where a batch lives in the Anthropic Console.
+
+Pure string work on environment and configuration: no database, no network. Used by the app,
+the plugin (its navigation entries) and the operator links (on workers and in the API server).
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import quote, urlencode, urlsplit
+
+#: Where the plugin mounts the app inside Airflow's API server.
+URL_PREFIX = "/nightshift"
+DEFAULT_CONSOLE_BATCH_URL = "https://console.anthropic.com/workspaces/default/batches/{batch_id}"
+
+
+def api_root_path() -> str:
+    """The path part of Airflow's ``[api] base_url`` ('' when Airflow is served at the host root)."""
+    base = os.environ.get("AIRFLOW__API__BASE_URL")
+    if base is None:
+        base = ""
+        for module in ("airflow.configuration", "airflow.sdk.configuration"):
+            try:
+                conf = __import__(module, fromlist=["conf"]).conf
+                base = conf.get("api", "base_url", fallback="") or ""
+                break
+            except Exception:  # noqa: BLE001 - a missing or broken config only loses the prefix
+                continue
+    return urlsplit(base).path.rstrip("/")
+
+
+def dashboard_url(path: str = "") -> str:
+    """A dashboard page as a path on the Airflow host (``NIGHTSHIFT_DASHBOARD_URL`` overrides the base)."""
+    base = os.environ.get("NIGHTSHIFT_DASHBOARD_URL") or api_root_path() + URL_PREFIX
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def run_page_for_airflow_run(dag_id: str, run_id: str) -> str:
+    """The dashboard page of the ledger run an Airflow DAG run recorded (resolved when opened)."""
+    return dashboard_url("airflow-run?" + urlencode({"dag_id": dag_id, "run_id": run_id}))
+
+
+def console_batch_url(batch_id: str) -> str:
+    """A batch's page in the Anthropic Console: ``NIGHTSHIFT_CONSOLE_BATCH_URL`` with ``{batch_id}``."""
+    pattern = os.environ.get("NIGHTSHIFT_CONSOLE_BATCH_URL") or DEFAULT_CONSOLE_BATCH_URL
+    return pattern.replace("{batch_id}", quote(batch_id, safe=""))
+
+
+def airflow_dag_run_url(dag_id: str, run_id: str) -> str:
+    """The DAG run's page in the Airflow 3 UI."""
+    return f"{api_root_path()}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
