@@ -32,10 +32,26 @@ def airflow_service(prof: Profile) -> Service:
     )
 
 
+def _has_finished_night(prof: Profile) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(prof.cluster.dsn()) as conn:
+            return bool(conn.execute("SELECT count(*) FROM nightshift.runs WHERE finished_at IS NOT NULL").fetchone()[0])
+    except psycopg.Error:
+        return False
+
+
 def up() -> int:
     from nightshift import db
+    from nightshift.localdev import demo
 
     prof = profile("demo")
+    prof.cluster.ensure_started()
+    if not _has_finished_night(prof):
+        console.print("no finished night yet: running the demo night first, so the UI has something to show")
+        if code := demo.run(tickets=2000, products=1000):
+            return code
     os.environ.update(prof.environment())
     prof.cluster.ensure_started()
     prof.prepare_airflow_home()
