@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 NIGHTSHIFT := $(VENV)/bin/nightshift
 PYTEST_ARGS ?=
 
-.PHONY: install test demo up down report emulator bench cost-bench lock clean
+.PHONY: install test demo up down report emulator inventory bench cost-bench lock clean
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml scripts/ensure-system-packages.sh
 	bash scripts/ensure-system-packages.sh
@@ -42,6 +42,10 @@ cost-bench: install
 
 emulator: install
 	$(NIGHTSHIFT) emulator --port 8099
+
+# Which of the sample traffic could move to batch, and what it would save (chart: artifacts/).
+inventory: install
+	$(NIGHTSHIFT) inventory include/samples/traffic-sample.jsonl --chart artifacts/inventory.html
 
 # Regenerate the full pinned set after changing requirements.txt.
 lock: install

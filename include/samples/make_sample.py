@@ -9,7 +9,7 @@ job, which logs one row per 10 minutes with a ``requests`` count and summed toke
 
 | feature                 | trigger    | destination | model             | shared prefix          |
 |-------------------------|------------|-------------|-------------------|------------------------|
-| catalogue-enrichment    | schedule   | table       | claude-sonnet-5-5 | 3,400 tokens           |
+| catalogue-enrichment    | schedule   | table       | claude-sonnet-5-5 | 4,800 tokens           |
 | ticket-classification   | queue      | table       | claude-haiku-4-5  | 5,200 tokens, 5m cache |
 | support-chat            | user_click | chat        | claude-sonnet-5-5 | 2,600 tokens, cached   |
 | weekly-report-summaries | schedule   | email       | claude-opus-5-5   | none                   |
@@ -54,15 +54,15 @@ def _row(time: datetime, feature: str, trigger: str, destination: str, model: st
 
 
 def catalogue_enrichment(rng: random.Random, day: datetime) -> list[dict]:
-    """Nightly at 02:00, 150 products; the catalogue is rebuilt from the table at 06:00-09:00."""
+    """Nightly at 02:00, 200 products; the catalogue is rebuilt from the table at 06:00-09:00."""
     rows = []
-    for _ in range(150):
+    for _ in range(200):
         t = day + timedelta(hours=2, seconds=rng.uniform(0, 40 * 60))
         read = day + timedelta(hours=6, seconds=rng.uniform(0, 3 * 3600))
         rows.append(_row(t, "catalogue-enrichment", "schedule", "table", "claude-sonnet-5-5",
-                         3400 + rng.randint(300, 900), rng.randint(250, 500),
+                         4800 + rng.randint(300, 900), rng.randint(250, 500),
                          first_read=None if rng.random() < 0.1 else (read - t).total_seconds(),
-                         prefix_hash="enrich-7c2e91", prefix_tokens=3400))
+                         prefix_hash="enrich-7c2e91", prefix_tokens=4800))
     return rows
 
 
@@ -116,12 +116,12 @@ def explain_this(rng: random.Random, day: datetime) -> list[dict]:
 
 
 def backlog_relabel(rng: random.Random, day: datetime) -> list[dict]:
-    """Wednesday afternoon, 600 old documents re-labelled into a file; logged per 10 minutes."""
+    """Every Wednesday afternoon the week's re-label queue, 3,000 documents, into a file; logged per 10 minutes."""
     if day.weekday() != 2:
         return []
     rows = []
     for slot in range(30):
-        n = 20
+        n = 100
         rows.append(_row(day + timedelta(hours=13, minutes=10 * slot), "backlog-relabel", "queue", "file",
                          "claude-haiku-4-5", sum(2000 + rng.randint(300, 700) for _ in range(n)),
                          sum(rng.randint(40, 90) for _ in range(n)),

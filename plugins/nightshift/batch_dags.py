@@ -9,12 +9,10 @@ Asset the streaming path publishes, so downstream DAGs cannot tell the paths apa
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TaskGroup, TriggerRule
+from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
 
 from nightshift.assets import destination_asset
-from nightshift.config import settings
+from nightshift.dag_defaults import nightly_dag_kwargs
 from nightshift.dag_ids import batch_dag_id
 from nightshift.operators import (
     CollectRequestsOperator,
@@ -42,19 +40,13 @@ PARAMS = {
 
 def batch_dag(workload: Workload, *, fileloc: str | None = None, deferrable: bool = True) -> DAG:
     """``fileloc`` is the DAG file calling the factory: Airflow re-parses that file to run a task."""
-    cfg = settings()
     rounds = workload.batch.retry_rounds
     with DAG(
         dag_id=batch_dag_id(workload.name),
         description=f"Batch path (Message Batches API): {workload.description}",
-        schedule=CronDataIntervalTimetable(cfg.schedule, timezone=cfg.timezone),
-        start_date=datetime(2026, 1, 1),
-        catchup=False,
-        max_active_runs=1,
         params=PARAMS,
-        tags=["nightshift", "batch", workload.name],
-        default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
         doc_md=__doc__,
+        **nightly_dag_kwargs(workload, "batch"),
     ) as dag:
         common = {"workload": workload.name}
         collect = CollectRequestsOperator(task_id="collect", **common)

@@ -25,6 +25,12 @@ def cmd_emulator(args: argparse.Namespace, rest: list[str]) -> int:
     return emulator_main(rest)
 
 
+def cmd_inventory(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift.inventory.cli import main as inventory_main
+
+    return inventory_main(rest)
+
+
 def cmd_db_init(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift import db
 
@@ -131,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nightshift", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    sub.add_parser("inventory", help="sort past API traffic into batch candidates and project the saving "
+                   "(flags: nightshift inventory --help)", add_help=False).set_defaults(func=cmd_inventory)
     sub.add_parser("emulator", help="run the local Anthropic API emulator (flags: nightshift emulator --help)",
                    add_help=False).set_defaults(func=cmd_emulator)
 
@@ -185,8 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv[:1] == ["emulator"]:
-        return cmd_emulator(argparse.Namespace(), argv[1:])
+    passthrough = {"emulator": cmd_emulator, "inventory": cmd_inventory}
+    if argv[:1] and argv[0] in passthrough:
+        return passthrough[argv[0]](argparse.Namespace(), argv[1:])
     args = parser.parse_args(argv)
     return args.func(args, [])
 

@@ -97,12 +97,16 @@ class CollectRequestsOperator(_NightshiftOperator):
         return total
 
 
-class SubmitBatchesOperator(_NightshiftOperator):
-    """Submit one round: round 0 is the whole night, later rounds only the items worth retrying."""
+class _RoundOperator(_NightshiftOperator):
+    """A step of one round: 0 is the whole night, later rounds only the items worth retrying."""
 
     def __init__(self, *, round: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.round = round
+
+
+class SubmitBatchesOperator(_RoundOperator):
+    """Submit one round as as many batches as the API's limits need."""
 
     def execute(self, context) -> dict:
         from nightshift.batch.submit import Caps, submit_round
@@ -128,12 +132,8 @@ class SubmitBatchesOperator(_NightshiftOperator):
         return result.as_dict()
 
 
-class LandResultsOperator(_NightshiftOperator):
+class LandResultsOperator(_RoundOperator):
     """Stream ended batches' results into the destination table, the ledger and the queue."""
-
-    def __init__(self, *, round: int = 0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.round = round
 
     def execute(self, context) -> dict:
         from nightshift.batch.land import land_round

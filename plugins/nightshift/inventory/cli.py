@@ -19,7 +19,10 @@ EXIT_UNREADABLE = 2  # the file as a whole cannot be used: argparse's code for a
 
 
 def _positive(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above zero, got {text}")
     return value
@@ -37,9 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", metavar="PATH", type=Path, help="write the report here instead of stdout")
     parser.add_argument("--chart", metavar="PATH.html", type=Path,
                         help="also write a self-contained HTML page with an SVG bar chart of monthly spend")
-    parser.add_argument("--days-in-month", type=_positive, default=DEFAULT_DAYS_IN_MONTH,
+    parser.add_argument("--days-in-month", metavar="N", type=_positive, default=DEFAULT_DAYS_IN_MONTH,
                         help="days the file's span is scaled to for monthly figures (default %(default)s)")
-    parser.add_argument("--batch-read-after-hours", type=_positive, default=BATCH_READ_AFTER_SECONDS / 3600,
+    parser.add_argument("--batch-read-after-hours", metavar="H", type=_positive, default=BATCH_READ_AFTER_SECONDS / 3600,
                         help="a batch candidate's results must mostly be first read this long after the request, "
                              "where first-read times are known (default %(default)g)")
     return parser
