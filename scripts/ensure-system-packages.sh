@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# System packages the project needs that pip cannot provide: the PostgreSQL server binaries.
-# Installs them with apt when missing and we are root; otherwise says what to install.
+# System packages the project needs that pip cannot provide: the PostgreSQL server binaries,
+# and Chromium for the end-to-end UI test. Installs them with apt when missing and we are
+# root; otherwise says what to install.
 set -euo pipefail
 
 have_postgres() {
@@ -18,6 +19,15 @@ if ! have_postgres; then
   else
     echo "PostgreSQL server binaries not found: install Debian's 'postgresql' package (or set NIGHTSHIFT_PG_BINDIR)." >&2
     exit 1
+  fi
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Chromium for the UI test (apt-get install chromium)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "Chromium not found: the UI test will be skipped until Debian's 'chromium' package is installed." >&2
   fi
 fi
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
