@@ -117,7 +117,7 @@ def run(*, tickets: int, products: int) -> int:
 
     console.print()
     with db.connect(prof.cluster.dsn()) as conn:
-        print_report(conn, console)
+        print_report(conn)
         insights = conn.execute("SELECT count(*) FROM app.nightly_insights").fetchone()[0]
     console.print(f"Downstream: nightly_insights wrote {insights} rows to app.nightly_insights.")
     console.print(f"Done in {time.monotonic() - started:.0f}s. Inspect: psql {prof.cluster.dsn()}  ·  stop: make down")
