@@ -38,10 +38,12 @@ def wait_until_ended(client: anthropic.Anthropic, batch_ids: list[str], emulator
 
 def run_night(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, *,
               caps: Caps | None = None, airflow_run_id: str = "manual__night", emulator=None,
-              rounds: int | None = None) -> Night:
-    run = ensure_run(conn, workload, dag_id=f"test_{workload.name}", airflow_run_id=airflow_run_id)
+              rounds: int | None = None, mode: str = "queue", data_interval=(None, None),
+              reprocess: bool = False) -> Night:
+    run = ensure_run(conn, workload, dag_id=f"test_{workload.name}", airflow_run_id=airflow_run_id, mode=mode,
+                     data_interval=data_interval)
     night = Night(run)
-    if collect(conn, workload, run) == 0:
+    if collect(conn, workload, run, reprocess=reprocess) == 0:
         night.summary = finalize_run(conn, run)
         return night
     caps = caps or Caps.for_workload(workload)

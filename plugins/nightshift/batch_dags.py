@@ -13,7 +13,7 @@ from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
 
 from nightshift.assets import destination_asset
 from nightshift.dag_defaults import nightly_dag_kwargs
-from nightshift.dag_ids import batch_dag_id
+from nightshift.dag_ids import backfill_dag_id, batch_dag_id
 from nightshift.operators import (
     CollectRequestsOperator,
     FinalizeRunOperator,
@@ -38,18 +38,42 @@ PARAMS = {
 }
 
 
+BACKFILL_PARAMS = {
+    **PARAMS,
+    "reprocess": Param(False, type="boolean",
+                       description="Redo rows already at the current prompt version (default: skip them)."),
+}
+
+
 def batch_dag(workload: Workload, *, fileloc: str | None = None, deferrable: bool = True) -> DAG:
-    """``fileloc`` is the DAG file calling the factory: Airflow re-parses that file to run a task."""
+    """The nightly DAG: the queue's pending requests. ``fileloc`` is the DAG file calling the
+    factory: Airflow re-parses that file to run a task."""
+    return _batch_pipeline(workload, "queue", fileloc, deferrable, dag_id=batch_dag_id(workload.name),
+                           description=f"Batch path (Message Batches API): {workload.description}",
+                           params=PARAMS, **nightly_dag_kwargs(workload, "batch"))
+
+
+def backfill_dag(workload: Workload, *, fileloc: str | None = None, deferrable: bool = True) -> DAG:
+    """The backfill DAG: the source rows of each data interval, for ``airflow backfill create``.
+
+    Paused at creation and never scheduled on its own; runs are independent and idempotent per
+    interval, so ``max_active_runs`` (``NIGHTSHIFT_BACKFILL_MAX_ACTIVE_RUNS``, default 4) of them
+    can run at once.
+    """
+    import os
+
+    return _batch_pipeline(
+        workload, "interval", fileloc, deferrable, dag_id=backfill_dag_id(workload.name),
+        description=f"Backfill (interval mode): {workload.description}", params=BACKFILL_PARAMS,
+        **nightly_dag_kwargs(workload, "backfill", is_paused_upon_creation=True,
+                             max_active_runs=int(os.environ.get("NIGHTSHIFT_BACKFILL_MAX_ACTIVE_RUNS", "4"))))
+
+
+def _batch_pipeline(workload: Workload, source: str, fileloc: str | None, deferrable: bool, **dag_kwargs) -> DAG:
     rounds = workload.batch.retry_rounds
-    with DAG(
-        dag_id=batch_dag_id(workload.name),
-        description=f"Batch path (Message Batches API): {workload.description}",
-        params=PARAMS,
-        doc_md=__doc__,
-        **nightly_dag_kwargs(workload, "batch"),
-    ) as dag:
+    with DAG(doc_md=__doc__, **dag_kwargs) as dag:
         common = {"workload": workload.name}
-        collect = CollectRequestsOperator(task_id="collect", **common)
+        collect = CollectRequestsOperator(task_id="collect", source=source, **common)
         previous = collect
         for round_ in range(rounds + 1):
             group = TaskGroup(f"retry_{round_}") if round_ else None

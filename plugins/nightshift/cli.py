@@ -127,6 +127,36 @@ def cmd_switch(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace, rest: list[str]) -> int:
+    from datetime import datetime, timezone
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from nightshift import db
+    from nightshift.batch.estimate import estimate
+    from nightshift.costs import price_table
+    from nightshift.workloads import get_workload
+
+    def day(text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+    workload = get_workload(args.workload)
+    with db.connect(_dsn(args)) as conn:
+        intervals = estimate(conn, workload, price_table(), day(args.start), day(args.end), reprocess=args.reprocess)
+    table = Table(title=f"Dry run: {workload.name} backfill {args.start} to {args.end} (nothing submitted)",
+                  title_justify="left")
+    for column in ("interval", "rows", "input tokens", "output tokens", "batch", "streaming"):
+        table.add_column(column, justify="left" if column == "interval" else "right")
+    for i in intervals:
+        table.add_row(i.start.date().isoformat(), f"{i.rows:,}", f"{i.item_tokens + i.rows * i.prefix_tokens:,}",
+                      f"{i.output_tokens:,}", f"${i.batch_usd:.4f}", f"${i.streaming_usd:.4f}")
+    table.add_row("total", f"{sum(i.rows for i in intervals):,}", "", "",
+                  f"${sum(i.batch_usd for i in intervals):.4f}", f"${sum(i.streaming_usd for i in intervals):.4f}")
+    Console(width=120).print(table)
+    return 0
+
+
 def cmd_stack(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift.localdev import stack
 
@@ -184,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement", type=float, help="override the workload's migration.min_agreement")
     p.add_argument("--dsn")
     p.set_defaults(func=cmd_switch)
+
+    p = sub.add_parser("estimate", help="dry-run a backfill: rows, tokens and cost per day, without submitting")
+    p.add_argument("--workload", required=True)
+    p.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD (UTC)")
+    p.add_argument("--to", dest="end", required=True, help="day after the last, YYYY-MM-DD (UTC)")
+    p.add_argument("--reprocess", action="store_true", help="count rows already at the current prompt version too")
+    p.add_argument("--dsn")
+    p.set_defaults(func=cmd_estimate)
 
     sub.add_parser("up", help="start a local Airflow (api-server, scheduler, dag-processor, triggerer)").set_defaults(func=cmd_stack)
     sub.add_parser("down", help="stop everything `nightshift up`/`demo` started").set_defaults(func=cmd_stack)

@@ -65,7 +65,18 @@ class _NightshiftOperator(NightshiftTask, BaseOperator):
 
 
 class CollectRequestsOperator(_NightshiftOperator):
-    """Claim the night's pending requests into a new ledger run; skip downstream on an empty night."""
+    """Claim the night's pending requests into a new ledger run; skip downstream on an empty night.
+
+    ``source="interval"`` (the backfill DAGs) takes the source rows of the run's data interval
+    instead of the queue, skipping rows already at the current prompt version unless the
+    ``reprocess`` param is set.
+    """
+
+    def __init__(self, *, source: str = "queue", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if source not in ("queue", "interval"):
+            raise ValueError(f"source must be 'queue' or 'interval', not {source!r}")
+        self.source = source
 
     def execute(self, context) -> int:
         from nightshift.batch.collect import collect
@@ -75,7 +86,8 @@ class CollectRequestsOperator(_NightshiftOperator):
 
         deadline_seconds = self.param(context, "deadline_seconds")
         with self.db() as conn:
-            mode = "shadow" if get_mode(conn, self.workload) == "shadow" else "queue"
+            mode = "interval" if self.source == "interval" else (
+                "shadow" if get_mode(conn, self.workload) == "shadow" else "queue")
             if mode == "shadow":
                 ensure_shadow_table(conn, self.workload)
             run = ensure_run(
@@ -91,8 +103,14 @@ class CollectRequestsOperator(_NightshiftOperator):
                 total = conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s",
                                      (run.run_pk,)).fetchone()[0]
             else:
-                total = collect(conn, self.workload, run, limit=self.param(context, "max_requests"))
+                total = collect(conn, self.workload, run, limit=self.param(context, "max_requests"),
+                                reprocess=bool(self.param(context, "reprocess", False)))
         if total == 0:
+            if self.source == "interval":
+                raise AirflowSkipException(
+                    f"nothing to do for {context.get('data_interval_start')} – {context.get('data_interval_end')}: "
+                    f"every {self.workload_name} row of the interval is at prompt version "
+                    f"{self.workload.prompt_version} (set reprocess to redo them)")
             raise AirflowSkipException(f"empty night: no pending {self.workload_name} requests")
         return total
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 import psycopg
+from psycopg import sql
 
 from nightshift.batch.ledger import Run
 from nightshift.workloads.definition import Workload
@@ -48,14 +49,62 @@ ON CONFLICT (run_pk, custom_id) DO NOTHING
 """
 
 
-def collect(conn: psycopg.Connection, workload: Workload, run: Run, *, limit: int | None = None) -> int:
+# Interval mode: the source rows whose timestamp falls in the run's data interval and whose
+# destination row is missing or was produced by another prompt version. Keys that are not
+# custom_id-safe are hashed; the ledger item keeps the key itself.
+INTERVAL_ROWS = """
+  FROM {source} s LEFT JOIN {destination} d ON d.{dest_key} = s.{key}
+ WHERE s.{ts} >= %(start)s AND s.{ts} < %(end)s
+   AND (%(reprocess)s OR d.{dest_key} IS NULL OR d.prompt_version IS DISTINCT FROM %(version)s)
+ ORDER BY s.{key}
+ LIMIT %(limit)s
+"""
+INTERVAL_INTO_LEDGER = """
+INSERT INTO nightshift.items (run_pk, custom_id, source_key)
+SELECT %(run_pk)s,
+       'r' || %(run_pk)s || '-' || CASE WHEN s.{key}::text ~ '^[a-zA-Z0-9_-]{{1,40}}$' THEN 'k' || s.{key}::text
+                                      ELSE 'h' || md5(s.{key}::text) END,
+       s.{key}::text
+""" + INTERVAL_ROWS + "ON CONFLICT (run_pk, custom_id) DO NOTHING"
+
+
+def interval_statement(workload: Workload, select: str = INTERVAL_INTO_LEDGER) -> sql.Composed:
+    """The interval's rows still to do, completed with ``select`` (collect's INSERT, or the estimate's read)."""
+    if not workload.source.timestamp_column:
+        raise ValueError(f"workload {workload.name!r} has no source.timestamp_column: it cannot run in interval mode")
+    schema, table = workload.source.table.split(".")
+    dest_schema, dest_table = workload.destination.table.split(".")
+    return sql.SQL(select).format(
+        key=sql.Identifier(workload.source.key), source=sql.Identifier(schema, table),
+        destination=sql.Identifier(dest_schema, dest_table), dest_key=sql.Identifier(workload.destination.key),
+        ts=sql.Identifier(workload.source.timestamp_column),
+        columns=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c))
+                                   for c in [workload.source.key, *workload.source.columns]))
+
+
+def run_interval(conn: psycopg.Connection, run: Run) -> tuple:
+    return conn.execute("SELECT data_interval_start, data_interval_end FROM nightshift.runs WHERE run_pk = %s",
+                        (run.run_pk,)).fetchone()
+
+
+def collect(conn: psycopg.Connection, workload: Workload, run: Run, *, limit: int | None = None,
+            reprocess: bool = False) -> int:
     """Claim pending requests into the run; return how many items the run now has.
 
     A shadow run claims nothing: it copies the requests queued in its window (the streaming
-    path still owns and answers them), so both paths answer the same requests.
+    path still owns and answers them), so both paths answer the same requests. An interval
+    run (backfill) takes source rows by timestamp instead of the queue, skipping rows already
+    at the current prompt version unless ``reprocess``.
     """
     with conn.cursor() as cur:
-        if run.shadow:
+        if run.mode == "interval":
+            start, end = run_interval(conn, run)
+            if start is None or end is None:
+                raise ValueError(f"run {run.run_pk} has no data interval: interval mode needs one")
+            cur.execute(interval_statement(workload), {"run_pk": run.run_pk, "start": start, "end": end,
+                                                       "reprocess": reprocess, "version": workload.prompt_version,
+                                                       "limit": limit})
+        elif run.shadow:
             start, end = conn.execute(
                 "SELECT coalesce(data_interval_start, created_at - interval '1 day'), "
                 "coalesce(data_interval_end, created_at) FROM nightshift.runs WHERE run_pk = %s",

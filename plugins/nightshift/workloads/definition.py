@@ -12,7 +12,6 @@ import hashlib
 import json
 import re
 import string
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -160,9 +159,12 @@ class Workload(_Strict):
                 )
         return self
 
-    @cached_property
+    @property
     def prompt_version(self) -> str:
-        """A digest of everything that changes the output, recorded on every destination row."""
+        """A digest of everything that changes the output, recorded on every destination row.
+
+        Not cached: ``model_copy(update=...)`` would carry a cached value over to a revised copy.
+        """
         material = json.dumps(
             {
                 "model": self.model,

@@ -19,14 +19,15 @@ class InvalidOutput(ValueError):
     error_type = "invalid_output"
 
 
-_validators: dict[tuple[str, str], jsonschema.Draft202012Validator] = {}
+_validators: dict[int, tuple[dict, jsonschema.Draft202012Validator]] = {}
 
 
 def _validator(workload: Workload) -> jsonschema.Draft202012Validator:
-    key = (workload.name, workload.prompt_version)
-    if key not in _validators:
-        _validators[key] = jsonschema.Draft202012Validator(workload.output.json_schema)
-    return _validators[key]
+    """One compiled validator per schema object (kept alive beside it, so its id is not reused)."""
+    schema = workload.output.json_schema
+    if id(schema) not in _validators:
+        _validators[id(schema)] = (schema, jsonschema.Draft202012Validator(schema))
+    return _validators[id(schema)][1]
 
 
 def as_dict(message: Any) -> dict[str, Any]:

@@ -1,0 +1,96 @@
+"""A backfill's cost, before any batch is created: rows and tokens per interval, priced.
+
+Tokens are estimated offline as ``ceil(characters / 4)`` (the emulator's formula; real
+tokenisers differ by a few tens of percent), outputs as the mean of this workload's past
+outputs in the ledger, or ``max_tokens`` when there is no history (an upper bound). Each
+interval is priced as the batch path would run it: the prefix written once and read by every
+other request when it reaches the model's minimum cacheable length.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+
+from nightshift.batch.collect import INTERVAL_ROWS, interval_statement
+from nightshift.costs import PriceTable, Usage
+from nightshift.workloads.definition import Workload
+from nightshift.workloads.requests import InvalidInput, render_item, stable_prefix
+
+TURN_TOKENS = 6  # a user turn plus the assistant priming, as the API counts them
+ESTIMATE_ROWS = "SELECT {columns}" + INTERVAL_ROWS
+
+
+@dataclass
+class IntervalEstimate:
+    start: datetime
+    end: datetime
+    rows: int = 0
+    invalid_rows: int = 0
+    item_tokens: int = 0
+    prefix_tokens: int = 0
+    output_tokens: int = 0
+    batch_usd: Decimal = Decimal(0)
+    streaming_usd: Decimal = Decimal(0)
+
+
+def text_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+def prefix_tokens(workload: Workload) -> int:
+    prefix = stable_prefix(workload)
+    tools = sum(text_tokens(json.dumps(t, sort_keys=True, separators=(",", ":"))) for t in prefix["tools"])
+    return tools + sum(text_tokens(block["text"]) for block in prefix["system"])
+
+
+def typical_output_tokens(conn: psycopg.Connection, workload: Workload) -> int:
+    mean = conn.execute(
+        "SELECT avg(i.output_tokens) FROM nightshift.items i JOIN nightshift.runs r USING (run_pk) "
+        "WHERE r.workload = %s AND i.status = 'succeeded'", (workload.name,)).fetchone()[0]
+    return math.ceil(mean) if mean else workload.max_tokens
+
+
+def estimate(conn: psycopg.Connection, workload: Workload, prices: PriceTable, start: datetime, end: datetime, *,
+             step: timedelta = timedelta(days=1), reprocess: bool = False) -> list[IntervalEstimate]:
+    prefix = prefix_tokens(workload)
+    outputs = typical_output_tokens(conn, workload)
+    cacheable = prefix >= prices.price(workload.model).min_cacheable_tokens
+    columns = [workload.source.key, *workload.source.columns]
+    query = interval_statement(workload, ESTIMATE_ROWS)
+    estimates = []
+    while start < end:
+        interval = IntervalEstimate(start, min(start + step, end), prefix_tokens=prefix)
+        with conn.cursor(name="nightshift_estimate") as cursor:
+            cursor.execute(query, {"start": interval.start, "end": interval.end, "reprocess": reprocess,
+                                   "version": workload.prompt_version, "limit": None})
+            for values in cursor:
+                try:
+                    interval.item_tokens += text_tokens(render_item(workload, dict(zip(columns, values)))) + TURN_TOKENS
+                    interval.rows += 1
+                except InvalidInput:
+                    interval.invalid_rows += 1
+        conn.commit()
+        _price(interval, workload, prices, outputs, cacheable)
+        estimates.append(interval)
+        start = interval.end
+    return estimates
+
+
+def _price(interval: IntervalEstimate, workload: Workload, prices: PriceTable, outputs: int, cacheable: bool) -> None:
+    n, prefix = interval.rows, interval.prefix_tokens
+    interval.output_tokens = n * outputs
+    if not n:
+        return
+    if cacheable:
+        usage = Usage(input_tokens=interval.item_tokens, output_tokens=interval.output_tokens,
+                      cache_write_1h_tokens=prefix, cache_read_tokens=(n - 1) * prefix)
+    else:
+        usage = Usage(input_tokens=interval.item_tokens + n * prefix, output_tokens=interval.output_tokens)
+    interval.batch_usd = prices.cost(usage, workload.model, batch=True)
+    interval.streaming_usd = prices.cost(usage, workload.model, batch=False, cached=False)

@@ -1,0 +1,84 @@
+"""Interval mode (backfill): a run takes its data interval's source rows, once per prompt version."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from nightshift import demo_data
+from nightshift.workloads import get_workload
+from tests.batch_night import run_night
+from tests.helpers import sdk_client
+
+TICKETS = get_workload("ticket_classification")
+DAY = timedelta(days=1)
+START = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def three_days(app_db):
+    """Tickets created on three consecutive days (8, 5 and 7 of them), none queued."""
+    for offset, count in enumerate((8, 5, 7)):
+        demo_data.generate(app_db, tickets=count, products=0, bad_every=0, enqueue=False,
+                           now=START + (offset + 1) * DAY, seed=offset)
+    return [(START + i * DAY, START + (i + 1) * DAY) for i in range(3)]
+
+
+def interval_night(app_db, emulator, interval, name, workload=TICKETS, reprocess=False):
+    return run_night(app_db, sdk_client(emulator), workload, mode="interval", data_interval=interval,
+                     airflow_run_id=name, reprocess=reprocess)
+
+
+def keys_in(app_db, start, end) -> set[str]:
+    return {str(k) for (k,) in app_db.execute(
+        "SELECT ticket_id FROM app.support_tickets WHERE created_at >= %s AND created_at < %s", (start, end))}
+
+
+def test_interval_mode_takes_exactly_the_intervals_rows(app_db, emulator, three_days):
+    night = interval_night(app_db, emulator, three_days[1], "day2")
+    items = {k for (k,) in app_db.execute("SELECT source_key FROM nightshift.items WHERE run_pk = %s",
+                                          (night.run.run_pk,))}
+    assert items == keys_in(app_db, *three_days[1]) and len(items) == 5
+    assert night.summary.succeeded == 5
+    assert app_db.execute("SELECT count(*) FROM app.llm_requests").fetchone()[0] == 0  # the queue is not involved
+
+
+def test_a_second_run_of_a_finished_interval_costs_nothing(app_db, emulator, three_days):
+    interval_night(app_db, emulator, three_days[0], "first")
+    batches = emulator.stats()["batches_created"]
+    again = interval_night(app_db, emulator, three_days[0], "again")
+    assert again.summary.status == "empty" and again.summary.requests == 0
+    assert emulator.stats()["batches_created"] == batches
+
+
+def test_a_new_prompt_version_reprocesses_and_rows_record_it(app_db, emulator, three_days):
+    interval_night(app_db, emulator, three_days[2], "v1")
+    revised = TICKETS.model_copy(update={"max_tokens": TICKETS.max_tokens + 50})
+    assert revised.prompt_version != TICKETS.prompt_version
+    night = interval_night(app_db, emulator, three_days[2], "v2", workload=revised)
+    assert night.summary.succeeded == 7
+    versions = app_db.execute("SELECT prompt_version, count(*) FROM app.ticket_classifications "
+                              "GROUP BY 1").fetchall()
+    assert versions == [(revised.prompt_version, 7)]
+
+
+def test_reprocess_redoes_rows_already_at_the_current_version(app_db, emulator, three_days):
+    interval_night(app_db, emulator, three_days[0], "once")
+    night = interval_night(app_db, emulator, three_days[0], "twice", reprocess=True)
+    assert night.summary.succeeded == 8
+
+
+def test_a_dry_run_prices_each_interval_without_creating_a_batch(app_db, emulator, three_days):
+    from nightshift.batch.estimate import estimate
+    from nightshift.costs import price_table
+
+    interval_night(app_db, emulator, three_days[0], "done-already")
+    batches = emulator.stats()["batches_created"]
+    days = estimate(app_db, TICKETS, price_table(), three_days[0][0], three_days[2][1])
+    assert [d.rows for d in days] == [0, 5, 7]  # day 1 is at the current version already
+    assert all(d.prefix_tokens >= 4096 for d in days)
+    assert days[0].batch_usd == 0 and 0 < days[1].batch_usd < days[1].streaming_usd
+    assert emulator.stats()["batches_created"] == batches
+    assert [d.rows for d in estimate(app_db, TICKETS, price_table(), three_days[0][0], three_days[2][1],
+                                     reprocess=True)] == [8, 5, 7]
