@@ -38,6 +38,8 @@ def pytest_configure(config: pytest.Config) -> None:
         conn.execute(f'CREATE DATABASE "{SESSION_DB}"')
     dsn = PROFILE.cluster.dsn(SESSION_DB)
     os.environ.update({"AIRFLOW_CONN_NIGHTSHIFT_DB": dsn, "NIGHTSHIFT_DB_URL": dsn})
+    # Tests poll fast against a local emulator; the load test sets a real budget itself.
+    os.environ.setdefault("NIGHTSHIFT_POLL_BUDGET_RPM", "60000")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

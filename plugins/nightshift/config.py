@@ -15,6 +15,10 @@ class Settings:
     anthropic_conn_id: str
     schedule: str
     timezone: str
+    # Account limits, per tier (the defaults suit the lowest tier, with headroom): requests per
+    # minute all waiting runs may spend polling, and requests allowed in the processing queue.
+    poll_budget_rpm: float
+    max_queued_requests: int
 
 
 def settings() -> Settings:
@@ -24,4 +28,6 @@ def settings() -> Settings:
         anthropic_conn_id=env("NIGHTSHIFT_ANTHROPIC_CONN_ID", "anthropic_default"),
         schedule=env("NIGHTSHIFT_SCHEDULE", "0 2 * * *"),
         timezone=env("NIGHTSHIFT_TIMEZONE", "UTC"),
+        poll_budget_rpm=float(env("NIGHTSHIFT_POLL_BUDGET_RPM", "30")),
+        max_queued_requests=int(env("NIGHTSHIFT_MAX_QUEUED_REQUESTS", "90000")),
     )

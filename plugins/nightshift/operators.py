@@ -127,7 +127,7 @@ class SubmitBatchesOperator(_RoundOperator):
     """Submit one round as as many batches as the API's limits need."""
 
     def execute(self, context) -> dict:
-        from nightshift.batch.submit import Caps, submit_round
+        from nightshift.batch.submit import Caps, NotAdmitted, submit_round
 
         with self.db() as conn:
             run = self.ledger_run(conn, context)
@@ -144,10 +144,28 @@ class SubmitBatchesOperator(_RoundOperator):
                         f"{self.round}; finalize records the {waiting} open items as failed")
             caps = Caps.for_workload(self.workload, max_requests=self.param(context, "max_requests_per_batch"),
                                      max_bytes=self.param(context, "max_batch_bytes"))
-            result = submit_round(conn, self.client(), self.workload, run, self.round, caps)
+            try:
+                result = submit_round(conn, self.client(), self.workload, run, self.round, caps)
+            except NotAdmitted as waiting:
+                self.log.info("%s", waiting)
+                self._defer_until_admitted(context, waiting)
         if not result.batch_ids:
             raise AirflowSkipException(f"round {self.round}: no request to submit")
         return result.as_dict()
+
+
+    def _defer_until_admitted(self, context, waiting) -> None:
+        from nightshift.triggers import AdmissionTrigger
+
+        self.defer(trigger=AdmissionTrigger(db_conn_id=self.db_conn_id or settings().db_conn_id,
+                                            needed=waiting.needed, cap=waiting.cap,
+                                            poll_interval=float(self.param(context, "poll_interval_seconds",
+                                                                           self.workload.batch.poll_interval_seconds))),
+                   method_name="resume_after_admission")
+
+    def resume_after_admission(self, context, event=None) -> dict:
+        """Submitting is idempotent: carry on where the last attempt stopped."""
+        return self.execute(context)
 
 
 class LandResultsOperator(_RoundOperator):

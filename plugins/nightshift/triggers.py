@@ -15,7 +15,15 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from nightshift.batch.polling import BatchSnapshot, all_ended, is_transient, next_interval, progress_line
+from nightshift.batch.polling import (
+    BatchSnapshot,
+    all_ended,
+    budgeted_interval,
+    is_transient,
+    next_interval,
+    progress_line,
+    stagger,
+)
 
 
 class BatchesEndedTrigger(BaseTrigger):
@@ -60,10 +68,10 @@ class BatchesEndedTrigger(BaseTrigger):
         failures = 0
         last_seen: dict[str, BatchSnapshot] = {}
         async with client:
+            await asyncio.sleep(min(stagger(self.batch_ids, await self._interval()), self._until_deadline()))
             while True:
                 try:
-                    snapshots = [BatchSnapshot.of(await client.messages.batches.retrieve(batch_id))
-                                 for batch_id in self.batch_ids]
+                    snapshots = await self._poll(client)
                 except Exception as exc:
                     failures += 1
                     if not is_transient(exc) or failures >= self.max_consecutive_failures:
@@ -83,26 +91,68 @@ class BatchesEndedTrigger(BaseTrigger):
                 if all_ended(snapshots):
                     yield TriggerEvent({"status": "ended", "batches": batches})
                     return
-                remaining = self.deadline - time.time()
-                if remaining <= 0:
+                if self._until_deadline() <= 0:
                     unfinished = [s.id for s in snapshots if not s.ended]
                     yield TriggerEvent({"status": "deadline", "batches": batches, "unfinished": unfinished})
                     return
-                await asyncio.sleep(min(self.poll_interval, remaining))
+                await asyncio.sleep(min(await self._interval(), self._until_deadline()))
+
+    def _until_deadline(self) -> float:
+        return max(0.0, self.deadline - time.time())
+
+    async def _poll(self, client) -> list[BatchSnapshot]:
+        """One list call for all of this run's batches (newest first); retrieve any it missed."""
+        wanted = set(self.batch_ids)
+        found: dict[str, BatchSnapshot] = {}
+        if len(wanted) > 1 or self._active_batches > 1:
+            page = await client.messages.batches.list(limit=min(1000, max(20, self._active_batches + 10)))
+            found = {b.id: BatchSnapshot.of(b) for b in page.data if b.id in wanted}
+        for batch_id in sorted(wanted - found.keys()):
+            found[batch_id] = BatchSnapshot.of(await client.messages.batches.retrieve(batch_id))
+        return [found[b] for b in self.batch_ids]
+
+    _active_waits = 1
+    _active_batches = 1
+
+    async def _interval(self) -> float:
+        """The base interval, stretched so every run waiting right now fits in the poll budget."""
+        from nightshift.config import settings
+
+        counts = await self._ledger_counts()
+        if counts:
+            self._active_waits, self._active_batches = counts
+        return budgeted_interval(self.poll_interval, self._active_waits, settings().poll_budget_rpm)
+
+    async def _ledger_counts(self) -> tuple[int, int] | None:
+        if not self.db_conn_id:
+            return None
+        try:
+            async with await self._db() as conn:
+                cur = await conn.execute("SELECT count(DISTINCT run_pk), count(*) FROM nightshift.batches "
+                                         "WHERE status = 'submitted'")
+                waits, batches = await cur.fetchone()
+            return max(1, waits), max(1, batches)
+        except Exception as exc:
+            self.log.warning("could not read the ledger for the poll budget: %r", exc)
+            return None
+
+    async def _db(self):
+        import psycopg
+        from airflow.sdk import BaseHook
+
+        from nightshift.db import dsn_from_uri
+
+        connection = await BaseHook.aget_connection(self.db_conn_id)
+        return await psycopg.AsyncConnection.connect(dsn_from_uri(connection.get_uri()))
 
     async def _record(self, snapshots: list[BatchSnapshot]) -> bool:
         """Copy observed batch states into the ledger; a DB hiccup never ends the wait."""
         if not self.db_conn_id:
             return False
         try:
-            import psycopg
-            from airflow.sdk import BaseHook
-
             from nightshift.batch.ledger import RECORD_BATCH_STATE, batch_state_params
-            from nightshift.db import dsn_from_uri
 
-            connection = await BaseHook.aget_connection(self.db_conn_id)
-            async with await psycopg.AsyncConnection.connect(dsn_from_uri(connection.get_uri())) as conn:
+            async with await self._db() as conn:
                 for s in snapshots:
                     await conn.execute(RECORD_BATCH_STATE, batch_state_params(
                         s.id, s.processing_status, s.request_counts, s.ended_at))
@@ -123,3 +173,43 @@ class BatchesEndedTrigger(BaseTrigger):
                         self.log.info("on_kill: cancelled batch %s", batch_id)
                 except Exception as exc:
                     self.log.warning("on_kill: could not cancel batch %s: %r", batch_id, exc)
+
+
+class AdmissionTrigger(BaseTrigger):
+    """Wait, in the triggerer, until the ledger shows room for ``needed`` more queued requests.
+
+    Only reads the ledger; the submit task re-checks and reserves under a lock when it resumes.
+    """
+
+    def __init__(self, *, db_conn_id: str, needed: int, cap: int, poll_interval: float) -> None:
+        super().__init__()
+        self.db_conn_id, self.needed, self.cap, self.poll_interval = db_conn_id, needed, cap, poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("nightshift.triggers.AdmissionTrigger",
+                {"db_conn_id": self.db_conn_id, "needed": self.needed, "cap": self.cap,
+                 "poll_interval": self.poll_interval})
+
+    async def queued(self) -> int:
+        """Requests queued across all runs, as the ledger knows them."""
+        import psycopg
+        from airflow.sdk import BaseHook
+
+        from nightshift.batch.submit import QUEUED
+        from nightshift.db import dsn_from_uri
+
+        connection = await BaseHook.aget_connection(self.db_conn_id)
+        async with await psycopg.AsyncConnection.connect(dsn_from_uri(connection.get_uri())) as conn:
+            return (await (await conn.execute(QUEUED)).fetchone())[0]
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        while True:
+            try:
+                queued = await self.queued()
+                if queued + self.needed <= self.cap:
+                    yield TriggerEvent({"status": "admitted", "queued": queued})
+                    return
+                self.log.info("%d requests queued; %d more would pass the cap of %d", queued, self.needed, self.cap)
+            except Exception as exc:
+                self.log.warning("could not read the ledger (will retry): %r", exc)
+            await asyncio.sleep(self.poll_interval)

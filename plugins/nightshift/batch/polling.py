@@ -64,6 +64,23 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def budgeted_interval(base: float, active_waits: int, budget_rpm: float) -> float:
+    """The poll interval that keeps all waiting runs together within ``budget_rpm``.
+
+    Each wait spends one request per poll (one list call covers all its batches), so with
+    ``active_waits`` of them the interval must be at least ``active_waits * 60 / budget_rpm``.
+    """
+    return max(base, active_waits * 60.0 / budget_rpm) if budget_rpm > 0 else base
+
+
+def stagger(batch_ids: list[str], interval: float) -> float:
+    """A stable offset in [0, interval) so hundreds of waits started together do not poll together."""
+    import hashlib
+
+    digest = hashlib.sha256(",".join(sorted(batch_ids)).encode()).digest()
+    return interval * int.from_bytes(digest[:4], "big") / 2**32
+
+
 def next_interval(base: float, consecutive_failures: int, ceiling: float) -> float:
     """Exponential backoff on failures, back to the base interval after a good poll."""
     return min(base * (2 ** consecutive_failures), ceiling)

@@ -32,14 +32,29 @@ ORPHAN_WINDOW_AFTER = timedelta(hours=1)
 ROWS_PER_FETCH = 2_000
 
 
+QUEUED = "SELECT coalesce(sum(request_count), 0) FROM nightshift.batches WHERE status IN ('intent', 'submitted')"
+
+
+class NotAdmitted(RuntimeError):
+    """The account's processing queue has no room for the next batch yet; wait and try again."""
+
+    def __init__(self, needed: int, queued: int, cap: int) -> None:
+        super().__init__(f"{needed} more requests would make {queued + needed} queued across all runs, "
+                         f"over the cap of {cap}: waiting for batches to end")
+        self.needed, self.queued, self.cap = needed, queued, cap
+
+
 @dataclass
 class Caps:
     max_requests: int = 100_000
     max_bytes: int = 256_000_000
+    max_queued: int | None = None  # across all runs; None: no admission control
 
     @classmethod
     def for_workload(cls, workload: Workload, **overrides: Any) -> Caps:
-        caps = cls(workload.batch.max_requests_per_batch, workload.batch.max_batch_bytes)
+        from nightshift.config import settings
+
+        caps = cls(workload.batch.max_requests_per_batch, workload.batch.max_batch_bytes, settings().max_queued_requests)
         for name, value in overrides.items():
             if value is not None:
                 setattr(caps, name, int(value))
@@ -139,7 +154,7 @@ def _submit_unassigned(conn, client, workload, run, round_, caps, result) -> Non
     try:
         for custom_id, encoded in _encoded_requests(conn, workload, run, round_, None, invalid):
             if body.count and (body.count >= caps.max_requests or body.size_with(encoded) > caps.max_bytes):
-                _create_batch(conn, client, run, round_, seq, body, invalid, result)
+                _create_batch(conn, client, run, round_, seq, body, invalid, result, caps)
                 seq += 1
                 body.close()
                 body = BatchBody()
@@ -149,7 +164,7 @@ def _submit_unassigned(conn, client, workload, run, round_, caps, result) -> Non
                 continue
             body.add(custom_id, encoded)
         if body.count:
-            _create_batch(conn, client, run, round_, seq, body, invalid, result)
+            _create_batch(conn, client, run, round_, seq, body, invalid, result, caps)
         else:
             _fail_invalid(conn, run, invalid, result)
             conn.commit()
@@ -157,7 +172,26 @@ def _submit_unassigned(conn, client, workload, run, round_, caps, result) -> Non
         body.close()
 
 
-def _create_batch(conn, client, run, round_, seq, body: BatchBody, invalid, result) -> None:
+def admit(conn: psycopg.Connection, count: int, cap: int | None) -> None:
+    """Reserve room in the processing queue for ``count`` requests, or raise :class:`NotAdmitted`.
+
+    The advisory lock makes check-and-reserve atomic across runs: the intent row inserted in the
+    same transaction is what reserves the room, and it counts until its batch ends.
+    """
+    if cap is None:
+        return
+    if count > cap:
+        raise ValueError(f"a batch of {count} requests can never fit under the queued-requests cap of {cap}: "
+                         "lower max_requests_per_batch")
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('nightshift.admission'))")
+    queued = conn.execute(QUEUED).fetchone()[0]
+    if queued + count > cap:
+        conn.rollback()
+        raise NotAdmitted(count, queued, cap)
+
+
+def _create_batch(conn, client, run, round_, seq, body: BatchBody, invalid, result, caps: Caps) -> None:
+    admit(conn, body.count, caps.max_queued)
     intent_pk = conn.execute(
         "INSERT INTO nightshift.batches (run_pk, round, seq, request_count, body_bytes) VALUES (%s, %s, %s, %s, %s) "
         "RETURNING batch_pk", (run.run_pk, round_, seq, body.count, body.size),

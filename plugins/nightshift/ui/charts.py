@@ -29,6 +29,12 @@ def money(value: Any) -> str:
     return ("-$" if v < 0 else "$") + text
 
 
+def axis_money(value: float) -> str:
+    """An axis label: $ with no trailing zeros ($0.25, $0.025, $1.5)."""
+    text = f"{value:,.6f}".rstrip("0").rstrip(".") if value < 1000 else f"{value:,.0f}"
+    return "$" + text
+
+
 def _nice_ceiling(value: float) -> float:
     """The smallest 1, 2, 2.5 or 5 × 10^n not below ``value`` (a readable axis top)."""
     if value <= 0:
@@ -57,7 +63,7 @@ def cost_chart(workload: str, nights: list[date], points: list[dict]) -> Markup:
         value = top * fraction
         parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}"/>')
         parts.append(f'<text class="axis" x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">'
-                     f'{escape(money(value))}</text>')
+                     f'{escape(axis_money(value))}</text>')
     line: list[tuple[float, float, str]] = []
     for index, night in enumerate(nights):
         x = LEFT + index * slot + (slot - bar_w) / 2

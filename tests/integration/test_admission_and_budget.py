@@ -1,0 +1,68 @@
+"""Many runs in flight: the processing-queue cap across runs, and the shared poll budget."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nightshift.batch.collect import collect
+from nightshift.batch.ledger import ensure_run, record_batch_state
+from nightshift.batch.polling import budgeted_interval, stagger
+from nightshift.batch.submit import Caps, NotAdmitted, submit_round
+from nightshift.triggers import AdmissionTrigger
+from nightshift.workloads import get_workload
+from tests.helpers import sdk_client, seed
+
+TICKETS = get_workload("ticket_classification")
+CAPS = Caps(max_requests=100, max_queued=10)
+
+
+def collected_run(app_db, name):
+    run = ensure_run(app_db, TICKETS, dag_id="admission", airflow_run_id=name)
+    collect(app_db, TICKETS, run, limit=8)
+    return run
+
+
+def test_a_run_waits_while_the_queue_cap_is_taken_by_another(app_db, emulator):
+    seed(app_db, tickets=16)
+    client = sdk_client(emulator)
+    first, second = collected_run(app_db, "first"), collected_run(app_db, "second")
+    submitted = submit_round(app_db, client, TICKETS, first, 0, CAPS)
+    with pytest.raises(NotAdmitted, match="8 more requests would make 16 queued across all runs, over the cap of 10"):
+        submit_round(app_db, client, TICKETS, second, 0, CAPS)
+    assert emulator.stats()["batches_created"] == 1
+    record_batch_state(app_db, submitted.batch_ids[0], "ended", {"succeeded": 8}, None)  # as the trigger records it
+    app_db.commit()
+    assert len(submit_round(app_db, client, TICKETS, second, 0, CAPS).batch_ids) == 1
+
+
+def test_a_batch_that_can_never_fit_is_a_clear_error(app_db, emulator):
+    seed(app_db, tickets=8)
+    run = collected_run(app_db, "big")
+    with pytest.raises(ValueError, match="can never fit under the queued-requests cap of 5"):
+        submit_round(app_db, sdk_client(emulator), TICKETS, run, 0, Caps(max_queued=5))
+
+
+def test_the_admission_trigger_fires_once_there_is_room(app_db, emulator):
+    seed(app_db, tickets=8)
+    submitted = submit_round(app_db, sdk_client(emulator), TICKETS, collected_run(app_db, "taken"), 0, CAPS)
+    trigger = AdmissionTrigger(db_conn_id="nightshift_db", needed=8, cap=10, poll_interval=0.05)
+
+    assert asyncio.run(trigger.queued()) == 8  # 8 + 8 > 10: the trigger keeps waiting
+    record_batch_state(app_db, submitted.batch_ids[0], "ended", {"succeeded": 8}, None)
+    app_db.commit()
+    event = asyncio.run(asyncio.wait_for(anext(trigger.run()), 10))
+    assert event.payload == {"status": "admitted", "queued": 0}
+
+
+@pytest.mark.parametrize(("waits", "expected"), [(1, 60.0), (30, 60.0), (300, 600.0), (600, 1200.0)])
+def test_the_poll_budget_stretches_the_interval_with_the_number_of_waits(waits, expected):
+    assert budgeted_interval(60.0, waits, budget_rpm=30) == expected
+
+
+def test_stagger_spreads_waits_and_is_stable():
+    offsets = [stagger([f"msgbatch_{i}"], 100.0) for i in range(300)]
+    assert all(0 <= o < 100 for o in offsets)
+    assert offsets == [stagger([f"msgbatch_{i}"], 100.0) for i in range(300)]
+    assert len({round(o) for o in offsets}) > 50  # spread, not clumped
