@@ -14,7 +14,9 @@ from emulator.config import (
     DEFAULT_CANCEL_DELAY_SECONDS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_RATE,
+    DEFAULT_RATE_WINDOW_SECONDS,
     EmulatorConfig,
+    parse_limit,
     parse_rate,
 )
 from emulator.faults import FaultSpecError, parse_fault_argument
@@ -47,6 +49,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="create-batch body cap (256 MB)")
     add(
+        "--batch-rpm-limit",
+        default="0",
+        metavar="N",
+        help="answer 429 to batch-endpoint calls beyond N per minute of real time; 0 = unlimited (default)",
+    )
+    add(
+        "--max-queued-requests",
+        default="0",
+        metavar="N",
+        help="answer 429 to a create that would put more than N requests in unended batches; "
+        "0 = unlimited (default)",
+    )
+    add(
+        "--rate-window-seconds",
+        type=float,
+        default=DEFAULT_RATE_WINDOW_SECONDS,
+        metavar="S",
+        help=f"real seconds the batch rate limit is measured over (default: {DEFAULT_RATE_WINDOW_SECONDS:g})",
+    )
+    add(
         "--fault",
         action="append",
         default=[],
@@ -78,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                 malformed_rate=args.malformed_rate,
                 cancel_delay_seconds=args.cancel_delay,
                 max_body_bytes=args.max_body_bytes,
+                batch_rpm_limit=parse_limit(args.batch_rpm_limit, "--batch-rpm-limit"),
+                max_queued_requests=parse_limit(args.max_queued_requests, "--max-queued-requests"),
+                rate_window_seconds=args.rate_window_seconds,
             ),
             speed=args.speed,
             faults=[parse_fault_argument(text) for text in args.fault],

@@ -20,6 +20,7 @@ from emulator.config import MAX_BATCH_REQUESTS
 from emulator.errors import invalid_request, not_found
 from emulator.hashing import base62_id
 from emulator.lifecycle import Timeline, archives_at, expires_at, processing_time, timeline
+from emulator.limits import queue_limit_error
 from emulator.processing import process_request
 from emulator.runtime import Emulator
 from emulator.store import BatchRow
@@ -65,6 +66,13 @@ class BatchService:
                     pending.clear()
             if count == 0:
                 raise invalid_request("requests: List should have at least 1 item")
+            # Checked under the store lock the whole create holds, so concurrent creates
+            # cannot both slip under the cap; raising rolls back the items already inserted.
+            queued = emulator.queued_requests()
+            limit = emulator.config.max_queued_requests
+            if limit and queued + count > limit:
+                emulator.limits.count_queue_rejection()
+                raise queue_limit_error(limit, queued, count)
             self.store.insert_items(batch_id, pending)
             rate = emulator.config.rate
             row = BatchRow(
@@ -83,6 +91,7 @@ class BatchService:
             )
             self.store.insert_batch(row)
             self.store.record_created_batch(batch_id, seq, count)
+        emulator.limits.observe_queued(queued + count)  # a new batch always starts queued
         # A new batch is always reported in_progress, as the real API does, even when
         # instant processing means the next read will already find it ended.
         just_created = Timeline(

@@ -16,6 +16,8 @@ DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
 EXPIRY_SECONDS = 24 * 3600
 ARCHIVE_SECONDS = 29 * 24 * 3600
 MAX_BATCH_REQUESTS = 100_000
+#: Real seconds over which ``batch_rpm_limit`` is measured (a minute, unless a test shortens it).
+DEFAULT_RATE_WINDOW_SECONDS = 60.0
 
 
 def parse_rate(value: Any) -> float:
@@ -37,12 +39,38 @@ def rate_to_json(rate: float) -> float | str:
     return "inf" if math.isinf(rate) else rate
 
 
+def parse_limit(value: Any, name: str) -> int | None:
+    """A count limit: ``0``, ``None``, ``""``, ``"none"`` and ``"unlimited"`` all mean no limit (``None``)."""
+    problem = f"{name} must be a whole number >= 0 (0 or null = unlimited), got {value!r}"
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(problem)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in {"", "none", "null", "unlimited"}:
+            return None
+        value = text
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(problem) from None
+    if number < 0 or not number.is_integer():
+        raise ValueError(problem)
+    return int(number) or None
+
+
 @dataclass
 class EmulatorConfig:
     rate: float = DEFAULT_RATE
     malformed_rate: float = 0.0
     cancel_delay_seconds: float = DEFAULT_CANCEL_DELAY_SECONDS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: Batch-endpoint calls allowed per ``rate_window_seconds`` of real time; None = unlimited.
+    batch_rpm_limit: int | None = None
+    #: Requests allowed in batches that have not ended; None = unlimited.
+    max_queued_requests: int | None = None
+    rate_window_seconds: float = DEFAULT_RATE_WINDOW_SECONDS
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -79,3 +107,10 @@ class EmulatorConfig:
                 if size <= 0:
                     raise ValueError("max_body_bytes must be positive")
                 self.max_body_bytes = size
+            elif key in ("batch_rpm_limit", "max_queued_requests"):
+                setattr(self, key, parse_limit(value, key))
+            elif key == "rate_window_seconds":
+                window = float(value)
+                if not window > 0 or math.isinf(window):
+                    raise ValueError("rate_window_seconds must be a positive number of seconds")
+                self.rate_window_seconds = window

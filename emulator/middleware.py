@@ -1,4 +1,4 @@
-"""What every API call goes through before its route: request id, auth, stats and faults.
+"""What every API call goes through before its route: request id, auth, stats, batch rate limit, faults.
 
 Written as plain ASGI (not Starlette's ``BaseHTTPMiddleware``) so streamed responses pass
 through untouched and an exception inside a stream still drops the connection, which the
@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.errors import ApiError, error_body
+from emulator.limits import BATCH_ENDPOINTS
 from emulator.runtime import Emulator
 
 _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
@@ -84,6 +85,12 @@ class ApiMiddleware:
                 )
                 await self._send_error(error, request_id, scope, receive, send_with_headers)
                 return
+            if endpoint in BATCH_ENDPOINTS:  # in memory and cheap: no thread hop
+                config = self.emulator.config
+                limited = self.emulator.limits.admit(config.batch_rpm_limit, config.rate_window_seconds)
+                if limited is not None:  # rejected before faults and the route: nothing is processed
+                    await self._send_error(limited, request_id, scope, receive, send_with_headers)
+                    return
             plan = await anyio.to_thread.run_sync(self.emulator.faults.endpoint_plan, endpoint)
             if plan.delay_seconds:
                 await asyncio.sleep(plan.delay_seconds)

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from emulator.clock import VirtualClock
-from emulator.config import EmulatorConfig
+from emulator.config import EXPIRY_SECONDS, EmulatorConfig
 from emulator.faults import FaultBook, normalize_fault
+from emulator.lifecycle import timeline
+from emulator.limits import BatchLimits
 from emulator.store import Store
 
 
@@ -43,6 +45,7 @@ class Emulator:
     def __init__(self, state_path: Path, options: StartupOptions) -> None:
         self.store = Store(state_path)
         self.faults = FaultBook(self.store)
+        self.limits = BatchLimits()  # in memory: a restart starts the rate window afresh
         saved_options = self.store.get_setting("startup_options")
         if saved_options is None:
             self.startup = options
@@ -102,6 +105,30 @@ class Emulator:
         with self.store.transaction():
             self.store.wipe()
             self._apply_startup()
+        self.limits.reset()
+
+    # --- batch limits ------------------------------------------------------------------
+
+    def queued_requests(self) -> int:
+        """Requests in batches that have not ended by virtual now (reported as ``processing``).
+
+        Also raises the ``peak_queued_requests`` watermark. The SQL prefilter only skips
+        batches that must have ended; the exact state comes from :func:`lifecycle.timeline`,
+        the same arithmetic every read uses. The queue only grows when a batch is created
+        (or the virtual clock is moved back), so checking on every create and every stats
+        read sees every peak but one made and undone by clock jumps between two of them.
+        """
+        with self.store.lock:
+            now = self.clock.now()
+            candidates = self.store.batches_possibly_unended(now, EXPIRY_SECONDS)
+        queued = sum(batch.request_count for batch in candidates if not timeline(batch, now).ended)
+        self.limits.observe_queued(queued)
+        return queued
+
+    def batch_limit_stats(self) -> dict[str, Any]:
+        queued = self.queued_requests()
+        window = self.config.rate_window_seconds
+        return {**self.limits.snapshot(window), "queued_requests": queued, "rate_window_seconds": window}
 
     def next_request_id(self) -> str:
         return f"req_emu{self._boot:04d}{next(self._request_ids):010d}"
@@ -124,4 +151,5 @@ class Emulator:
             "batch_requests_total": sum(batch["request_count"] for batch in batches),
             "batches": batches,
             "cache_entries": self.store.count_cache_entries(),
+            **self.batch_limit_stats(),
         }

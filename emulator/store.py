@@ -231,6 +231,22 @@ class Store:
         sql = f"SELECT 1 FROM batches WHERE seq {comparison} ? LIMIT 1"
         return self._fetchone(sql, (seq,)) is not None
 
+    def batches_possibly_unended(self, now: float, expiry_seconds: float) -> list[BatchRow]:
+        """Every batch that may not have ended at ``now`` (a superset; callers check exactly).
+
+        Without a cancel a batch ends when its last request is processed, or at expiry if
+        that comes first; with one it ends ``cancel_delay`` after the cancel. A second of
+        slack keeps floating-point edges on the safe side.
+        """
+        rows = self._fetchall(
+            f"SELECT {_BATCH_COLUMNS} FROM batches "
+            "WHERE MIN(created_at + CASE WHEN rate > 0 THEN request_count / rate ELSE 0 END, "
+            "created_at + ?) > ? "
+            "OR (cancel_initiated_at IS NOT NULL AND cancel_initiated_at + COALESCE(cancel_delay, 0) > ?)",
+            (expiry_seconds, now - 1.0, now - 1.0),
+        )
+        return [BatchRow(*row) for row in rows]
+
     def mark_canceled(self, batch_id: str, at: float, delay: float) -> None:
         self._write(
             "UPDATE batches SET cancel_initiated_at = ?, cancel_delay = ? WHERE id = ?", (at, delay, batch_id)

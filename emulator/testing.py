@@ -6,7 +6,8 @@
         server.advance(24 * 3600)
 
 Options map to command-line flags: ``rate``, ``speed``, ``malformed_rate``, ``cancel_delay``,
-``max_body_bytes``, ``log_level`` and ``faults`` (a list of fault dicts). The state file lives
+``max_body_bytes``, ``batch_rpm_limit``, ``max_queued_requests``, ``rate_window_seconds``,
+``log_level`` and ``faults`` (a list of fault dicts). The state file lives
 in ``state_dir``, so :meth:`EmulatorServer.restart` (and a restart after :meth:`kill`) resumes
 from it on the same port.
 """
@@ -28,12 +29,24 @@ import httpx
 DEFAULT_API_KEY = "sk-emulator-test"
 DEFAULT_TEST_MODEL = "claude-haiku-4-5"
 STARTUP_TIMEOUT_SECONDS = 30.0
+#: The stats fields about the Message Batches rate and queue limits.
+BATCH_LIMIT_STATS = (
+    "batch_requests_last_60s",
+    "peak_batch_rpm",
+    "rate_limited",
+    "queued_requests",
+    "peak_queued_requests",
+    "rate_window_seconds",
+)
 _OPTION_FLAGS = {
     "rate": "--rate",
     "speed": "--speed",
     "malformed_rate": "--malformed-rate",
     "cancel_delay": "--cancel-delay",
     "max_body_bytes": "--max-body-bytes",
+    "batch_rpm_limit": "--batch-rpm-limit",
+    "max_queued_requests": "--max-queued-requests",
+    "rate_window_seconds": "--rate-window-seconds",
     "log_level": "--log-level",
     "host": "--host",
 }
@@ -101,6 +114,11 @@ class EmulatorControl:
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/stats")
+
+    def batch_limits(self) -> dict[str, Any]:
+        """The batch rate and queue counters out of the stats (see ``BATCH_LIMIT_STATS``)."""
+        stats = self.stats()
+        return {name: stats[name] for name in BATCH_LIMIT_STATS}
 
     def params_hash(self, params: dict[str, Any]) -> str:
         return self._call("POST", "/params_hash", params)["params_hash"]
@@ -253,6 +271,11 @@ class EmulatorServer:
 
     def stats(self) -> dict[str, Any]:
         return self.control.stats()
+
+    def batch_limits(self) -> dict[str, Any]:
+        """``batch_requests_last_60s``, ``peak_batch_rpm``, ``rate_limited``, ``queued_requests``,
+        ``peak_queued_requests`` and ``rate_window_seconds``, from one stats call."""
+        return self.control.batch_limits()
 
     def params_hash(self, params: dict[str, Any]) -> str:
         return self.control.params_hash(params)
