@@ -29,9 +29,13 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import psycopg
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -40,9 +44,6 @@ from jinja2 import DictLoader, Environment, StrictUndefined
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from airflow.api_fastapi.core_api.security import GetUserDep
 from nightshift.config import settings
 from nightshift.ui import charts, queries, urls
 from nightshift.ui.templates import TEMPLATES
@@ -60,8 +61,8 @@ SECURITY_HEADERS = [
     # Same-origin framing only: the Airflow UI embeds the dashboard, nobody else may.
     (b"x-frame-options", b"SAMEORIGIN"),
     (b"content-security-policy",
-     b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
-     b"frame-ancestors 'self'; base-uri 'none'"),
+     (b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+      b"frame-ancestors 'self'; base-uri 'none'")),
 ]
 
 
@@ -221,11 +222,7 @@ def _bytes(value: Any) -> str:
     if value is None:
         return "—"
     size = float(value)
-    for unit in ("B", "kB", "MB"):
-        if size < 1000 or unit == "MB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} MB"
+    return f"{size:.0f} B" if size < 1e3 else f"{size / 1e3:.1f} kB" if size < 1e6 else f"{size / 1e6:.1f} MB"
 
 
 def _environment() -> Environment:
@@ -256,8 +253,6 @@ def _pages(total: int, per_page: int) -> int:
 
 
 def _href(base: str, path: str, params: dict[str, Any]) -> str:
-    from urllib.parse import urlencode
-
     query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
     return f"{base}{path}" + (f"?{query}" if query else "")
 

@@ -56,8 +56,8 @@ def cost_chart(workload: str, nights: list[date], points: list[dict]) -> Markup:
         return TOP + plot_h - plot_h * value / top
 
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
-        f'xmlns="http://www.w3.org/2000/svg" aria-label="{escape(_aria(workload, nights, points))}">',
+        (f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
+         f'xmlns="http://www.w3.org/2000/svg" aria-label="{escape(_aria(workload, nights, points))}">'),
     ]
     for fraction in (0, 0.5, 1):
         value = top * fraction

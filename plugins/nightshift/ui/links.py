@@ -41,7 +41,7 @@ class NightshiftRunLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         try:
             return urls.run_page_for_airflow_run(ti_key.dag_id, ti_key.run_id)
-        except Exception:  # noqa: BLE001 - a link must never break the task page
+        except Exception:
             log.exception("Nightshift run link for %s failed", ti_key)
             return ""
 
@@ -60,7 +60,7 @@ class AnthropicConsoleBatchLink(BaseOperatorLink):
         try:
             batch_ids = submitted_batch_ids(operator, ti_key)
             return urls.console_batch_url(batch_ids[0]) if batch_ids else ""
-        except Exception:  # noqa: BLE001 - a link must never break the task page
+        except Exception:
             log.exception("Anthropic Console link for %s failed", ti_key)
             return ""
 

@@ -18,15 +18,20 @@ def api_root_path() -> str:
     """The path part of Airflow's ``[api] base_url`` ('' when Airflow is served at the host root)."""
     base = os.environ.get("AIRFLOW__API__BASE_URL")
     if base is None:
-        base = ""
-        for module in ("airflow.configuration", "airflow.sdk.configuration"):
-            try:
-                conf = __import__(module, fromlist=["conf"]).conf
-                base = conf.get("api", "base_url", fallback="") or ""
-                break
-            except Exception:  # noqa: BLE001 - a missing or broken config only loses the prefix
-                continue
+        base = _configured_base_url()
     return urlsplit(base).path.rstrip("/")
+
+
+def _configured_base_url() -> str:
+    """``[api] base_url`` from Airflow's configuration (core's, else the Task SDK's on a bare worker)."""
+    try:
+        from airflow.configuration import conf
+    except ImportError:
+        try:
+            from airflow.sdk.configuration import conf
+        except ImportError:
+            return ""
+    return conf.get("api", "base_url", fallback="") or ""
 
 
 def dashboard_url(path: str = "") -> str:
