@@ -15,6 +15,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from nightshift.config import settings
+from nightshift.ui.links import AnthropicConsoleBatchLink, NightshiftRunLink
 
 
 class NightshiftTask:
@@ -53,6 +54,7 @@ class NightshiftTask:
 
 class _NightshiftOperator(NightshiftTask, BaseOperator):
     template_fields = ("workload_name",)
+    operator_extra_links = (NightshiftRunLink(),)
     ui_color = "#1f3a5f"
     ui_fgcolor = "#ffffff"
 
@@ -81,6 +83,13 @@ class CollectRequestsOperator(_NightshiftOperator):
     def execute(self, context) -> int:
         from nightshift.batch.collect import collect
         from nightshift.batch.ledger import ensure_run
+
+        run_type = getattr(context.get("dag_run"), "run_type", None)
+        if self.source == "interval" and getattr(run_type, "value", run_type) == "scheduled":
+            # A backfill DAG needs a timetable for `airflow backfill create`, and must be unpaused
+            # for its runs to start; the scheduled run that unpausing creates is not a backfill.
+            raise AirflowSkipException("backfill DAGs act on backfill and manual runs only; the nightly DAG "
+                                       "covers scheduled nights")
 
         from nightshift.migration.modes import ensure_shadow_table, get_mode
 
@@ -125,6 +134,8 @@ class _RoundOperator(_NightshiftOperator):
 
 class SubmitBatchesOperator(_RoundOperator):
     """Submit one round as as many batches as the API's limits need."""
+
+    operator_extra_links = (AnthropicConsoleBatchLink(), NightshiftRunLink())
 
     def execute(self, context) -> dict:
         from nightshift.batch.submit import Caps, NotAdmitted, submit_round
@@ -221,6 +232,8 @@ class NightVerdictOperator(_NightshiftOperator):
             try:
                 run = get_run(conn, dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
             except LookupError:
+                if self._collect_skipped(context):
+                    raise AirflowSkipException("collect skipped before recording a run: nothing to judge") from None
                 raise AirflowFailException("the night never started: collect did not record a run") from None
             status, requests, succeeded, failed, message = conn.execute(
                 "SELECT status, requests, succeeded, failed, message FROM nightshift.runs WHERE run_pk = %s",
@@ -239,6 +252,14 @@ class NightVerdictOperator(_NightshiftOperator):
                                  f"({failed / requests:.1%}), above the workload's threshold of {threshold:.1%}")
         self.log.info("night %s: %s", status, verdict)
         return verdict
+
+    @staticmethod
+    def _collect_skipped(context) -> bool:
+        ti = context.get("ti")
+        if ti is None or not hasattr(ti, "get_task_states"):
+            return False
+        states = ti.get_task_states(dag_id=context["dag"].dag_id, task_ids=["collect"], run_ids=[context["run_id"]])
+        return any(state == "skipped" for run in states.values() for state in run.values())
 
     def _alert(self, context, message: str) -> None:
         from nightshift.notifications import night_notifier

@@ -14,10 +14,12 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from nightshift.batch.polling import BatchSnapshot, all_ended, is_transient, progress_line
 from nightshift.operators import NightshiftTask
+from nightshift.ui.links import AnthropicConsoleBatchLink, NightshiftRunLink
 
 
 class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
     template_fields = ("workload_name",)
+    operator_extra_links = (AnthropicConsoleBatchLink(), NightshiftRunLink())
     ui_color = "#3d5a80"
     ui_fgcolor = "#ffffff"
 

@@ -1,0 +1,78 @@
+"""A real local Airflow (scheduler, dag-processor, triggerer, api-server) for the tests that need one.
+
+``airflow standalone`` in the test profile, against the session's app database and emulator,
+started once for the tests of this folder and stopped after them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nightshift.localdev.services import Service
+
+pytestmark = pytest.mark.stack
+
+
+class Stack:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        token = httpx.post(f"{base_url}/auth/token", json={"username": "admin", "password": "admin"}).json()
+        self.client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token['access_token']}"},
+                                   timeout=30)
+
+    def api(self, method: str, path: str, **kwargs) -> dict:
+        response = self.client.request(method, f"/api/v2{path}", **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def forget_runs(self, dag_id: str) -> None:
+        """Cancel the DAG's unfinished backfills and delete its runs, so a test starts clean."""
+        for backfill in self.api("GET", "/backfills", params={"dag_id": dag_id})["backfills"]:
+            if not backfill.get("completed_at"):
+                self.api("PUT", f"/backfills/{backfill['id']}/cancel")
+        for run in self.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]:
+            path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
+            if run["state"] not in ("success", "failed"):
+                self.api("PATCH", path, json={"state": "failed"})
+            self.client.delete(f"/api/v2{path}").raise_for_status()
+
+    def wait_for_runs(self, dag_id: str, count: int, *, timeout: float = 300.0, prefix: str = "") -> list[dict]:
+        """Poll the REST API until ``count`` runs of the DAG have finished (success or failed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = [r for r in self.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
+                    if r["dag_run_id"].startswith(prefix)]
+            done = [r for r in runs if r["state"] in ("success", "failed")]
+            if len(done) >= count:
+                return done
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id}: {len(done)} of {count} runs finished: {[r['state'] for r in runs]}")
+            time.sleep(2)
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(airflow_db, emulator_server, app_dsn):
+    from tests.conftest import PROFILE
+
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+        "AIRFLOW_CONN_ANTHROPIC_DEFAULT": json.dumps(
+            {"conn_type": "anthropic", "host": emulator_server.url, "password": emulator_server.api_key}),
+    }
+    service = Service(name="airflow-test", argv=[str(Path(bin_dir) / "airflow"), "standalone"],
+                      run_dir=PROFILE.root / "run", env=env,
+                      health_url=f"http://127.0.0.1:{PROFILE.api_port}/api/v2/monitor/health")
+    service.start(timeout=240)
+    try:
+        yield Stack(f"http://127.0.0.1:{PROFILE.api_port}")
+    finally:
+        service.stop()
