@@ -64,33 +64,32 @@ class Service:
         raise TimeoutError(f"{self.name} not healthy after {timeout:.0f}s; see {self.log_file}")
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Stop the whole process group; return whether anything was running."""
+        """Stop the process and every descendant; return whether anything was running.
+
+        By tree, not by process group: ``airflow standalone`` starts its components in
+        sessions of their own, which a process-group signal would miss.
+        """
+        import psutil
+
         pid = self.pid()
+        self.pid_file.unlink(missing_ok=True)
         if pid is None:
-            self.pid_file.unlink(missing_ok=True)
             return False
         try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
+            root = psutil.Process(pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
             return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
+        for process in processes:
+            try:
+                process.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(processes, timeout=timeout)
+        for process in alive:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
         return True
-    except ProcessLookupError:
-        return False
