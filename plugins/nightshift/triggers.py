@@ -13,6 +13,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from airflow.providers.anthropic.hooks.anthropic import AnthropicHook
+from airflow.sdk import BaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from nightshift.batch.polling import (
@@ -59,8 +61,6 @@ class BatchesEndedTrigger(BaseTrigger):
         )
 
     async def _client(self):
-        from airflow.providers.anthropic.hooks.anthropic import AnthropicHook
-
         return await AnthropicHook(conn_id=self.conn_id).get_async_conn()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -137,13 +137,7 @@ class BatchesEndedTrigger(BaseTrigger):
             return None
 
     async def _db(self):
-        import psycopg
-        from airflow.sdk import BaseHook
-
-        from nightshift.db import dsn_from_uri
-
-        connection = await BaseHook.aget_connection(self.db_conn_id)
-        return await psycopg.AsyncConnection.connect(dsn_from_uri(connection.get_uri()))
+        return await _connect(self, self.db_conn_id)
 
     async def _record(self, snapshots: list[BatchSnapshot]) -> bool:
         """Copy observed batch states into the ledger; a DB hiccup never ends the wait."""
@@ -192,14 +186,9 @@ class AdmissionTrigger(BaseTrigger):
 
     async def queued(self) -> int:
         """Requests queued across all runs, as the ledger knows them."""
-        import psycopg
-        from airflow.sdk import BaseHook
-
         from nightshift.batch.submit import QUEUED
-        from nightshift.db import dsn_from_uri
 
-        connection = await BaseHook.aget_connection(self.db_conn_id)
-        async with await psycopg.AsyncConnection.connect(dsn_from_uri(connection.get_uri())) as conn:
+        async with await _connect(self, self.db_conn_id) as conn:
             return (await (await conn.execute(QUEUED)).fetchone())[0]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -213,3 +202,20 @@ class AdmissionTrigger(BaseTrigger):
             except Exception as exc:
                 self.log.warning("could not read the ledger (will retry): %r", exc)
             await asyncio.sleep(self.poll_interval)
+
+
+async def _connect(trigger: BaseTrigger, conn_id: str):
+    """An async connection to the ledger; the Airflow connection is looked up once per trigger.
+
+    The lookup may run the secrets backend through a shared worker thread: done on every poll
+    by hundreds of triggers it would contend with the triggerer's own event loop.
+    """
+    import psycopg
+
+    from nightshift.db import dsn_from_uri
+
+    dsn = trigger.__dict__.get("_ledger_dsn")
+    if dsn is None:
+        connection = await BaseHook.aget_connection(conn_id)
+        dsn = trigger.__dict__["_ledger_dsn"] = dsn_from_uri(connection.get_uri())
+    return await psycopg.AsyncConnection.connect(dsn)
