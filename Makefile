@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 NIGHTSHIFT := $(VENV)/bin/nightshift
 PYTEST_ARGS ?=
 
-.PHONY: install test demo up down report emulator inventory bench cost-bench lock clean
+.PHONY: install test test-stack demo up down report emulator inventory bench cost-bench lock clean
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml scripts/ensure-system-packages.sh
 	bash scripts/ensure-system-packages.sh
@@ -21,6 +21,11 @@ install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Against a real local Airflow (standalone): a 5-day `airflow backfill create` and the UI in
+# headless Chromium. Kept out of `make test` until it is proven stable there (see README).
+test-stack: install
+	$(PY) -m pytest tests/stack -o addopts="-ra --strict-markers" $(PYTEST_ARGS)
 
 demo: install
 	$(NIGHTSHIFT) demo

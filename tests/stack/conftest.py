@@ -20,6 +20,13 @@ from nightshift.localdev.services import Service
 pytestmark = pytest.mark.stack
 
 
+@pytest.fixture(scope="session")
+def monkeypatch_session():
+    patcher = pytest.MonkeyPatch()
+    yield patcher
+    patcher.undo()
+
+
 class Stack:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
@@ -57,11 +64,39 @@ class Stack:
             time.sleep(2)
 
 
+STACK_METADATA_DB = "airflow_stack"
+
+
+def fresh_metadata_db(cluster, env: dict[str, str]) -> str:
+    """A metadata database of the stack's own, migrated from scratch.
+
+    The DAG tests leave runs and trigger rows in the session's metadata DB; a real triggerer
+    would adopt those stale triggers, so the stack starts from a clean one.
+    """
+    import subprocess
+
+    import psycopg
+
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{STACK_METADATA_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{STACK_METADATA_DB}"')
+    url = cluster.sqlalchemy_url(STACK_METADATA_DB)
+    airflow = str(Path(sys.executable).parent / "airflow")
+    for command in (["db", "migrate"], ["dags", "reserialize"]):
+        result = subprocess.run([airflow, *command], env={**env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url},
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return url
+
+
 @pytest.fixture(scope="session")
-def airflow_stack(airflow_db, emulator_server, app_dsn):
+def airflow_stack(emulator_server, app_dsn, monkeypatch_session):
     from tests.conftest import PROFILE
 
     bin_dir = str(Path(sys.executable).parent)
+    url = fresh_metadata_db(PROFILE.cluster, dict(os.environ))
+    # `airflow backfill create` run by the tests must talk to the same metadata DB
+    monkeypatch_session.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", url)
     env = {
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
