@@ -53,7 +53,8 @@ def test_a_user_follows_a_finished_night_from_its_task_to_the_dashboard(airflow_
     airflow_stack.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
     airflow_stack.api("POST", f"/dags/{DAG_ID}/dagRuns",
                       json={"logical_date": None, "conf": {"poll_interval_seconds": 0.5, "max_requests_per_batch": 15}})
-    [run] = [r for r in airflow_stack.wait_for_runs(DAG_ID, 1) if r["run_type"] == "manual"]
+    # unpausing also creates the latest scheduled run (an empty night): wait for the manual one
+    [run] = airflow_stack.wait_for_runs(DAG_ID, 1, prefix="manual__")
     assert run["state"] == "success"
     requests, succeeded, failed, cost = app_db.execute(
         "SELECT requests, succeeded, failed, cost_usd FROM nightshift.runs WHERE dag_id = %s AND airflow_run_id = %s",
