@@ -50,6 +50,17 @@ class Stack:
                 self.api("PATCH", path, json={"state": "failed"})
             self.client.delete(f"/api/v2{path}").raise_for_status()
 
+    def wait_until_idle(self, dag_id: str, timeout: float = 300.0) -> list[dict]:
+        """Poll until the DAG has runs and none of them is queued or running."""
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = self.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
+            if runs and all(r["state"] in ("success", "failed") for r in runs):
+                return runs
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id} not idle: {[r['state'] for r in runs]}")
+            time.sleep(2)
+
     def wait_for_runs(self, dag_id: str, count: int, *, timeout: float = 300.0, prefix: str = "") -> list[dict]:
         """Poll the REST API until ``count`` runs of the DAG have finished (success or failed)."""
         deadline = time.monotonic() + timeout
