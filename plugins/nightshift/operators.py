@@ -200,11 +200,10 @@ class FinalizeRunOperator(_NightshiftOperator):
 
     def execute(self, context) -> dict:
         from nightshift.batch.finalize import finalize_run
-        from nightshift.batch.ledger import get_run
 
         with self.db() as conn:
             try:
-                run = get_run(conn, dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
+                run = self.ledger_run(conn, context)
             except LookupError:
                 raise AirflowSkipException("no ledger run: collect never started") from None
             summary = finalize_run(conn, run)
@@ -226,11 +225,9 @@ class NightVerdictOperator(_NightshiftOperator):
     """
 
     def execute(self, context) -> dict:
-        from nightshift.batch.ledger import get_run
-
         with self.db() as conn:
             try:
-                run = get_run(conn, dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
+                run = self.ledger_run(conn, context)
             except LookupError:
                 if self._collect_skipped(context):
                     raise AirflowSkipException("collect skipped before recording a run: nothing to judge") from None
