@@ -176,7 +176,8 @@ class Store:
 
     def insert_batch(self, row: BatchRow) -> None:
         self._write(
-            f"INSERT INTO batches ({_BATCH_COLUMNS}) "
+            "INSERT INTO batches (id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
+            "cancel_initiated_at, cancel_delay, materialized, succeeded, errored) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.id,
@@ -206,30 +207,44 @@ class Store:
             self._connection.executemany(sql, rows)
 
     def get_batch(self, batch_id: str) -> BatchRow | None:
-        row = self._fetchone(f"SELECT {_BATCH_COLUMNS} FROM batches WHERE id = ?", (batch_id,))
+        row = self._fetchone(
+            "SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
+            "cancel_initiated_at, cancel_delay, materialized, succeeded, errored FROM batches "
+            "WHERE id = ?",
+            (batch_id,),
+        )
         return None if row is None else BatchRow(*row)
 
     def list_batches(self, *, limit: int, after_seq: int | None, before_seq: int | None) -> list[BatchRow]:
         """Newest first. ``after_seq`` pages towards older batches, ``before_seq`` towards newer."""
         if before_seq is not None:
             rows = self._fetchall(
-                f"SELECT {_BATCH_COLUMNS} FROM batches WHERE seq > ? ORDER BY seq ASC LIMIT ?",
+                "SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
+                "cancel_initiated_at, cancel_delay, materialized, succeeded, errored FROM batches "
+                "WHERE seq > ? ORDER BY seq ASC LIMIT ?",
                 (before_seq, limit),
             )
             rows.reverse()
         elif after_seq is not None:
             rows = self._fetchall(
-                f"SELECT {_BATCH_COLUMNS} FROM batches WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+                "SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
+                "cancel_initiated_at, cancel_delay, materialized, succeeded, errored FROM batches "
+                "WHERE seq < ? ORDER BY seq DESC LIMIT ?",
                 (after_seq, limit),
             )
         else:
-            rows = self._fetchall(f"SELECT {_BATCH_COLUMNS} FROM batches ORDER BY seq DESC LIMIT ?", (limit,))
+            rows = self._fetchall(
+                "SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
+                "cancel_initiated_at, cancel_delay, materialized, succeeded, errored FROM batches "
+                "ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            )
         return [BatchRow(*row) for row in rows]
 
     def has_batch_beyond(self, seq: int, *, newer: bool) -> bool:
-        comparison = ">" if newer else "<"
-        sql = f"SELECT 1 FROM batches WHERE seq {comparison} ? LIMIT 1"
-        return self._fetchone(sql, (seq,)) is not None
+        if newer:
+            return self._fetchone("SELECT 1 FROM batches WHERE seq > ? LIMIT 1", (seq,)) is not None
+        return self._fetchone("SELECT 1 FROM batches WHERE seq < ? LIMIT 1", (seq,)) is not None
 
     def batches_possibly_unended(self, now: float, expiry_seconds: float) -> list[BatchRow]:
         """Every batch that may not have ended at ``now`` (a superset; callers check exactly).
@@ -239,7 +254,8 @@ class Store:
         slack keeps floating-point edges on the safe side.
         """
         rows = self._fetchall(
-            f"SELECT {_BATCH_COLUMNS} FROM batches "
+            "SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
+            "cancel_initiated_at, cancel_delay, materialized, succeeded, errored FROM batches "
             "WHERE MIN(created_at + CASE WHEN rate > 0 THEN request_count / rate ELSE 0 END, "
             "created_at + ?) > ? "
             "OR (cancel_initiated_at IS NOT NULL AND cancel_initiated_at + COALESCE(cancel_delay, 0) > ?)",
@@ -365,11 +381,10 @@ class Store:
     def wipe(self) -> None:
         """Forget batches, cache, faults and stats; keep id sequences so ids are never reused."""
         with self.transaction() as connection:
-            for table in ("items", "batches", "cache_entries", "faults", "request_stats", "created_batches"):
-                connection.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            connection.execute("DELETE FROM items")
+            connection.execute("DELETE FROM batches")
+            connection.execute("DELETE FROM cache_entries")
+            connection.execute("DELETE FROM faults")
+            connection.execute("DELETE FROM request_stats")
+            connection.execute("DELETE FROM created_batches")
 
-
-_BATCH_COLUMNS = (
-    "id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
-    "cancel_initiated_at, cancel_delay, materialized, succeeded, errored"
-)

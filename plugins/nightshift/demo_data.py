@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import psycopg
+from psycopg import sql
 
 TICKET_TEMPLATES = {
     "billing": [
@@ -110,4 +111,6 @@ def generate(conn: psycopg.Connection, *, tickets: int = 2000, products: int = 1
 
 
 def _next_id(conn: psycopg.Connection, table: str, column: str) -> int:
-    return conn.execute(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchone()[0]
+    query = sql.SQL("SELECT coalesce(max({}), 0) + 1 FROM {}").format(
+        sql.Identifier(column), sql.Identifier(*table.split(".")))
+    return conn.execute(query).fetchone()[0]

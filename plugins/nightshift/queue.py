@@ -37,19 +37,25 @@ def claim(conn: psycopg.Connection, workload: Workload, claimer: str, limit: int
     return sorted(rows)
 
 
-def column_type(conn: psycopg.Connection, table: str, column: str) -> str:
-    """The SQL type of a column, for casting the queue's text keys back to it."""
+def column_type(conn: psycopg.Connection, table: str, column: str) -> sql.Identifier:
+    """The type of a column, for casting the queue's text keys back to it.
+
+    Returned as the type's schema-qualified name (``"pg_catalog"."int8"``), quoted like any
+    identifier, so no text read from the catalog is ever spliced into a statement. A type
+    modifier (``varchar(40)``) is left out: a cast of a key to its base type compares the same.
+    """
     row = conn.execute(
-        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-        "WHERE attrelid = %s::regclass AND attname = %s AND NOT attisdropped",
+        "SELECT n.nspname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE a.attrelid = %s::regclass AND a.attname = %s AND NOT a.attisdropped",
         (table, column),
     ).fetchone()
     if row is None:
         raise LookupError(f"{table} has no column {column!r}")
-    return row[0]
+    return sql.Identifier(*row)
 
 
-def source_key_type(conn: psycopg.Connection, workload: Workload) -> str:
+def source_key_type(conn: psycopg.Connection, workload: Workload) -> sql.Identifier:
     return column_type(conn, workload.source.table, workload.source.key)
 
 
@@ -63,7 +69,7 @@ def fetch_source_rows(
         columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
         table=sql.Identifier(schema, table),
         key=sql.Identifier(workload.source.key),
-        key_type=sql.SQL(source_key_type(conn, workload)),
+        key_type=source_key_type(conn, workload),
     )
     with conn.cursor() as cur:
         cur.execute(query, (list(source_keys),))

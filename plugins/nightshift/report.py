@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
@@ -31,7 +32,8 @@ def latest_nights(conn: psycopg.Connection) -> list[NightReport]:
     reports = []
     for workload in all_workloads().values():
         report = NightReport(workload.name, workload.destination.table)
-        report.destination_rows = conn.execute(f"SELECT count(*) FROM {workload.destination.table}").fetchone()[0]
+        table = sql.Identifier(*workload.destination.table.split("."))
+        report.destination_rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
         row = conn.execute(
             "SELECT run_pk, status FROM nightshift.runs WHERE workload = %s ORDER BY run_pk DESC LIMIT 1",
             (workload.name,)).fetchone()

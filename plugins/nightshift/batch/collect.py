@@ -52,34 +52,37 @@ ON CONFLICT (run_pk, custom_id) DO NOTHING
 # Interval mode: the source rows whose timestamp falls in the run's data interval and whose
 # destination row is missing or was produced by another prompt version. Keys that are not
 # custom_id-safe are hashed; the ledger item keeps the key itself.
-INTERVAL_ROWS = """
+INTERVAL_ROWS = sql.SQL("""
   FROM {source} s LEFT JOIN {destination} d ON d.{dest_key} = s.{key}
  WHERE s.{ts} >= %(start)s AND s.{ts} < %(end)s
    AND (%(reprocess)s OR d.{dest_key} IS NULL OR d.prompt_version IS DISTINCT FROM %(version)s)
  ORDER BY s.{key}
  LIMIT %(limit)s
-"""
-INTERVAL_INTO_LEDGER = """
+""")
+INTERVAL_INTO_LEDGER = sql.SQL("""
 INSERT INTO nightshift.items (run_pk, custom_id, source_key)
 SELECT %(run_pk)s,
        'r' || %(run_pk)s || '-' || CASE WHEN s.{key}::text ~ '^[a-zA-Z0-9_-]{{1,40}}$' THEN 'k' || s.{key}::text
                                       ELSE 'h' || md5(s.{key}::text) END,
        s.{key}::text
-""" + INTERVAL_ROWS + "ON CONFLICT (run_pk, custom_id) DO NOTHING"
+""")
+INTERVAL_INTO_LEDGER_END = sql.SQL("ON CONFLICT (run_pk, custom_id) DO NOTHING")
 
 
-def interval_statement(workload: Workload, select: str = INTERVAL_INTO_LEDGER) -> sql.Composed:
-    """The interval's rows still to do, completed with ``select`` (collect's INSERT, or the estimate's read)."""
+def interval_statement(workload: Workload, select: sql.SQL = INTERVAL_INTO_LEDGER,
+                       end: sql.SQL = INTERVAL_INTO_LEDGER_END) -> sql.Composed:
+    """The interval's rows still to do, between ``select`` and ``end`` (collect's INSERT, or the estimate's read)."""
     if not workload.source.timestamp_column:
         raise ValueError(f"workload {workload.name!r} has no source.timestamp_column: it cannot run in interval mode")
     schema, table = workload.source.table.split(".")
     dest_schema, dest_table = workload.destination.table.split(".")
-    return sql.SQL(select).format(
+    names = dict(
         key=sql.Identifier(workload.source.key), source=sql.Identifier(schema, table),
         destination=sql.Identifier(dest_schema, dest_table), dest_key=sql.Identifier(workload.destination.key),
         ts=sql.Identifier(workload.source.timestamp_column),
         columns=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c))
                                    for c in [workload.source.key, *workload.source.columns]))
+    return select.format(**names) + INTERVAL_ROWS.format(**names) + end.format(**names)
 
 
 def run_interval(conn: psycopg.Connection, run: Run) -> tuple:

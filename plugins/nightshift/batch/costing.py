@@ -14,6 +14,7 @@ from typing import Any
 
 import anthropic
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from nightshift.batch.ledger import Run
@@ -128,6 +129,8 @@ def record_run_costs(conn: psycopg.Connection, run: Run, model: str, prices: Pri
         "cache_read_tokens": usage.cache_read_tokens, "billed_failed": billed_failed,
         "prices_as_of": prices.as_of,
     }
-    assignments = ", ".join(f"{column} = %({column})s" for column in record)
-    conn.execute(f"UPDATE nightshift.runs SET {assignments} WHERE run_pk = %(run_pk)s", {**record, "run_pk": run.run_pk})
+    assignments = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column))
+                                     for column in record)
+    conn.execute(sql.SQL("UPDATE nightshift.runs SET {} WHERE run_pk = %(run_pk)s").format(assignments),
+                 {**record, "run_pk": run.run_pk})
     return record

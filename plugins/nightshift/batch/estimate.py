@@ -16,14 +16,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import psycopg
+from psycopg import sql
 
-from nightshift.batch.collect import INTERVAL_ROWS, interval_statement
+from nightshift.batch.collect import interval_statement
 from nightshift.costs import PriceTable, Usage
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.requests import InvalidInput, render_item, stable_prefix
 
 TURN_TOKENS = 6  # a user turn plus the assistant priming, as the API counts them
-ESTIMATE_ROWS = "SELECT {columns}" + INTERVAL_ROWS
+ESTIMATE_ROWS = sql.SQL("SELECT {columns}")
 
 
 @dataclass
@@ -62,7 +63,7 @@ def estimate(conn: psycopg.Connection, workload: Workload, prices: PriceTable, s
     outputs = typical_output_tokens(conn, workload)
     cacheable = prefix >= prices.price(workload.model).min_cacheable_tokens
     columns = [workload.source.key, *workload.source.columns]
-    query = interval_statement(workload, ESTIMATE_ROWS)
+    query = interval_statement(workload, ESTIMATE_ROWS, sql.SQL(""))
     estimates = []
     while start < end:
         interval = IntervalEstimate(start, min(start + step, end), prefix_tokens=prefix)

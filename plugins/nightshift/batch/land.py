@@ -185,7 +185,7 @@ class SliceWriter:
         self.upsert = upsert_statement(workload, table=target, select=sql.SQL(
             "SELECT DISTINCT ON (i.source_key) i.source_key::{key_type}, {values}, d.model, %(prompt_version)s, "
             "i.request_id {pending} ORDER BY i.source_key, i.request_id DESC NULLS LAST").format(
-            key_type=sql.SQL(key_type),
+            key_type=key_type,
             values=sql.SQL(", ").join(sql.SQL("d.{}").format(sql.Identifier(c)) for c in value_columns),
             pending=pending_items))
         self.close_queue = sql.SQL(

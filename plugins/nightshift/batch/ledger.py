@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import psycopg
+from psycopg import sql
 
 from nightshift.workloads.definition import Workload
 
@@ -46,8 +47,9 @@ class BatchRow:
     intent_at: datetime
 
 
-_RUN_COLUMNS = "run_pk, workload, dag_id, airflow_run_id, deadline_at, status, mode"
-_BATCH_COLUMNS = "batch_pk, round, seq, anthropic_batch_id, status, request_count, body_bytes, intent_at"
+# The columns of Run and BatchRow, in their order.
+_RUN_COLUMNS = sql.SQL("run_pk, workload, dag_id, airflow_run_id, deadline_at, status, mode")
+_BATCH_COLUMNS = sql.SQL("batch_pk, round, seq, anthropic_batch_id, status, request_count, body_bytes, intent_at")
 
 
 def ensure_run(
@@ -58,13 +60,13 @@ def ensure_run(
     """The ledger run for an Airflow run, created on first call; later calls return it unchanged."""
     deadline = deadline or timedelta(hours=workload.batch.deadline_hours)
     row = conn.execute(
-        f"""
+        sql.SQL("""
         INSERT INTO nightshift.runs (workload, dag_id, airflow_run_id, mode, data_interval_start,
                                      data_interval_end, model, prompt_version, deadline_at)
         VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now() + %s)
         ON CONFLICT (dag_id, airflow_run_id) DO UPDATE SET workload = EXCLUDED.workload
-        RETURNING {_RUN_COLUMNS}
-        """,
+        RETURNING {}
+        """).format(_RUN_COLUMNS),
         (workload.name, dag_id, airflow_run_id, mode, *data_interval, workload.model,
          workload.prompt_version, deadline),
     ).fetchone()
@@ -74,7 +76,7 @@ def ensure_run(
 
 def get_run(conn: psycopg.Connection, *, dag_id: str, airflow_run_id: str) -> Run:
     row = conn.execute(
-        f"SELECT {_RUN_COLUMNS} FROM nightshift.runs WHERE dag_id = %s AND airflow_run_id = %s",
+        sql.SQL("SELECT {} FROM nightshift.runs WHERE dag_id = %s AND airflow_run_id = %s").format(_RUN_COLUMNS),
         (dag_id, airflow_run_id),
     ).fetchone()
     if row is None:
@@ -86,15 +88,15 @@ def get_run(conn: psycopg.Connection, *, dag_id: str, airflow_run_id: str) -> Ru
 
 def batches(conn: psycopg.Connection, run: Run, round_: int | None = None,
             statuses: tuple[str, ...] | None = None) -> list[BatchRow]:
-    query = f"SELECT {_BATCH_COLUMNS} FROM nightshift.batches WHERE run_pk = %s"
+    query = sql.SQL("SELECT {} FROM nightshift.batches WHERE run_pk = %s").format(_BATCH_COLUMNS)
     params: list = [run.run_pk]
     if round_ is not None:
-        query += " AND round = %s"
+        query += sql.SQL(" AND round = %s")
         params.append(round_)
     if statuses:
-        query += " AND status = ANY(%s)"
+        query += sql.SQL(" AND status = ANY(%s)")
         params.append(list(statuses))
-    return [BatchRow(*row) for row in conn.execute(query + " ORDER BY round, seq", params)]
+    return [BatchRow(*row) for row in conn.execute(query + sql.SQL(" ORDER BY round, seq"), params)]
 
 
 def item_counts(conn: psycopg.Connection, run: Run) -> dict[str, int]:

@@ -120,7 +120,7 @@ def _pending_rows(conn: psycopg.Connection, workload: Workload, run: Run, round_
         key=sql.Identifier(workload.source.key),
         columns=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns),
         table=sql.Identifier(schema, table),
-        key_type=sql.SQL(queue.source_key_type(conn, workload)),
+        key_type=queue.source_key_type(conn, workload),
         assigned=assigned,
     )
     cursor = conn.cursor(name=f"nightshift_submit_{run.run_pk}_{round_}", withhold=True)

@@ -136,12 +136,13 @@ class LocalCluster:
 
     def _create_databases(self) -> None:
         import psycopg
+        from psycopg import sql
 
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
             existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
             for name in DATABASES:
                 if name not in existing:
-                    conn.execute(f'CREATE DATABASE "{name}"')
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
     def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self._run([str(find_bindir() / "pg_ctl"), "-D", str(self.data_dir), *args], check=check)

@@ -278,10 +278,10 @@ def failures_csv(conn: psycopg.Connection, flt: FailureFilter, *, chunk_bytes: i
     ISO 8601.
     """
     where, params = flt.where()
-    iso = "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'"
-    select = (sql.SQL(f"SELECT i.run_pk, r.workload, to_char(r.created_at AT TIME ZONE 'UTC', {iso}), i.round, "
-                      f"i.custom_id, i.source_key, i.request_id, i.error_type, i.error_message, "
-                      f"to_char(i.updated_at AT TIME ZONE 'UTC', {iso}) ")
+    select = (sql.SQL("SELECT i.run_pk, r.workload, to_char(r.created_at AT TIME ZONE 'UTC', {iso}), i.round, "
+                      "i.custom_id, i.source_key, i.request_id, i.error_type, i.error_message, "
+                      "to_char(i.updated_at AT TIME ZONE 'UTC', {iso}) ").format(
+                          iso=sql.Literal('YYYY-MM-DD"T"HH24:MI:SS"Z"'))
               + _FAILURES_FROM + where + _FAILURES_ORDER)
     header = sql.SQL(", ").join(sql.Identifier(c) for c in CSV_COLUMNS)
     # The SELECT's output names are the header: alias each column to its CSV name.
