@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from emulator.faults import FaultSpecError, parse_fault_argument
 from emulator.runtime import Emulator, StartupOptions
 
 DEFAULT_PORT = 8099
+API_KEY_ENV = "NIGHTSHIFT_EMULATOR_API_KEY"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="install a fault (repeatable): JSON, or 'kind key=value ...', "
         "e.g. 'status endpoint=retrieve status=529 count=2'",
     )
+    add(
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV) or None,
+        metavar="KEY",
+        help=f"accept only this API key (401 for any other); default: ${API_KEY_ENV}, else any key. "
+        f"Prefer the variable: a flag is visible to every user in the process list",
+    )
     add("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
@@ -103,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch_rpm_limit=parse_limit(args.batch_rpm_limit, "--batch-rpm-limit"),
                 max_queued_requests=parse_limit(args.max_queued_requests, "--max-queued-requests"),
                 rate_window_seconds=args.rate_window_seconds,
+                api_key=args.api_key,
             ),
             speed=args.speed,
             faults=[parse_fault_argument(text) for text in args.fault],

@@ -24,6 +24,7 @@ from emulator.controls import control_router
 from emulator.errors import ApiError, invalid_request, not_found
 from emulator.messages_api import count_tokens, create_message
 from emulator.middleware import ApiMiddleware, error_response
+from emulator.replies import json_text
 from emulator.runtime import Emulator
 from emulator.sse import message_events
 from emulator.validation import DEFAULT_API_VERSION
@@ -95,7 +96,7 @@ def create_app(emulator: Emulator) -> FastAPI:
         message = await anyio.to_thread.run_sync(create)
         if isinstance(params, dict) and params.get("stream") is True:
             return StreamingResponse(message_events(message), media_type="text/event-stream")
-        return JSONResponse(message)
+        return Response(json_text(message).encode("utf-8"), media_type="application/json")
 
     @app.post("/v1/messages/count_tokens")
     async def messages_count_tokens(request: Request) -> dict[str, int]:

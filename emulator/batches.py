@@ -22,6 +22,7 @@ from emulator.hashing import base62_id
 from emulator.lifecycle import Timeline, archives_at, expires_at, processing_time, timeline
 from emulator.limits import queue_limit_error
 from emulator.processing import process_request
+from emulator.replies import json_text
 from emulator.runtime import Emulator
 from emulator.store import BatchRow
 
@@ -291,7 +292,7 @@ def _check_request(index: int, request: Any, seen: dict[str, int]) -> tuple[str,
 
 
 def _compact_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json_text(value)
 
 
 def _optional_time(epoch_seconds: float | None) -> str | None:

@@ -71,11 +71,17 @@ class EmulatorConfig:
     #: Requests allowed in batches that have not ended; None = unlimited.
     max_queued_requests: int | None = None
     rate_window_seconds: float = DEFAULT_RATE_WINDOW_SECONDS
+    #: The one API key accepted (401 ``authentication_error`` for any other); None accepts any key.
+    api_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["rate"] = rate_to_json(self.rate)
         return data
+
+    def public_dict(self) -> dict[str, Any]:
+        """``to_dict`` for the control routes: whether a key is required, never the key itself."""
+        return {**self.to_dict(), "api_key": None if self.api_key is None else "(set)"}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmulatorConfig:
@@ -109,6 +115,10 @@ class EmulatorConfig:
                 self.max_body_bytes = size
             elif key in ("batch_rpm_limit", "max_queued_requests"):
                 setattr(self, key, parse_limit(value, key))
+            elif key == "api_key":
+                if value is not None and (not isinstance(value, str) or not value.strip()):
+                    raise ValueError("api_key must be a non-empty string, or null to accept any key")
+                self.api_key = value
             elif key == "rate_window_seconds":
                 window = float(value)
                 if not window > 0 or math.isinf(window):

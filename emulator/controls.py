@@ -59,7 +59,7 @@ def control_router(emulator: Emulator) -> APIRouter:
 
     @router.get("/config")
     def get_config() -> dict[str, Any]:
-        return emulator.config.to_dict()
+        return emulator.config.public_dict()
 
     @router.post("/config")
     async def set_config(request: Request) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def control_router(emulator: Emulator) -> APIRouter:
             config = await anyio.to_thread.run_sync(emulator.configure, body)
         except (ValueError, TypeError) as exc:
             raise invalid_request(str(exc)) from exc
-        return config.to_dict()
+        return config.public_dict()
 
     @router.get("/faults")
     def list_faults() -> dict[str, Any]:
@@ -106,7 +106,7 @@ def control_router(emulator: Emulator) -> APIRouter:
     @router.post("/reset")
     def reset() -> dict[str, Any]:
         emulator.reset()
-        return {"status": "reset", "clock": emulator.clock.describe(), "config": emulator.config.to_dict()}
+        return {"status": "reset", "clock": emulator.clock.describe(), "config": emulator.config.public_dict()}
 
     @router.post("/params_hash")
     async def hash_params(request: Request) -> dict[str, str]:

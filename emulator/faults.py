@@ -11,7 +11,8 @@ A fault is a JSON object with a ``kind``:
                 closed without finishing the response
 ``item_error``  matching batch items / messages come back errored with ``error_type``
                 (``overloaded_error``, ``api_error``, ``invalid_request_error`` …)
-``perturb``     matching replies are replaced by a different but still valid reply
+``perturb``     matching replies are replaced by a different but still valid reply, or, with
+                ``mode``, by a reply that is wrong in one named way (see ``PERTURB_MODES``)
 
 Targeting: ``endpoint`` (``create``, ``retrieve``, ``list``, ``cancel``, ``delete``,
 ``results``, ``messages``, ``count_tokens`` or ``*``) for the first three kinds;
@@ -38,6 +39,13 @@ ENDPOINTS = ("create", "retrieve", "list", "cancel", "delete", "results", "messa
 ENDPOINT_KINDS = ("status", "delay", "cut")
 ITEM_KINDS = ("item_error", "perturb")
 KINDS = ENDPOINT_KINDS + ITEM_KINDS
+#: What a ``perturb`` fault does to a structured reply (``mode``, default ``valid``):
+#: ``valid`` a different reply that still validates; ``not_json`` prose instead of the tool call;
+#: ``schema_violation`` JSON that breaks the schema; ``max_tokens`` cut short at ``max_tokens``;
+#: ``unapproved_value`` a value outside an enum (a prompt-injected label), ``nul_character`` /
+#: ``lone_surrogate`` a string holding U+0000 / an unpaired U+D800 (still valid JSON).
+PERTURB_MODES = ("valid", "not_json", "schema_violation", "max_tokens", "unapproved_value", "nul_character",
+                 "lone_surrogate")
 ITEM_MESSAGES = {
     "overloaded_error": "Overloaded (emulated item fault).",
     "api_error": "Internal server error (emulated item fault).",
@@ -87,6 +95,10 @@ def normalize_fault(raw: dict[str, Any]) -> dict[str, Any]:
         spec["after_lines"] = int(spec.get("after_lines", 0))
     elif kind == "item_error":
         spec.setdefault("error_type", "overloaded_error")
+    elif kind == "perturb":
+        spec.setdefault("mode", "valid")
+        if spec["mode"] not in PERTURB_MODES:
+            raise FaultSpecError(f"mode must be one of {', '.join(PERTURB_MODES)}; got {spec['mode']!r}")
     if kind in ITEM_KINDS:
         pattern = spec.get("custom_id")
         if pattern is not None:
@@ -138,7 +150,7 @@ class ItemPlan:
     """What injected faults do to one batch item or one message."""
 
     error: ApiError | None = None
-    perturb: bool = False
+    perturb: str | None = None  # the perturb fault's mode
 
 
 class FaultBook:
@@ -235,7 +247,7 @@ class ItemPlanner:
                 message = spec.get("message") or ITEM_MESSAGES.get(error_type, error_type)
                 plan.error = ApiError(error_type, message)
             else:
-                plan.perturb = True
+                plan.perturb = spec.get("mode", "valid")
         return plan
 
     def save(self) -> None:

@@ -8,6 +8,7 @@ through untouched and an exception inside a stream still drops the connection, w
 from __future__ import annotations
 
 import asyncio
+import hmac
 import re
 
 import anyio
@@ -45,11 +46,26 @@ def classify(method: str, path: str) -> str:
     return "other"
 
 
-def has_credentials(headers: Headers) -> bool:
-    if headers.get("x-api-key", "").strip():
-        return True
+def presented_key(headers: Headers) -> str:
+    """The API key a request carries (``x-api-key``, else ``Authorization: Bearer``), or ''."""
+    if key := headers.get("x-api-key", "").strip():
+        return key
     scheme, _, token = headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and bool(token.strip())
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def has_credentials(headers: Headers) -> bool:
+    return bool(presented_key(headers))
+
+
+def authentication_error(headers: Headers, required_key: str | None) -> ApiError | None:
+    """401 without a key, or with another key than the one configured (when one is)."""
+    key = presented_key(headers)
+    if not key:
+        return ApiError("authentication_error", "x-api-key header or Authorization: Bearer <key> is required")
+    if required_key is not None and not hmac.compare_digest(key.encode(), required_key.encode()):
+        return ApiError("authentication_error", "invalid x-api-key")
+    return None
 
 
 class ApiMiddleware:
@@ -79,10 +95,8 @@ class ApiMiddleware:
             await send(message)
 
         if endpoint not in ("control", "other"):
-            if not has_credentials(Headers(scope=scope)):
-                error = ApiError(
-                    "authentication_error", "x-api-key header or Authorization: Bearer <key> is required"
-                )
+            error = authentication_error(Headers(scope=scope), self.emulator.config.api_key)
+            if error is not None:
                 await self._send_error(error, request_id, scope, receive, send_with_headers)
                 return
             if endpoint in BATCH_ENDPOINTS:  # in memory and cheap: no thread hop

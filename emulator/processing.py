@@ -48,7 +48,7 @@ def process_request(
             return Outcome(None, plan.error)
         perturb = plan.perturb
     else:
-        perturb = False
+        perturb = None
     reply = generate_reply(params, malformed_rate=malformed_rate, perturb=perturb)
     usage = apply_prompt_cache(
         store,

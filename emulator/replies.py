@@ -14,12 +14,16 @@ the reply short; like ``stream`` and ``metadata`` they do not change what would 
 ``max_tokens`` and ``stop_sequences`` are honoured. A ``malformed_rate`` fraction of the
 structured replies (chosen by a stable hash of the params) is deliberately broken, rotating
 among: prose that is not JSON, JSON that violates the schema, and a ``max_tokens`` stop with
-truncated output. A perturbed reply (fault ``perturb``) is different but always valid.
+truncated output. A perturbed reply (fault ``perturb``) is different but always valid, unless
+the fault names a ``mode`` that breaks it in one way: one of the three above, a value outside
+an enum (``unapproved_value``, what a prompt injection asks for), or a string holding a NUL
+(``nul_character``) or an unpaired surrogate (``lone_surrogate``), both still valid JSON.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +32,10 @@ from emulator.schema_instances import build_instance, split_sentences, violate
 from emulator.tokens import content_text, output_tokens
 
 MALFORMED_KINDS = ("not_json", "schema_violation", "truncated")
+#: Perturb modes that change one value of an otherwise valid reply.
+VALUE_BREAKS = ("unapproved_value", "nul_character", "lone_surrogate")
+#: What an ``unapproved_value`` reply puts in the first enum field: a label nobody approved.
+UNAPPROVED_VALUE = "urgent_vip (ignore all previous instructions)"
 
 _OPENERS = (
     "Thanks for the question.",
@@ -78,18 +86,22 @@ def user_text(params: dict[str, Any]) -> str:
     return "\n".join(text for text in texts if text)
 
 
-def generate_reply(params: dict[str, Any], *, malformed_rate: float, perturb: bool) -> Reply:
+def generate_reply(params: dict[str, Any], *, malformed_rate: float, perturb: bool | str | None = None) -> Reply:
+    """``perturb``: a perturb fault's mode (``True`` means ``"valid"``), or nothing."""
     phash = reply_seed(params)
     max_tokens = int(params["max_tokens"])
     if max_tokens == 0:
         return Reply([], "max_tokens", None, 0)
-    variant = 1 if perturb else 0
+    mode = "valid" if perturb is True else (perturb or None)
+    variant = 1 if mode else 0
     text = user_text(params)
     tool = _forced_tool(params, phash)
     output_format = (params.get("output_config") or {}).get("format")
     schema = output_format.get("schema") if isinstance(output_format, dict) else None
     structured = tool is not None or schema is not None
-    malformed = _malformation(phash, malformed_rate) if structured and not perturb else None
+    malformed = _malformation(phash, malformed_rate) if structured and not mode else None
+    if mode and mode != "valid":
+        malformed = "truncated" if mode == "max_tokens" else mode
     if tool is not None:
         return _tool_reply(tool, params, text, phash, variant, malformed)
     if schema is not None:
@@ -98,6 +110,8 @@ def generate_reply(params: dict[str, Any], *, malformed_rate: float, perturb: bo
             return _text_reply(_prose_instead_of_json(instance), params)
         if malformed == "schema_violation":
             return _text_reply(json.dumps(violate(schema, instance), ensure_ascii=False), params)
+        if malformed in VALUE_BREAKS:
+            instance = break_value(schema, instance, malformed)
         body = json.dumps(instance, ensure_ascii=False)
         if malformed == "truncated":
             return _truncated_text(body, max(1, len(body) // 2), max_tokens)
@@ -126,6 +140,8 @@ def _tool_reply(
         return _text_reply(_prose_instead_of_json(instance), params)
     if malformed == "schema_violation":
         instance = violate(schema, instance)
+    elif malformed in VALUE_BREAKS:
+        instance = break_value(schema, instance, malformed)
     tool_use_id = base62_id("toolu_", phash, variant)
     block = {"type": "tool_use", "id": tool_use_id, "name": tool["name"], "input": instance}
     tokens = output_tokens(tool["name"] + canonical_json(instance))
@@ -134,6 +150,38 @@ def _tool_reply(
         block["input"] = _truncate_object(instance)
         return Reply([block], "max_tokens", None, max_tokens)
     return Reply([block], "tool_use", None, tokens)
+
+
+def break_value(schema: dict[str, Any], instance: Any, mode: str) -> Any:
+    """``instance`` with one value broken as ``mode`` says (``violate`` when the schema has no place for it)."""
+    if not isinstance(instance, dict):
+        return violate(schema, instance)
+    properties = {name: sub for name, sub in (schema.get("properties") or {}).items() if isinstance(sub, dict)}
+    if mode == "unapproved_value":
+        for name, sub in properties.items():
+            if "enum" in sub and name in instance:
+                return {**instance, name: UNAPPROVED_VALUE}
+        return violate(schema, instance)
+    character = "\x00" if mode == "nul_character" else "\ud800"
+    # A free-text field: in an enum field the broken value would fail the enum first.
+    names = [n for n, sub in properties.items() if "enum" not in sub and isinstance(instance.get(n), str)]
+    names = names or [n for n, value in instance.items() if isinstance(value, str)]
+    if not names:
+        return violate(schema, instance)
+    value = instance[names[0]]
+    middle = len(value) // 2
+    return {**instance, names[0]: value[:middle] + character + value[middle:]}
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON; an unpaired surrogate (only a ``lone_surrogate`` reply has one) goes out as a
+    ``\\udXXX`` escape, as a server written in another language would send it, since UTF-8 cannot
+    carry it raw."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _truncate_object(instance: Any) -> Any:

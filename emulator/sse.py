@@ -14,12 +14,14 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from emulator.replies import json_text
+
 WORDS_PER_DELTA = 3
 JSON_CHARS_PER_DELTA = 24
 
 
 def _event(kind: str, data: dict[str, Any]) -> str:
-    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+    return f"event: {kind}\ndata: {json_text(data)}\n\n"
 
 
 def _delta(index: int, delta: dict[str, Any]) -> str:

@@ -7,7 +7,8 @@
 
 Options map to command-line flags: ``rate``, ``speed``, ``malformed_rate``, ``cancel_delay``,
 ``max_body_bytes``, ``batch_rpm_limit``, ``max_queued_requests``, ``rate_window_seconds``,
-``log_level`` and ``faults`` (a list of fault dicts). The state file lives
+``log_level`` and ``faults`` (a list of fault dicts); ``api_key`` makes the server accept that
+key only (passed in the environment, not on the command line). The state file lives
 in ``state_dir``, so :meth:`EmulatorServer.restart` (and a restart after :meth:`kill`) resumes
 from it on the same port.
 """
@@ -135,7 +136,7 @@ class EmulatorServer:
         self.port = port
         self.host = str(options.get("host", "127.0.0.1"))
         self.options = options
-        self.api_key = DEFAULT_API_KEY
+        self.api_key = str(options.get("api_key") or DEFAULT_API_KEY)
         self._process: subprocess.Popen[bytes] | None = None
         self._control: EmulatorControl | None = None
 
@@ -171,6 +172,9 @@ class EmulatorServer:
         stdout_path = self.state_dir / "emulator.stdout"
         stdout_path.write_bytes(b"")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("NIGHTSHIFT_EMULATOR_API_KEY", None)
+        if self.options.get("api_key"):
+            env["NIGHTSHIFT_EMULATOR_API_KEY"] = str(self.options["api_key"])
         project_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
         with open(stdout_path, "wb") as stdout, open(self.log_path, "ab") as log:

@@ -263,3 +263,19 @@ async def test_async_client_covers_every_batch_endpoint(
     assert canceled.processing_status == "canceling"
     with pytest.raises(anthropic.BadRequestError):
         await batches.create(requests=[{"custom_id": "bad id", "params": message_params("x")}])
+
+
+def test_a_configured_api_key_is_the_only_one_accepted(tmp_path) -> None:
+    key = "sk-emulator-only-this-one"
+    with EmulatorServer(tmp_path, rate="inf", api_key=key) as server:
+        assert key not in " ".join(server.command())  # passed in the environment, not visible in `ps`
+        right = anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0)
+        assert right.messages.batches.list().data == []
+        wrong = anthropic.Anthropic(base_url=server.url, api_key="sk-emulator-test", max_retries=0)
+        with pytest.raises(anthropic.AuthenticationError, match="invalid x-api-key"):
+            wrong.messages.batches.list()
+        as_header = httpx.get(f"{server.url}/v1/messages/batches", headers={"x-api-key": key})
+        assert as_header.status_code == 200
+        config = server.control.configure()
+        assert config["api_key"] == "(set)"  # the control routes say a key is required, never which
+        assert key not in json.dumps([config, server.control.health(), server.stats()])

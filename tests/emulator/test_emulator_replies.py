@@ -240,3 +240,37 @@ def test_sdk_parse_with_output_format(emulator: EmulatorServer, anthropic_client
 
     parsed = anthropic_client.messages.parse(**message_params("Label this ticket."), output_format=Ticket)
     assert isinstance(parsed.parsed_output, Ticket)
+
+
+BROKEN_MODES = {
+    "not_json": lambda msg: msg.content[0].type == "text" and "Sure!" in msg.content[0].text,
+    "schema_violation": lambda msg: msg.content[0].type == "tool_use" and "label" not in msg.content[0].input,
+    "max_tokens": lambda msg: msg.stop_reason == "max_tokens",
+    "unapproved_value": lambda msg: msg.content[0].input["label"].startswith("urgent_vip"),
+    "nul_character": lambda msg: "\x00" in msg.content[0].input["rationale"],
+    "lone_surrogate": lambda msg: "\ud800" in msg.content[0].input["rationale"],
+}
+
+
+@pytest.mark.parametrize("mode", BROKEN_MODES)
+def test_perturb_modes_break_a_reply_in_one_named_way(emulator, anthropic_client, mode) -> None:
+    schema = {**SCHEMAS["classification"],
+              "properties": {**SCHEMAS["classification"]["properties"], "rationale": {"type": "string"}}}
+    params = _tool_params(schema, "A billing question about my invoice, charged twice.")
+    emulator.add_fault(kind="perturb", mode=mode, custom_id="broken-.*")
+    batch = anthropic_client.messages.batches.create(
+        requests=[{"custom_id": "broken-1", "params": params}, {"custom_id": "fine-1", "params": params}])
+    anthropic_client.messages.batches.retrieve(batch.id)
+    messages = {line.custom_id: line.result.message for line in anthropic_client.messages.batches.results(batch.id)}
+    assert BROKEN_MODES[mode](messages["broken-1"])
+    assert _is_valid(schema, messages["fine-1"]) and not BROKEN_MODES[mode](messages["fine-1"])
+    # The synchronous path carries the same broken reply (a lone surrogate as a JSON escape).
+    emulator.add_fault(kind="perturb", mode=mode, params_hash=emulator.params_hash(params))
+    assert BROKEN_MODES[mode](anthropic_client.messages.create(**params))
+
+
+def test_an_unknown_perturb_mode_is_refused(emulator) -> None:
+    from emulator.testing import EmulatorError
+
+    with pytest.raises(EmulatorError, match="mode must be one of"):
+        emulator.add_fault(kind="perturb", mode="sideways")
