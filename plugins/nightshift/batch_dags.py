@@ -16,6 +16,7 @@ from nightshift.dag_defaults import nightly_dag_kwargs
 from nightshift.dag_ids import backfill_dag_id, batch_dag_id
 from nightshift.operators import (
     CollectRequestsOperator,
+    DefinitionErrorOperator,
     FinalizeRunOperator,
     LandResultsOperator,
     NightVerdictOperator,
@@ -67,6 +68,26 @@ def backfill_dag(workload: Workload, *, fileloc: str | None = None, deferrable: 
         description=f"Backfill (interval mode): {workload.description}", params=BACKFILL_PARAMS,
         **nightly_dag_kwargs(workload, "backfill", is_paused_upon_creation=True,
                              max_active_runs=int(os.environ.get("NIGHTSHIFT_BACKFILL_MAX_ACTIVE_RUNS", "4"))))
+
+
+def broken_workload_dag(name: str, error: Exception, *, fileloc: str | None = None) -> DAG:
+    """The nightly DAG of a workload whose definition does not load: one task that fails, naming
+    the file and the field. The other workloads' DAGs load and run; this one says why it cannot."""
+    from datetime import datetime, timedelta
+
+    from airflow.sdk import CronDataIntervalTimetable
+
+    from nightshift.config import settings
+
+    cfg = settings()
+    with DAG(dag_id=batch_dag_id(name), description=f"Broken workload definition: {error}"[:500],
+             schedule=CronDataIntervalTimetable(cfg.schedule, timezone=cfg.timezone), start_date=datetime(2026, 1, 1),
+             catchup=False, max_active_runs=1, tags=["nightshift", "batch", name, "broken"],
+             default_args={"retries": 0, "retry_delay": timedelta(minutes=2)}) as dag:
+        DefinitionErrorOperator(task_id="definition_error", workload=name, error=str(error))
+    if fileloc:
+        dag.fileloc = fileloc
+    return dag
 
 
 def _batch_pipeline(workload: Workload, source: str, fileloc: str | None, deferrable: bool, **dag_kwargs) -> DAG:

@@ -265,3 +265,23 @@ class NightVerdictOperator(_NightshiftOperator):
             night_notifier(message)(context)
         except Exception:
             self.log.exception("the notifier failed; the alert was: %s", message)
+
+
+class DefinitionErrorOperator(BaseOperator):
+    """Stands in for the steps of a workload whose definition does not load: fails at once, saying why.
+
+    The DAG of a broken workload still exists and still runs each night, so the failure (and
+    its alert) names the file and the field, while every other workload's night runs as usual.
+    """
+
+    template_fields = ()
+    ui_color = "#8b1e1e"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(self, *, workload: str, error: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workload_name = workload
+        self.error = error
+
+    def execute(self, context) -> None:
+        raise AirflowFailException(f"workload {self.workload_name!r} cannot run: {self.error}")

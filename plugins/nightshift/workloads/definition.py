@@ -25,6 +25,10 @@ QUALIFIED_TABLE = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 class WorkloadDefinitionError(ValueError):
     """A workload file that cannot be used; the message names the workload, file and field."""
 
+    def __init__(self, message: str, workload: str | None = None) -> None:
+        super().__init__(message)
+        self.workload = workload
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -151,11 +155,17 @@ class Workload(_Strict):
                     "cache (cache busting). Move per-item values into prompt.item_template"
                 )
         properties = self.output.json_schema.get("properties", {})
+        required = set(self.output.json_schema.get("required", []))
         for column, field in self.destination.columns.items():
             if field not in properties:
                 raise ValueError(
                     f"destination.columns.{column} maps output field {field!r}, "
                     f"which the output schema does not define (it has {sorted(properties)})"
+                )
+            if field not in required:
+                raise ValueError(
+                    f"destination.columns.{column} maps output field {field!r}, which the output schema does not "
+                    f"require: a valid reply without it would have nothing to write (add it to output.schema.required)"
                 )
         return self
 
@@ -203,9 +213,9 @@ def load_workload_file(path: Path, include_dir: Path) -> Workload:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise WorkloadDefinitionError(f"workload {label!r} ({path}): cannot read YAML: {exc}") from None
+        raise WorkloadDefinitionError(f"workload {label!r} ({path}): cannot read YAML: {exc}", label) from None
     if not isinstance(raw, dict):
-        raise WorkloadDefinitionError(f"workload {label!r} ({path}): expected a mapping at the top level")
+        raise WorkloadDefinitionError(f"workload {label!r} ({path}): expected a mapping at the top level", label)
     label = str(raw.get("name") or label)
     instructions_file = (raw.get("prompt") or {}).get("instructions_file")
     if instructions_file is not None and "instructions" not in raw:
@@ -215,7 +225,7 @@ def load_workload_file(path: Path, include_dir: Path) -> Workload:
         except OSError:
             raise WorkloadDefinitionError(
                 f"workload {label!r} ({path}): field prompt.instructions_file: "
-                f"{prompt_path} does not exist or cannot be read"
+                f"{prompt_path} does not exist or cannot be read", label
             ) from None
     try:
         return Workload.model_validate(raw)
@@ -224,4 +234,4 @@ def load_workload_file(path: Path, include_dir: Path) -> Workload:
             f"field {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
             for err in exc.errors()
         )
-        raise WorkloadDefinitionError(f"workload {label!r} ({path}): {problems}") from None
+        raise WorkloadDefinitionError(f"workload {label!r} ({path}): {problems}", label) from None

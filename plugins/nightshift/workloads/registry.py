@@ -1,4 +1,10 @@
-"""All workload definitions of a deployment, loaded once per process."""
+"""All workload definitions of a deployment, loaded once per process.
+
+One bad definition must not stop the others: in a deployment (:func:`all_workloads`,
+:func:`get_workload`) a file that does not load is set aside with its error, the other
+workloads load and run, and asking for the broken one raises that error (naming the file and
+the field). :func:`load_workloads` without ``errors`` stays strict, for checks and tests.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,31 @@ from nightshift import paths
 from nightshift.workloads.definition import Workload, WorkloadDefinitionError, load_workload_file
 
 
-def load_workloads(directory: Path | None = None, include_dir: Path | None = None) -> dict[str, Workload]:
-    """Load every ``*.yaml`` in ``directory``; any invalid one fails the whole load, by name."""
+def load_workloads(directory: Path | None = None, include_dir: Path | None = None, *,
+                   errors: dict[str, WorkloadDefinitionError] | None = None) -> dict[str, Workload]:
+    """Load every ``*.yaml`` in ``directory``.
+
+    Without ``errors``, any invalid file fails the whole load, by name. With it, each invalid
+    file's error is put there under its workload's name and the valid workloads are returned;
+    two files claiming one name make that workload invalid (which one is meant is unknowable).
+    """
     directory = directory or paths.workloads_dir()
     include_dir = include_dir or paths.include_dir()
     workloads: dict[str, Workload] = {}
     for path in sorted(directory.glob("*.yaml")):
-        workload = load_workload_file(path, include_dir)
-        _check_priced(workload, path)
-        if workload.name in workloads:
-            raise WorkloadDefinitionError(f"workload {workload.name!r} is defined twice (second: {path})")
+        try:
+            workload = load_workload_file(path, include_dir)
+            _check_priced(workload, path)
+            if workload.name in workloads or (errors is not None and workload.name in errors):
+                raise WorkloadDefinitionError(f"workload {workload.name!r} is defined twice (second: {path})",
+                                              workload.name)
+        except WorkloadDefinitionError as exc:
+            if errors is None:
+                raise
+            name = exc.workload or path.stem
+            errors[name] = exc
+            workloads.pop(name, None)
+            continue
         workloads[workload.name] = workload
     return workloads
 
@@ -30,16 +51,26 @@ def _check_priced(workload: Workload, path: Path) -> None:
     try:
         price_table().price(workload.model)
     except UnknownModel as exc:
-        raise WorkloadDefinitionError(f"workload {workload.name!r} ({path}): field model: {exc}") from None
+        raise WorkloadDefinitionError(f"workload {workload.name!r} ({path}): field model: {exc}",
+                                      workload.name) from None
 
 
 @lru_cache(maxsize=1)
-def _default_workloads() -> dict[str, Workload]:
-    return load_workloads()
+def _deployment() -> tuple[dict[str, Workload], dict[str, WorkloadDefinitionError]]:
+    errors: dict[str, WorkloadDefinitionError] = {}
+    workloads = load_workloads(errors=errors)
+    if errors:
+        import logging
+
+        for error in errors.values():
+            logging.getLogger(__name__).error("workload definition set aside (the others run): %s", error)
+    return workloads, errors
 
 
 def get_workload(name: str) -> Workload:
-    workloads = _default_workloads()
+    workloads, errors = _deployment()
+    if name in errors:
+        raise errors[name]
     try:
         return workloads[name]
     except KeyError:
@@ -47,4 +78,10 @@ def get_workload(name: str) -> Workload:
 
 
 def all_workloads() -> dict[str, Workload]:
-    return _default_workloads()
+    """Every workload whose definition loads."""
+    return _deployment()[0]
+
+
+def definition_errors() -> dict[str, WorkloadDefinitionError]:
+    """The workloads whose definition does not load, by name, with the error saying why."""
+    return _deployment()[1]
