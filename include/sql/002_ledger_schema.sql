@@ -76,3 +76,17 @@ CREATE TABLE IF NOT EXISTS nightshift.items (
 );
 CREATE INDEX IF NOT EXISTS items_batch ON nightshift.items (batch_pk);
 CREATE INDEX IF NOT EXISTS items_run_status ON nightshift.items (run_pk, status);
+
+-- Whether a queue row's source_key (text) is a valid value of the source key's type, without
+-- raising: one row whose key is not a number must fail alone (invalid_input), not the whole
+-- statement that joins the night's items to their source rows. Callers try a cheap pattern
+-- first and only call this for keys it does not settle.
+CREATE OR REPLACE FUNCTION nightshift.is_valid_input(value text, type regtype) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    EXECUTE format('SELECT %L::%s', value, type);
+    RETURN true;
+EXCEPTION WHEN data_exception THEN  -- 22xxx: invalid text representation, out of range, bad date, ...
+    RETURN false;
+END
+$$;

@@ -123,7 +123,8 @@ class _OutcomeReader:
                 status = "retry" if self.retry_invalid_output else "failed"
                 return (custom_id, status, exc.error_type, str(exc), stop_reason, *usage), None
             values = tuple(_adapt(output[f]) for f in self.workload.destination.columns.values())
-            return (custom_id, "succeeded", None, None, stop_reason, *usage), (custom_id, *values, message["model"])
+            model = message.get("model") or self.workload.model
+            return (custom_id, "succeeded", None, None, stop_reason, *usage), (custom_id, *values, model)
         if kind == "errored":
             error = (result.get("error") or {}).get("error") or {}
             error_type = error.get("type", "api_error")

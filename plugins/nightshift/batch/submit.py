@@ -107,20 +107,22 @@ def _promote_retries(conn: psycopg.Connection, run: Run, round_: int) -> None:
 
 
 def _pending_rows(conn: psycopg.Connection, workload: Workload, run: Run, round_: int,
-                  batch_pk: int | None) -> psycopg.Cursor:
+                  batch_pk: int | None, key: queue.KeyCast) -> psycopg.Cursor:
     """The round's items with their source rows, from a server-side cursor (held across commits)."""
     columns = [workload.source.key, *workload.source.columns]
     schema, table = workload.source.table.split(".")
     assigned = sql.SQL("i.batch_pk IS NULL") if batch_pk is None else sql.SQL("i.batch_pk = %s")
+    source_key = sql.SQL("i.source_key")
     query = sql.SQL(
-        "SELECT i.custom_id, i.source_key, i.request_id, s.{key} IS NOT NULL, {columns} "
-        "FROM nightshift.items i LEFT JOIN {table} s ON s.{key} = i.source_key::{key_type} "
+        "SELECT i.custom_id, i.source_key, i.request_id, {valid}, s.{key} IS NOT NULL, {columns} "
+        "FROM nightshift.items i LEFT JOIN {table} s ON s.{key} = {cast} "
         "WHERE i.run_pk = %s AND i.round = %s AND i.status = 'pending' AND {assigned} ORDER BY i.custom_id"
     ).format(
         key=sql.Identifier(workload.source.key),
         columns=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns),
         table=sql.Identifier(schema, table),
-        key_type=queue.source_key_type(conn, workload),
+        valid=key.valid(source_key),
+        cast=key.cast(source_key),
         assigned=assigned,
     )
     cursor = conn.cursor(name=f"nightshift_submit_{run.run_pk}_{round_}", withhold=True)
@@ -130,10 +132,15 @@ def _pending_rows(conn: psycopg.Connection, workload: Workload, run: Run, round_
 
 
 def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list):
-    """Yield ``(custom_id, encoded request)``; bad source rows go to ``invalid`` instead."""
+    """Yield ``(custom_id, request_id, encoded request)``; bad source rows go to ``invalid`` instead."""
     columns = [workload.source.key, *workload.source.columns]
-    with _pending_rows(conn, workload, run, round_, batch_pk) as cursor:
-        for custom_id, source_key, request_id, exists, *values in cursor:
+    key = queue.source_key_cast(conn, workload)
+    with _pending_rows(conn, workload, run, round_, batch_pk, key) as cursor:
+        for custom_id, source_key, request_id, valid_key, exists, *values in cursor:
+            if not valid_key:
+                invalid.append((custom_id, request_id, f"source key {source_key[:100]!r} of request {request_id} is "
+                                f"not a valid {key.type_name} ({workload.source.table}.{workload.source.key})"))
+                continue
             if not exists:
                 invalid.append((custom_id, request_id, f"source row {workload.source.table}.{workload.source.key}="
                                 f"{source_key} does not exist"))
@@ -143,7 +150,7 @@ def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list):
             except InvalidInput as exc:
                 invalid.append((custom_id, request_id, str(exc)))
                 continue
-            yield custom_id, encode_request(custom_id, params)
+            yield custom_id, request_id, encode_request(custom_id, params)
 
 
 def _submit_unassigned(conn, client, workload, run, round_, caps, result) -> None:
@@ -152,14 +159,15 @@ def _submit_unassigned(conn, client, workload, run, round_, caps, result) -> Non
                        (run.run_pk, round_)).fetchone()[0]
     body = BatchBody()
     try:
-        for custom_id, encoded in _encoded_requests(conn, workload, run, round_, None, invalid):
+        for custom_id, request_id, encoded in _encoded_requests(conn, workload, run, round_, None, invalid):
             if body.count and (body.count >= caps.max_requests or body.size_with(encoded) > caps.max_bytes):
                 _create_batch(conn, client, run, round_, seq, body, invalid, result, caps)
                 seq += 1
                 body.close()
                 body = BatchBody()
             if body.size_with(encoded) > caps.max_bytes:
-                invalid.append((custom_id, None, f"request {custom_id} alone is {len(encoded)} bytes, "
+                # request_id too: its queue row is closed with the reason, not left claimed
+                invalid.append((custom_id, request_id, f"request {custom_id} alone is {len(encoded)} bytes, "
                                 f"over the batch body cap of {caps.max_bytes} bytes"))
                 continue
             body.add(custom_id, encoded)
@@ -260,7 +268,7 @@ def _recover_intent(conn, client, workload: Workload, run: Run, intent: BatchRow
     invalid: list = []
     body = BatchBody()
     try:
-        for custom_id, encoded in _encoded_requests(conn, workload, run, intent.round, intent.batch_pk, invalid):
+        for custom_id, _, encoded in _encoded_requests(conn, workload, run, intent.round, intent.batch_pk, invalid):
             body.add(custom_id, encoded)
         _fail_invalid(conn, run, invalid, result)
         conn.commit()

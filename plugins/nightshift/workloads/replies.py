@@ -8,6 +8,7 @@ say) never reaches the destination table.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import jsonschema
@@ -17,6 +18,11 @@ from nightshift.workloads.definition import Workload
 
 class InvalidOutput(ValueError):
     error_type = "invalid_output"
+
+
+# Text Postgres cannot store (NUL in text or jsonb) or UTF-8 cannot encode (half a surrogate pair):
+# a reply carrying either would fail the whole slice it lands in, so it fails alone, here.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 _validators: dict[int, tuple[dict, jsonschema.Draft202012Validator]] = {}
@@ -45,7 +51,7 @@ def extract_output(workload: Workload, message: dict[str, Any]) -> dict[str, Any
     if stop_reason == "refusal":
         raise InvalidOutput("the model refused to answer")
     output = None
-    for block in message.get("content") or []:
+    for block in _blocks(message):
         if block.get("type") == "tool_use" and block.get("name") == workload.output.tool_name:
             output = block.get("input")
             break
@@ -56,11 +62,33 @@ def extract_output(workload: Workload, message: dict[str, Any]) -> dict[str, Any
         first = errors[0]
         where = "/".join(str(p) for p in first.absolute_path) or "(reply)"
         raise InvalidOutput(f"reply violates the output schema at {where}: {first.message}"[:500])
+    _check_storable(output, "")
     return output
 
 
+def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message.get("content")
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
+def _check_storable(value: Any, where: str) -> None:
+    """Every string of the output, keys included, must be text the destination can hold."""
+    if isinstance(value, str):
+        if bad := _UNSTORABLE.search(value):
+            what = "a NUL character" if bad.group() == "\x00" else f"a lone surrogate U+{ord(bad.group()):04X}"
+            raise InvalidOutput(f"reply has {what} at {where or '(reply)'} (character {bad.start()}), "
+                                "which the destination cannot store")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key, f"{where}/{key!r} (a key)".lstrip("/"))
+            _check_storable(item, f"{where}/{key}".lstrip("/"))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_storable(item, f"{where}/{index}".lstrip("/"))
+
+
 def _json_from_text(workload: Workload, message: dict[str, Any]) -> Any:
-    text = "".join(b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text")
+    text = "".join(str(b.get("text", "")) for b in _blocks(message) if b.get("type") == "text")
     if not text.strip():
         raise InvalidOutput(f"reply has no {workload.output.tool_name!r} tool call and no text")
     try:

@@ -8,6 +8,7 @@ same params on both.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,10 @@ from nightshift.workloads.definition import Workload
 # C0 control characters other than tab and newline carry no meaning in a prompt and have
 # been seen to confuse downstream parsers; NUL cannot even be stored in Postgres text.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Half of a UTF-16 surrogate pair on its own is not a character: it cannot be encoded as UTF-8,
+# so the API could never receive it. Postgres text cannot hold one, but a json column can
+# (``"\ud800"``), and psycopg hands it over as is.
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 MISSING_VALUE = "(not given)"
 
 
@@ -55,11 +60,21 @@ def render_item(workload: Workload, row: Mapping[str, Any]) -> str:
                 f"source row {workload.source.table}.{workload.source.key}={source_key}: "
                 f"column {column!r} is {'NULL' if value is None else 'empty'}"
             )
-    values = {
-        name: MISSING_VALUE if row.get(name) is None else _CONTROL_CHARACTERS.sub("", str(row.get(name)))
-        for name in [workload.source.key, *workload.source.columns]
-    }
+    values = {name: _text(workload, source_key, name, row.get(name))
+              for name in [workload.source.key, *workload.source.columns]}
     return workload.prompt.item_template.format(**values).strip()
+
+
+def _text(workload: Workload, source_key: Any, column: str, value: Any) -> str:
+    """One column's value as prompt text: JSON for json columns, control characters removed."""
+    if value is None:
+        return MISSING_VALUE
+    text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
+    if surrogate := _LONE_SURROGATE.search(text):
+        raise InvalidInput(
+            f"source row {workload.source.table}.{workload.source.key}={source_key}: column {column!r} is not "
+            f"valid Unicode (a lone surrogate U+{ord(surrogate.group()):04X} at character {surrogate.start()})")
+    return _CONTROL_CHARACTERS.sub("", text)
 
 
 def build_params(workload: Workload, row: Mapping[str, Any]) -> dict[str, Any]:
