@@ -270,18 +270,31 @@ def failures(conn: psycopg.Connection, flt: FailureFilter, *, limit: int = 50,
     return total, rows
 
 
+def _csv_text(column: str) -> sql.Composed:
+    """A text cell that a spreadsheet opens as text, never as a formula (CSV injection).
+
+    Excel, LibreOffice and Sheets run a cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or
+    a carriage return as a formula; prefixed with ``'`` it shows as the text it is. Source keys
+    and error messages are not ours to trust: a source row or a reply can say anything.
+    """
+    return sql.SQL("CASE WHEN {c} ~ '^[-=+@\\t\\r]' THEN '''' || {c} ELSE {c} END").format(
+        c=sql.Identifier(*column.split(".")))
+
+
 def failures_csv(conn: psycopg.Connection, flt: FailureFilter, *, chunk_bytes: int = 64 * 1024) -> Iterator[bytes]:
     """The failed items matching ``flt`` as CSV (header first), streamed in chunks of ~``chunk_bytes``.
 
     PostgreSQL writes the CSV (``COPY ... TO STDOUT``) and psycopg hands it over row by row:
     neither the rows nor the document are ever held in memory whole. Timestamps are UTC,
-    ISO 8601.
+    ISO 8601. A text cell that a spreadsheet would run as a formula starts with ``'``.
     """
     where, params = flt.where()
-    select = (sql.SQL("SELECT i.run_pk, r.workload, to_char(r.created_at AT TIME ZONE 'UTC', {iso}), i.round, "
-                      "i.custom_id, i.source_key, i.request_id, i.error_type, i.error_message, "
+    select = (sql.SQL("SELECT i.run_pk, {workload}, to_char(r.created_at AT TIME ZONE 'UTC', {iso}), i.round, "
+                      "{custom_id}, {source_key}, i.request_id, {error_type}, {error_message}, "
                       "to_char(i.updated_at AT TIME ZONE 'UTC', {iso}) ").format(
-                          iso=sql.Literal('YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+                          iso=sql.Literal('YYYY-MM-DD"T"HH24:MI:SS"Z"'), workload=_csv_text("r.workload"),
+                          custom_id=_csv_text("i.custom_id"), source_key=_csv_text("i.source_key"),
+                          error_type=_csv_text("i.error_type"), error_message=_csv_text("i.error_message"))
               + _FAILURES_FROM + where + _FAILURES_ORDER)
     header = sql.SQL(", ").join(sql.Identifier(c) for c in CSV_COLUMNS)
     # The SELECT's output names are the header: alias each column to its CSV name.
