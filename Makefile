@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 NIGHTSHIFT := $(VENV)/bin/nightshift
 PYTEST_ARGS ?=
 
-.PHONY: install test test-stack demo up down report emulator inventory bench cost-bench lock clean
+.PHONY: install test test-stack demo up down report emulator inventory bench cost-bench audit lock clean
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml scripts/ensure-system-packages.sh
 	bash scripts/ensure-system-packages.sh
@@ -51,6 +51,11 @@ emulator: install
 # Which of the sample traffic could move to batch, and what it would save (chart: artifacts/).
 inventory: install
 	$(NIGHTSHIFT) inventory include/samples/traffic-sample.jsonl --chart artifacts/inventory.html
+
+# Known vulnerabilities in the pinned set (pip-audit over the network; says so when it cannot
+# check). Exits 1 on a vulnerability; AUDIT_STRICT=1 also fails when nothing could be checked.
+audit: install
+	$(PY) scripts/audit.py
 
 # Regenerate the full pinned set after changing requirements.txt.
 lock: install

@@ -321,3 +321,51 @@ def test_the_failures_csv_never_starts_a_cell_with_a_formula(app_db, app_dsn, em
 
     with client_for(app_dsn, jwt_for(init_auth_manager())) as client:
         assert client.get("/api/failures.csv").text == text
+
+
+# make audit -----------------------------------------------------------------------------------
+
+def audit_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nightshift_audit", PROJECT_ROOT / "scripts" / "audit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+AUDITED = {"name": "jinja2", "version": "3.1.6", "vulns": []}
+VULNERABLE = {"name": "oldlib", "version": "1.0", "vulns": [{"id": "GHSA-xxxx", "fix_versions": ["1.1"], "aliases": []}]}
+SKIPPED = {"name": "alembic", "skip_reason": "Dependency not found on PyPI and could not be audited: alembic (1.20.1)"}
+
+
+@pytest.mark.parametrize(("dependencies", "strict", "status", "says"), [
+    ([AUDITED, VULNERABLE], False, 1, "VULNERABLE oldlib==1.0: GHSA-xxxx (fixed in: 1.1)"),
+    ([AUDITED], False, 0, "no known vulnerabilities in all 1 pinned packages"),
+    ([SKIPPED, SKIPPED], False, 0, "NOTHING WAS CHECKED"),
+    ([SKIPPED, SKIPPED], True, 2, "NOTHING WAS CHECKED"),
+    ([AUDITED, SKIPPED], False, 0, "1 could not be checked: alembic"),
+    (None, False, 0, "NOTHING WAS CHECKED: pip-audit could not complete"),
+    (None, True, 2, "most likely the vulnerability service is unreachable"),
+], ids=["vulnerable", "clean", "service-answers-nothing", "strict-nothing", "partly", "unreachable", "strict-unreachable"])
+def test_make_audit_tells_found_from_clean_from_unchecked(monkeypatch, capsys, dependencies, strict, status, says):
+    audit = audit_module()
+
+    def fake_pip_audit(requirements, service, report):
+        if dependencies is not None:
+            report.write_text(json.dumps({"dependencies": dependencies, "fixes": []}))
+        return subprocess.CompletedProcess([], 0 if dependencies is not None else 1, "",
+                                           "ConnectionError: cannot reach the service")
+
+    monkeypatch.setattr(audit, "run_pip_audit", fake_pip_audit)
+    monkeypatch.setenv("AUDIT_STRICT", "1" if strict else "0")
+    assert audit.main() == status
+    assert says in capsys.readouterr().out
+
+
+def test_pip_audit_is_pinned_and_make_audit_runs_it():
+    requirements = (PROJECT_ROOT / "requirements.txt").read_text()
+    constraints = (PROJECT_ROOT / "constraints.txt").read_text()
+    assert re.search(r"^pip-audit==\d+\.\d+\.\d+$", requirements, re.M)
+    assert re.search(r"^pip_audit==\d+\.\d+\.\d+$", constraints, re.M | re.I)
+    assert re.search(r"^audit: install\n\t\$\(PY\) scripts/audit\.py$", (PROJECT_ROOT / "Makefile").read_text(), re.M)
