@@ -262,6 +262,7 @@ def test_bad_replies_fail_alone_and_never_write_an_unapproved_label(app_db, emul
 def test_the_streaming_path_refuses_the_same_bad_replies(app_db, emulator):
     """The old path shares the reply validation: an injected label or unstorable text fails that request only."""
     requests = insert_tickets(app_db, {t: GOOD_BODIES[t] for t in (1, 2, 3, 4)})
+    not_a_key = queue_request(app_db, TICKETS.name, "=1+2")  # must not fail the claim's other requests
     modes = {1: "unapproved_value", 2: "nul_character", 3: "lone_surrogate"}
     for ticket, mode in modes.items():
         row = {"ticket_id": ticket, "subject": f"Ticket {ticket}", "body": GOOD_BODIES[ticket], "customer_tier": "standard"}
@@ -269,11 +270,12 @@ def test_the_streaming_path_refuses_the_same_bad_replies(app_db, emulator):
 
     summary = run_streaming(app_db, sdk_client(emulator), TICKETS, claimer="stream")
 
-    assert summary.succeeded == 1 and dict(summary.failed) == {"invalid_output": 3}
+    assert summary.succeeded == 1 and dict(summary.failed) == {"invalid_output": 3, "invalid_input": 1}
     errors = dict(app_db.execute("SELECT request_id, error FROM app.llm_requests WHERE status = 'failed'").fetchall())
     assert re.search(r"ticket_id=1\).*'urgent_vip .*' is not one of", errors[requests[1]])
     assert "NUL character at rationale" in errors[requests[2]]
     assert "lone surrogate U+D800 at rationale" in errors[requests[3]]
+    assert re.search(r"ticket_id==1\+2\): source row does not exist", errors[not_a_key])
     rows = app_db.execute("SELECT ticket_id, label FROM app.ticket_classifications").fetchall()
     assert [t for t, _ in rows] == [4] and rows[0][1] in LABELS
 

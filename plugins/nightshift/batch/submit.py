@@ -132,7 +132,7 @@ def _pending_rows(conn: psycopg.Connection, workload: Workload, run: Run, round_
 
 
 def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list):
-    """Yield ``(custom_id, request_id, encoded request)``; bad source rows go to ``invalid`` instead."""
+    """Yield ``(custom_id, encoded request)``; bad source rows go to ``invalid`` instead."""
     columns = [workload.source.key, *workload.source.columns]
     key = queue.source_key_cast(conn, workload)
     with _pending_rows(conn, workload, run, round_, batch_pk, key) as cursor:
@@ -150,7 +150,7 @@ def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list):
             except InvalidInput as exc:
                 invalid.append((custom_id, request_id, str(exc)))
                 continue
-            yield custom_id, request_id, encode_request(custom_id, params)
+            yield custom_id, encode_request(custom_id, params)
 
 
 def _submit_unassigned(conn, client, workload, run, round_, caps, result) -> None:
@@ -159,14 +159,16 @@ def _submit_unassigned(conn, client, workload, run, round_, caps, result) -> Non
                        (run.run_pk, round_)).fetchone()[0]
     body = BatchBody()
     try:
-        for custom_id, request_id, encoded in _encoded_requests(conn, workload, run, round_, None, invalid):
+        for custom_id, encoded in _encoded_requests(conn, workload, run, round_, None, invalid):
             if body.count and (body.count >= caps.max_requests or body.size_with(encoded) > caps.max_bytes):
                 _create_batch(conn, client, run, round_, seq, body, invalid, result, caps)
                 seq += 1
                 body.close()
                 body = BatchBody()
             if body.size_with(encoded) > caps.max_bytes:
-                # request_id too: its queue row is closed with the reason, not left claimed
+                # with its request_id, so its queue row is closed with the reason, not left claimed
+                request_id = conn.execute("SELECT request_id FROM nightshift.items WHERE run_pk = %s AND custom_id = %s",
+                                          (run.run_pk, custom_id)).fetchone()[0]
                 invalid.append((custom_id, request_id, f"request {custom_id} alone is {len(encoded)} bytes, "
                                 f"over the batch body cap of {caps.max_bytes} bytes"))
                 continue
@@ -268,7 +270,7 @@ def _recover_intent(conn, client, workload: Workload, run: Run, intent: BatchRow
     invalid: list = []
     body = BatchBody()
     try:
-        for custom_id, _, encoded in _encoded_requests(conn, workload, run, intent.round, intent.batch_pk, invalid):
+        for custom_id, encoded in _encoded_requests(conn, workload, run, intent.round, intent.batch_pk, invalid):
             body.add(custom_id, encoded)
         _fail_invalid(conn, run, invalid, result)
         conn.commit()
