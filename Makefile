@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 NIGHTSHIFT := $(VENV)/bin/nightshift
 PYTEST_ARGS ?=
 
-.PHONY: install test test-stack demo up down report emulator inventory bench cost-bench audit lock clean
+.PHONY: install test test-stack chaos demo up down report emulator inventory bench cost-bench audit lock clean
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml scripts/ensure-system-packages.sh
 	bash scripts/ensure-system-packages.sh
@@ -26,6 +26,10 @@ test: install
 # headless Chromium. Kept out of `make test` until it is proven stable there (see README).
 test-stack: install
 	$(PY) -m pytest tests/stack -o addopts="-ra --strict-markers" $(PYTEST_ARGS)
+
+# Fault injection, bad input and security (also part of `make test`, and so of CI).
+chaos: install
+	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
 demo: install
 	$(NIGHTSHIFT) demo

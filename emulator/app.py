@@ -85,7 +85,8 @@ def create_app(emulator: Emulator) -> FastAPI:
 
     @app.get("/v1/messages/batches/{batch_id}/results")
     def batch_results(request: Request, batch_id: str) -> StreamingResponse:
-        lines = service.open_results(batch_id, cut_after_lines=request.state.cut_after_lines)
+        lines = service.open_results(batch_id, cut_after_lines=request.state.cut_after_lines,
+                                     stall_seconds=getattr(request.state, "stall_seconds", 0.0))
         return StreamingResponse(lines, media_type="application/binary")
 
     @app.post("/v1/messages")

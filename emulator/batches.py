@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -168,7 +169,8 @@ class BatchService:
 
     # --- results ----------------------------------------------------------------------
 
-    def open_results(self, batch_id: str, *, cut_after_lines: int | None) -> Iterator[bytes]:
+    def open_results(self, batch_id: str, *, cut_after_lines: int | None,
+                     stall_seconds: float = 0.0) -> Iterator[bytes]:
         """Check the batch can serve results now, then return the (lazy) JSONL byte stream."""
         with self.store.lock:
             _, state = self._current(batch_id)
@@ -181,9 +183,10 @@ class BatchService:
             raise invalid_request(
                 f"Batch {batch_id} has not finished processing; results are not available yet."
             )
-        return self._result_lines(batch_id, state.unprocessed_outcome, cut_after_lines)
+        return self._result_lines(batch_id, state.unprocessed_outcome, cut_after_lines, stall_seconds)
 
-    def _result_lines(self, batch_id: str, unprocessed: str, cut_after_lines: int | None) -> Iterator[bytes]:
+    def _result_lines(self, batch_id: str, unprocessed: str, cut_after_lines: int | None,
+                      stall_seconds: float = 0.0) -> Iterator[bytes]:
         placeholder = json.dumps({"type": unprocessed})  # canceled / expired items have no stored result
         sent = 0
         chunk: list[str] = []
@@ -191,7 +194,12 @@ class BatchService:
             if cut_after_lines is not None and sent >= cut_after_lines:
                 if chunk:
                     yield "".join(chunk).encode("utf-8")
-                raise StreamCut(f"results stream for {batch_id} cut after {sent} lines (emulated fault)")
+                    chunk = []
+                if stall_seconds:
+                    time.sleep(stall_seconds)
+                    cut_after_lines = None
+                else:
+                    raise StreamCut(f"results stream for {batch_id} cut after {sent} lines (emulated fault)")
             if result is None:
                 result = f'{{"custom_id":{json.dumps(custom_id)},"result":{placeholder}}}'
             chunk.append(result + "\n")

@@ -6,9 +6,12 @@ A fault is a JSON object with a ``kind``:
                 (``status``: 429, 500, 529, …; ``error_type`` and ``message`` optional;
                 ``retry_after`` seconds → ``retry-after`` and ``retry-after-ms`` headers,
                 1 s by default for 429; ``should_retry`` → ``x-should-retry``)
-``delay``       the endpoint answers ``seconds`` (real seconds) late
+``delay``       the endpoint answers ``seconds`` (real seconds) late; with ``after: true`` it
+                does its work first and then holds the answer, as when a response is lost
+                after the server acted (a client that times out has still created the batch)
 ``cut``         the results stream stops after ``after_lines`` lines and the connection is
-                closed without finishing the response
+                closed without finishing the response; with ``stall_seconds`` it pauses that
+                long instead and then goes on (a consumer can be killed mid-stream on cue)
 ``item_error``  matching batch items / messages come back errored with ``error_type``
                 (``overloaded_error``, ``api_error``, ``invalid_request_error`` …)
 ``perturb``     matching replies are replaced by a different but still valid reply, or, with
@@ -89,10 +92,12 @@ def normalize_fault(raw: dict[str, Any]) -> dict[str, Any]:
             spec.setdefault("retry_after", 1.0)
     elif kind == "delay":
         spec["seconds"] = float(spec.get("seconds", 1.0))
+        spec["after"] = bool(spec.get("after", False))
     elif kind == "cut":
         if spec["endpoint"] != "results":
             raise FaultSpecError("a cut fault only applies to the results endpoint")
         spec["after_lines"] = int(spec.get("after_lines", 0))
+        spec["stall_seconds"] = float(spec.get("stall_seconds", 0.0))
     elif kind == "item_error":
         spec.setdefault("error_type", "overloaded_error")
     elif kind == "perturb":
@@ -141,8 +146,10 @@ class EndpointPlan:
     """What injected faults do to one call of an endpoint."""
 
     delay_seconds: float = 0.0
+    hold_seconds: float = 0.0
     error: ApiError | None = None
     cut_after_lines: int | None = None
+    stall_seconds: float = 0.0
 
 
 @dataclass
@@ -186,12 +193,15 @@ class FaultBook:
                     continue
                 if not self._fires_by_counter(row):
                     continue
-                if kind == "delay":
+                if kind == "delay" and row.spec.get("after"):
+                    plan.hold_seconds += row.spec["seconds"]
+                elif kind == "delay":
                     plan.delay_seconds += row.spec["seconds"]
                 elif kind == "status":
                     plan.error = _status_error(row.spec)
                 else:
                     plan.cut_after_lines = row.spec["after_lines"]
+                    plan.stall_seconds = row.spec.get("stall_seconds", 0.0)
         return plan
 
     def _endpoint_faults(self, endpoint: str) -> list[FaultRow]:

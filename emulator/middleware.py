@@ -83,10 +83,13 @@ class ApiMiddleware:
         state["request_id"] = request_id
         state["endpoint"] = endpoint
         started = False
+        hold_seconds = 0.0
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
+                if hold_seconds:  # the work is done; only the answer is late
+                    await asyncio.sleep(hold_seconds)
                 started = True
                 MutableHeaders(scope=message)["request-id"] = request_id
                 if endpoint != "control":
@@ -108,10 +111,12 @@ class ApiMiddleware:
             plan = await anyio.to_thread.run_sync(self.emulator.faults.endpoint_plan, endpoint)
             if plan.delay_seconds:
                 await asyncio.sleep(plan.delay_seconds)
+            hold_seconds = plan.hold_seconds
             if plan.error is not None:
                 await self._send_error(plan.error, request_id, scope, receive, send_with_headers)
                 return
             state["cut_after_lines"] = plan.cut_after_lines
+            state["stall_seconds"] = plan.stall_seconds
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:

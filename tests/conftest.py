@@ -40,6 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update({"AIRFLOW_CONN_NIGHTSHIFT_DB": dsn, "NIGHTSHIFT_DB_URL": dsn})
     # Tests poll fast against a local emulator; the load test sets a real budget itself.
     os.environ.setdefault("NIGHTSHIFT_POLL_BUDGET_RPM", "60000")
+    os.environ.setdefault("NIGHTSHIFT_BATCH_API_RPM", "60000")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

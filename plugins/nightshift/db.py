@@ -31,6 +31,18 @@ def connect(conn_id: str = DEFAULT_CONN_ID) -> psycopg.Connection:
     return conn
 
 
+def dsn(conn_id: str = DEFAULT_CONN_ID) -> str:
+    """The libpq DSN behind ``conn_id`` (an Airflow connection id or a ``postgresql://`` URL)."""
+    if "://" in conn_id:
+        return _libpq_url(conn_id)
+    env_url = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}", "")
+    if env_url.startswith(("postgres://", "postgresql://")):
+        return _libpq_url(env_url)
+    from airflow.sdk import BaseHook
+
+    return _libpq_url(BaseHook.get_connection(conn_id).get_uri())
+
+
 def dsn_from_uri(url: str) -> str:
     """A libpq DSN from an Airflow connection URI."""
     return _libpq_url(url)

@@ -37,9 +37,15 @@ class NightshiftTask:
         return db.connect(self.db_conn_id or settings().db_conn_id)
 
     def client(self):
+        """The provider's client, its batch-endpoint calls held to the account-wide budget."""
         from airflow.providers.anthropic.hooks.anthropic import AnthropicHook
 
-        return AnthropicHook(conn_id=self.anthropic_conn_id or settings().anthropic_conn_id).get_conn()
+        from nightshift import db
+        from nightshift.batch.budget import BatchApiBudget, limit_client
+
+        client = AnthropicHook(conn_id=self.anthropic_conn_id or settings().anthropic_conn_id).get_conn()
+        budget = BatchApiBudget.configured()
+        return limit_client(client, budget, db.dsn(self.db_conn_id or settings().db_conn_id) if budget else "")
 
     def ledger_run(self, conn, context):
         from nightshift.batch.ledger import get_run

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from airflow.providers.anthropic.hooks.anthropic import AnthropicHook
@@ -61,7 +63,12 @@ class BatchesEndedTrigger(BaseTrigger):
         )
 
     async def _client(self):
-        return await AnthropicHook(conn_id=self.conn_id).get_async_conn()
+        """The provider's async client, its batch-endpoint calls held to the account-wide budget."""
+        from nightshift.batch.budget import BatchApiBudget, limit_async_client
+
+        client = await AnthropicHook(conn_id=self.conn_id).get_async_conn()
+        budget = BatchApiBudget.configured() if self.db_conn_id else None
+        return limit_async_client(client, budget, lambda: _ledger(self, self.db_conn_id))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         client = await self._client()
@@ -121,13 +128,15 @@ class BatchesEndedTrigger(BaseTrigger):
         counts = await self._ledger_counts()
         if counts:
             self._active_waits, self._active_batches = counts
-        return budgeted_interval(self.poll_interval, self._active_waits, settings().poll_budget_rpm)
+        cfg = settings()
+        return budgeted_interval(self.poll_interval, self._active_waits, cfg.poll_budget_rpm,
+                                 cfg.batch_api_window_seconds)
 
     async def _ledger_counts(self) -> tuple[int, int] | None:
         if not self.db_conn_id:
             return None
         try:
-            async with await self._db() as conn:
+            async with _ledger(self, self.db_conn_id) as conn:
                 cur = await conn.execute("SELECT count(DISTINCT run_pk), count(*) FROM nightshift.batches "
                                          "WHERE status = 'submitted'")
                 waits, batches = await cur.fetchone()
@@ -136,9 +145,6 @@ class BatchesEndedTrigger(BaseTrigger):
             self.log.warning("could not read the ledger for the poll budget: %r", exc)
             return None
 
-    async def _db(self):
-        return await _connect(self, self.db_conn_id)
-
     async def _record(self, snapshots: list[BatchSnapshot]) -> bool:
         """Copy observed batch states into the ledger; a DB hiccup never ends the wait."""
         if not self.db_conn_id:
@@ -146,7 +152,7 @@ class BatchesEndedTrigger(BaseTrigger):
         try:
             from nightshift.batch.ledger import RECORD_BATCH_STATE, batch_state_params
 
-            async with await self._db() as conn:
+            async with _ledger(self, self.db_conn_id) as conn:
                 for s in snapshots:
                     await conn.execute(RECORD_BATCH_STATE, batch_state_params(
                         s.id, s.processing_status, s.request_counts, s.ended_at))
@@ -188,7 +194,7 @@ class AdmissionTrigger(BaseTrigger):
         """Requests queued across all runs, as the ledger knows them."""
         from nightshift.batch.submit import QUEUED
 
-        async with await _connect(self, self.db_conn_id) as conn:
+        async with _ledger(self, self.db_conn_id) as conn:
             return (await (await conn.execute(QUEUED)).fetchone())[0]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -204,7 +210,14 @@ class AdmissionTrigger(BaseTrigger):
             await asyncio.sleep(self.poll_interval)
 
 
-async def _connect(trigger: BaseTrigger, conn_id: str):
+#: Ledger connections open at once per triggerer event loop. Hundreds of waits share one
+#: triggerer; without a bound their polls would open hundreds of connections together.
+LEDGER_CONNECTIONS_PER_LOOP = 8
+_ledger_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def _ledger(trigger: BaseTrigger, conn_id: str):
     """An async connection to the ledger; the Airflow connection is looked up once per trigger.
 
     The lookup may run the secrets backend through a shared worker thread: done on every poll
@@ -218,4 +231,9 @@ async def _connect(trigger: BaseTrigger, conn_id: str):
     if dsn is None:
         connection = await BaseHook.aget_connection(conn_id)
         dsn = trigger.__dict__["_ledger_dsn"] = dsn_from_uri(connection.get_uri())
-    return await psycopg.AsyncConnection.connect(dsn)
+    loop = asyncio.get_running_loop()
+    slots = _ledger_slots.get(loop)
+    if slots is None:
+        slots = _ledger_slots[loop] = asyncio.Semaphore(LEDGER_CONNECTIONS_PER_LOOP)
+    async with slots, await psycopg.AsyncConnection.connect(dsn) as conn:
+        yield conn

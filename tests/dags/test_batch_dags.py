@@ -109,27 +109,6 @@ def test_an_empty_night_skips_cleanly_without_an_asset_event(airflow_db, app_db,
     assert anthropic_conn.stats()["batches_created"] == 0
 
 
-def test_a_batch_that_never_ends_is_cancelled_at_the_deadline(airflow_db, app_db, anthropic_conn):
-    anthropic_conn.configure(rate=0.0001)
-    anthropic_conn.set_speed(0)
-    seed(app_db, tickets=5)
-    dag_run = batch_dag(get_workload("ticket_classification")).test(
-        run_conf={"poll_interval_seconds": 0.2, "deadline_seconds": 2})
-    states = task_states(dag_run)
-    assert str(dag_run.state) == "failed"
-    assert states["wait"] == "failed" and states["finalize"] == "skipped" and states["verdict"] == "failed"
-    run = ledger_run(app_db, dag_run)
-    batch_id = app_db.execute("SELECT anthropic_batch_id FROM nightshift.batches WHERE run_pk = %s",
-                              (run.run_pk,)).fetchone()[0]
-    import anthropic
-
-    batch = anthropic.Anthropic(base_url=anthropic_conn.url, api_key=anthropic_conn.api_key).messages.batches.retrieve(batch_id)
-    assert batch.processing_status in ("canceling", "ended") and batch.cancel_initiated_at is not None
-    failed = dict(app_db.execute("SELECT error_type, count(*) FROM nightshift.items WHERE run_pk = %s GROUP BY 1",
-                                 (run.run_pk,)).fetchall())
-    assert failed == {"deadline_exceeded": 5}
-
-
 def test_clearing_and_rerunning_each_task_pays_nothing_and_writes_nothing_twice(airflow_db, app_db, anthropic_conn):
     from nightshift.operators import (CollectRequestsOperator, FinalizeRunOperator, LandResultsOperator,
                                       SubmitBatchesOperator)

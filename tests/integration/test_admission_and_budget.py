@@ -66,3 +66,36 @@ def test_stagger_spreads_waits_and_is_stable():
     assert all(0 <= o < 100 for o in offsets)
     assert offsets == [stagger([f"msgbatch_{i}"], 100.0) for i in range(300)]
     assert len({round(o) for o in offsets}) > 50  # spread, not clumped
+
+
+def test_the_batch_api_budget_grants_its_limit_per_window_then_says_how_long_to_wait(app_db):
+    take = "SELECT nightshift.take_batch_api_call(%s, %s)"
+    granted = [app_db.execute(take, (3, 60.0)).fetchone()[0] for _ in range(3)]
+    app_db.commit()
+    assert granted == [0, 0, 0]
+    wait = app_db.execute(take, (3, 60.0)).fetchone()[0]
+    assert 59 < wait <= 60  # until the oldest of the three leaves the window
+    assert app_db.execute(take, (4, 60.0)).fetchone()[0] == 0  # a larger budget still has room
+    assert app_db.execute("SELECT count(*) FROM nightshift.batch_api_calls").fetchone()[0] == 4
+
+
+def test_only_batch_endpoint_calls_spend_the_budget_and_retries_count(app_db, app_dsn, emulator):
+    from nightshift.batch.budget import BatchApiBudget, limit_client
+    from emulator.testing import message_params
+
+    client = limit_client(sdk_client(emulator), BatchApiBudget(100, 60.0), app_dsn)
+    client.messages.create(**message_params("not a batch call"))
+    client.messages.batches.list(limit=1)
+    emulator.add_fault(kind="status", endpoint="list", status=529, count=1, retry_after=0)
+    client.messages.batches.list(limit=1)  # refused once, retried by the SDK: two calls
+    app_db.commit()
+    assert app_db.execute("SELECT count(*) FROM nightshift.batch_api_calls").fetchone()[0] == 3
+    assert emulator.endpoint_calls("list") == 3
+
+
+def test_a_client_without_a_budget_is_left_alone(emulator):
+    from nightshift.batch.budget import limit_client
+
+    client = sdk_client(emulator)
+    assert limit_client(client, None, "unused").messages.batches.list(limit=1).data == []
+    assert client._client.event_hooks["request"] == []

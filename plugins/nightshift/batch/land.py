@@ -44,6 +44,24 @@ class BatchNotEnded(RuntimeError):
     pass
 
 
+#: A batch whose results can no longer be read: its open items fail with the reason, and the
+#: queue rows with them, in one statement.
+FAIL_BATCH_ITEMS = """
+WITH failed AS MATERIALIZED (
+    UPDATE nightshift.items SET status = 'failed', error_type = %(error_type)s, error_message = %(message)s,
+                                updated_at = now()
+     WHERE batch_pk = %(batch_pk)s AND status = 'submitted'
+ RETURNING request_id
+), queue AS (
+    UPDATE app.llm_requests q
+       SET status = 'failed', completed_at = now(), error = %(error_type)s || ': ' || %(message)s
+      FROM failed f
+     WHERE q.request_id = f.request_id AND NOT %(shadow)s
+)
+SELECT count(*) FROM failed
+"""
+
+
 @dataclass
 class LandResult:
     round: int
@@ -56,7 +74,10 @@ class LandResult:
 
 def land_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, run: Run,
                round_: int) -> LandResult:
+    from nightshift.batch.submit import cancel_late_duplicates
+
     result = LandResult(round_)
+    cancel_late_duplicates(conn, client, run, round_)
     writer = SliceWriter(conn, workload, run, round_)
     for batch in batches(conn, run, round_, statuses=("submitted", "ended")):
         _land_batch(conn, client, workload, run, batch, writer, result)
@@ -73,10 +94,14 @@ def _land_batch(conn, client, workload, run, batch: BatchRow, writer: SliceWrite
         raise BatchNotEnded(f"batch {batch.anthropic_batch_id} is {snapshot.processing_status}, not ended: "
                             "nothing to land yet")
     outcome_of = _OutcomeReader(workload, run, batch.round, price_table())
-    with client.messages.batches.with_streaming_response.results(batch.anthropic_batch_id) as response:
-        lines = (line for line in response.iter_lines() if line)
-        while chunk := list(islice(lines, SLICE)):
-            result.outcomes.update(writer.write(outcome_of(line) for line in chunk))
+    try:
+        with client.messages.batches.with_streaming_response.results(batch.anthropic_batch_id) as response:
+            lines = (line for line in response.iter_lines() if line)
+            while chunk := list(islice(lines, SLICE)):
+                result.outcomes.update(writer.write(outcome_of(line) for line in chunk))
+    except anthropic.NotFoundError:
+        _results_archived(conn, run, batch, retrieved, result)
+        return
     missing = conn.execute(
         "UPDATE nightshift.items SET status = 'retry', error_type = 'missing_result', "
         "error_message = 'the batch ended without a result for this request', updated_at = now() "
@@ -90,6 +115,20 @@ def _land_batch(conn, client, workload, run, batch: BatchRow, writer: SliceWrite
     conn.commit()
     result.landed_batches.append(batch.anthropic_batch_id)
     log.info("landed batch %s (%d requests)", batch.anthropic_batch_id, batch.request_count)
+
+
+def _results_archived(conn, run: Run, batch: BatchRow, retrieved, result: LandResult) -> None:
+    """The API keeps results 29 days after creation; a landing that comes later cannot succeed."""
+    message = (f"the results of batch {batch.anthropic_batch_id} (created {retrieved.created_at:%Y-%m-%d %H:%M} UTC) "
+               "are no longer available: the API archives them 29 days after creation; "
+               "collect these requests again to process them")
+    failed = conn.execute(FAIL_BATCH_ITEMS, {"error_type": "results_archived", "message": message,
+                                             "batch_pk": batch.batch_pk, "shadow": run.shadow}).fetchone()[0]
+    conn.execute("UPDATE nightshift.batches SET status = 'abandoned', recovery = %s WHERE batch_pk = %s",
+                 (message, batch.batch_pk))
+    conn.commit()
+    log.error("%s (%d requests recorded as failed: results_archived)", message, failed)
+    result.outcomes["failed:results_archived"] += failed
 
 
 class _OutcomeReader:

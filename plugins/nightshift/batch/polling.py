@@ -64,13 +64,15 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def budgeted_interval(base: float, active_waits: int, budget_rpm: float) -> float:
-    """The poll interval that keeps all waiting runs together within ``budget_rpm``.
+def budgeted_interval(base: float, active_waits: int, budget_rpm: float, window_seconds: float = 60.0) -> float:
+    """The poll interval that keeps all waiting runs together within ``budget_rpm`` per window.
 
     Each wait spends one request per poll (one list call covers all its batches), so with
-    ``active_waits`` of them the interval must be at least ``active_waits * 60 / budget_rpm``.
+    ``active_waits`` of them the interval must be at least ``active_waits * window / budget``.
+    The account-wide budget (:mod:`nightshift.batch.budget`) is the hard limit; this pacing
+    keeps waits from queueing at it and leaves the rest of it for creates and results.
     """
-    return max(base, active_waits * 60.0 / budget_rpm) if budget_rpm > 0 else base
+    return max(base, active_waits * window_seconds / budget_rpm) if budget_rpm > 0 else base
 
 
 def stagger(batch_ids: list[str], interval: float) -> float:

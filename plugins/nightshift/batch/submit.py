@@ -5,11 +5,16 @@ after, the batch id. A retried or cleared task therefore re-attaches to what is 
 An intent without an id means a crash between the create call and recording it: the
 orphan is adopted when the API lists a batch created in the intent's window with the same
 request count and unknown to the ledger, otherwise the intent's items are submitted again.
+
+The same search runs before a failed create is tried again, which is why the create call
+has the SDK's own retries turned off: a create that timed out may still have created its
+batch, and a blind retry would pay for the same requests twice.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -29,6 +34,11 @@ log = logging.getLogger(__name__)
 
 ORPHAN_WINDOW_BEFORE = timedelta(minutes=2)
 ORPHAN_WINDOW_AFTER = timedelta(hours=1)
+CREATE_ATTEMPTS = 4
+#: Statuses with which the API refuses a call before doing any of it: no orphan to look for.
+REFUSED_BEFORE_WORK = (429, 529)
+#: Marks a batch created after a create call that may still go through late (see land).
+UNANSWERED_CREATE = "created after an unanswered create call"
 ROWS_PER_FETCH = 2_000
 
 
@@ -202,18 +212,107 @@ def admit(conn: psycopg.Connection, count: int, cap: int | None) -> None:
 
 def _create_batch(conn, client, run, round_, seq, body: BatchBody, invalid, result, caps: Caps) -> None:
     admit(conn, body.count, caps.max_queued)
-    intent_pk = conn.execute(
+    intent_pk, intent_at = conn.execute(
         "INSERT INTO nightshift.batches (run_pk, round, seq, request_count, body_bytes) VALUES (%s, %s, %s, %s, %s) "
-        "RETURNING batch_pk", (run.run_pk, round_, seq, body.count, body.size),
-    ).fetchone()[0]
+        "RETURNING batch_pk, intent_at", (run.run_pk, round_, seq, body.count, body.size),
+    ).fetchone()
     conn.execute("UPDATE nightshift.items SET batch_pk = %s WHERE run_pk = %s AND custom_id = ANY(%s)",
                  (intent_pk, run.run_pk, body.custom_ids))
     _fail_invalid(conn, run, invalid, result)
     conn.commit()
-    batch = _create_call(client, body)
-    _record_created(conn, intent_pk, batch)
+    batch, recovery = _create_or_adopt(conn, client, intent_pk, intent_at, body)
+    _record_created(conn, intent_pk, batch, recovery)
+    if recovery and recovery.startswith("adopted"):
+        result.adopted.append(batch.id)
     result.submitted_requests += body.count
     log.info("created batch %s: round %d #%d, %d requests, %.1f MB", batch.id, round_, seq, body.count, body.size / 1e6)
+
+
+def _create_or_adopt(conn, client: anthropic.Anthropic, intent_pk: int, intent_at, body: BatchBody
+                     ) -> tuple[MessageBatch, str | None]:
+    """Create the intent's batch; after a failure that may have reached the API, adopt rather than repeat."""
+    from nightshift.batch.polling import is_transient, next_interval
+
+    once = client.with_options(max_retries=0)
+    unanswered: list[str] = []
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            batch = _create_call(once, body)
+            return batch, (f"{UNANSWERED_CREATE}: {'; '.join(unanswered)}"[:500] if unanswered else None)
+        except Exception as exc:
+            if not is_transient(exc) or attempt == CREATE_ATTEMPTS:
+                raise
+            delay = _retry_after(exc) or next_interval(0.5, attempt - 1, 8.0)
+            log.warning("create call for intent #%d failed (attempt %d of %d, again in %.1fs): %r",
+                        intent_pk, attempt, CREATE_ATTEMPTS, delay, exc)
+            time.sleep(delay)
+            if getattr(exc, "status_code", None) in REFUSED_BEFORE_WORK:
+                continue
+            unanswered.append(repr(exc))
+            orphan = _find_orphan(conn, client, intent_at, body.count)
+            if orphan is not None:
+                log.warning("the failed create call had created batch %s anyway: adopted it", orphan.id)
+                return orphan, f"adopted {orphan.id} after a create call failed: {exc!r}"[:500]
+    raise AssertionError("unreachable")
+
+
+def cancel_late_duplicates(conn: psycopg.Connection, client: anthropic.Anthropic, run: Run, round_: int) -> list[str]:
+    """Cancel batches that a create call which never answered made after all, too late to adopt.
+
+    Runs before landing, long after submit: a batch matching such an intent (same window and
+    request count) that the ledger does not know duplicates one it does. It is cancelled and
+    recorded, so it is never landed and never left running up the bill.
+    """
+    suspects = conn.execute(
+        "SELECT batch_pk, seq, intent_at, request_count FROM nightshift.batches "
+        "WHERE run_pk = %s AND round = %s AND recovery LIKE %s", (run.run_pk, round_, UNANSWERED_CREATE + "%"),
+    ).fetchall()
+    cancelled = []
+    for batch_pk, _seq, intent_at, request_count in suspects:
+        duplicate = _find_orphan(conn, client, intent_at, request_count)
+        if duplicate is None:
+            continue
+        try:
+            client.messages.batches.cancel(duplicate.id)
+        except anthropic.BadRequestError:  # it has ended already; it is still never landed
+            pass
+        next_seq = conn.execute("SELECT max(seq) + 1 FROM nightshift.batches WHERE run_pk = %s AND round = %s",
+                                (run.run_pk, round_)).fetchone()[0]
+        conn.execute(
+            "INSERT INTO nightshift.batches (run_pk, round, seq, anthropic_batch_id, status, request_count, "
+            "body_bytes, intent_at, recovery) VALUES (%s, %s, %s, %s, 'abandoned', %s, 0, %s, %s)",
+            (run.run_pk, round_, next_seq, duplicate.id, request_count, intent_at,
+             f"late duplicate of batch #{batch_pk} (its create call went through after timing out): cancelled"))
+        conn.commit()
+        cancelled.append(duplicate.id)
+        log.warning("batch %s duplicates batch #%d: a create call that timed out went through late; cancelled it",
+                    duplicate.id, batch_pk)
+    return cancelled
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    try:
+        return float(response.headers["retry-after"]) if response is not None else None
+    except (KeyError, ValueError):
+        return None
+
+
+def _find_orphan(conn, client: anthropic.Anthropic, intent_at, request_count: int
+                 ) -> MessageBatch | None:
+    """A listed batch created in the intent's window, with its request count, that no ledger row knows."""
+    known = {row[0] for row in conn.execute(
+        "SELECT anthropic_batch_id FROM nightshift.batches WHERE anthropic_batch_id IS NOT NULL")}
+    conn.commit()
+    window_start, window_end = intent_at - ORPHAN_WINDOW_BEFORE, intent_at + ORPHAN_WINDOW_AFTER
+    for candidate in client.messages.batches.list(limit=100):
+        if candidate.created_at < window_start:
+            return None
+        counts = candidate.request_counts
+        total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
+        if candidate.id not in known and candidate.created_at <= window_end and total == request_count:
+            return candidate
+    return None
 
 
 def _create_call(client: anthropic.Anthropic, body: BatchBody) -> MessageBatch:
@@ -250,23 +349,16 @@ def _fail_invalid(conn: psycopg.Connection, run: Run, invalid: list, result: Sub
 
 
 def _recover_intent(conn, client, workload: Workload, run: Run, intent: BatchRow, result: SubmitResult) -> None:
-    known = {row[0] for row in conn.execute(
-        "SELECT anthropic_batch_id FROM nightshift.batches WHERE anthropic_batch_id IS NOT NULL")}
-    window_start, window_end = intent.intent_at - ORPHAN_WINDOW_BEFORE, intent.intent_at + ORPHAN_WINDOW_AFTER
-    for candidate in client.messages.batches.list(limit=100):
-        if candidate.created_at < window_start:
-            break
-        counts = candidate.request_counts
-        total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
-        if candidate.id not in known and candidate.created_at <= window_end and total == intent.request_count:
-            _record_created(conn, intent.batch_pk, candidate, recovery=f"adopted orphan {candidate.id}")
-            result.adopted.append(candidate.id)
-            log.warning(
-                "recovered intent #%d (round %d, %d requests): adopted batch %s, created %s, which the ledger "
-                "did not know: the previous attempt crashed after the create call", intent.batch_pk,
-                intent.round, intent.request_count, candidate.id, candidate.created_at.isoformat(),
-            )
-            return
+    orphan = _find_orphan(conn, client, intent.intent_at, intent.request_count)
+    if orphan is not None:
+        _record_created(conn, intent.batch_pk, orphan, recovery=f"adopted orphan {orphan.id}")
+        result.adopted.append(orphan.id)
+        log.warning(
+            "recovered intent #%d (round %d, %d requests): adopted batch %s, created %s, which the ledger "
+            "did not know: the previous attempt crashed after the create call", intent.batch_pk,
+            intent.round, intent.request_count, orphan.id, orphan.created_at.isoformat(),
+        )
+        return
     invalid: list = []
     body = BatchBody()
     try:
@@ -282,8 +374,8 @@ def _recover_intent(conn, client, workload: Workload, run: Run, intent: BatchRow
         conn.execute("UPDATE nightshift.batches SET request_count = %s, body_bytes = %s WHERE batch_pk = %s",
                      (body.count, body.size, intent.batch_pk))
         conn.commit()
-        batch = _create_call(client, body)
-        _record_created(conn, intent.batch_pk, batch, recovery="resubmitted: no orphan found")
+        batch, adopted = _create_or_adopt(conn, client, intent.batch_pk, intent.intent_at, body)
+        _record_created(conn, intent.batch_pk, batch, adopted or "resubmitted: no orphan found")
     finally:
         body.close()
     result.resubmitted_intents.append(intent.batch_pk)

@@ -1,0 +1,36 @@
+"""What must hold after every fault, checked in SQL and against what the emulator saw."""
+
+from __future__ import annotations
+
+import psycopg
+
+from tests.helpers import assert_every_request_terminal, sdk_client
+
+
+def assert_nothing_lost_or_doubled(conn: psycopg.Connection, emulator, run_pk: int, *,
+                                   destination: str = "app.ticket_classifications", key: str = "ticket_id") -> None:
+    """Every request terminal (succeeded with exactly one destination row, or failed with a
+    reason), no duplicate destination row, and no batch at the API the ledger does not know."""
+    conn.commit()
+    assert_every_request_terminal(conn, run_pk, destination, key)
+    extra_rows = conn.execute(
+        f"SELECT count(*) FROM {destination} d JOIN nightshift.items i ON i.source_key = d.{key}::text "
+        "WHERE i.run_pk = %s AND i.status = 'failed'", (run_pk,)).fetchone()[0]
+    assert extra_rows == 0, f"{extra_rows} failed items have a destination row anyway"
+    ledger = [b for (b,) in conn.execute(
+        "SELECT anthropic_batch_id FROM nightshift.batches WHERE anthropic_batch_id IS NOT NULL")]
+    assert len(ledger) == len(set(ledger)), "one API batch recorded for two intents"
+    at_api = [b.id for b in sdk_client(emulator).messages.batches.list(limit=1000)]
+    unknown = set(at_api) - set(ledger)
+    assert not unknown, f"batches at the API that the ledger does not know (paid for twice?): {sorted(unknown)}"
+
+
+def outcomes(conn: psycopg.Connection, run_pk: int) -> dict[str, int]:
+    conn.commit()
+    return dict(conn.execute("SELECT coalesce(error_type, status), count(*) FROM nightshift.items "
+                             "WHERE run_pk = %s GROUP BY 1", (run_pk,)).fetchall())
+
+
+def fired(emulator) -> list[int]:
+    """How often each injected fault fired: proof the scenario really happened."""
+    return [fault["fired"] for fault in emulator.faults()]
