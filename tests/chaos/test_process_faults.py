@@ -36,6 +36,31 @@ def ledger_statuses(dsn: str) -> set:
         return {s for (s,) in conn.execute("SELECT processing_status FROM nightshift.batches")}
 
 
+@pytest.fixture
+def own_postgres(monkeypatch):
+    """A cluster of this test's own, so restarting it leaves the session's connections alone."""
+    import socket
+
+    from nightshift.db import apply_schema
+    from nightshift.localdev.postgres import LocalCluster
+    from tests.conftest import PROFILE
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cluster = LocalCluster(PROFILE.root / "pg-chaos", port)
+    cluster.ensure_started()
+    dsn = cluster.dsn("nightshift")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS app CASCADE")
+        conn.execute("DROP SCHEMA IF EXISTS nightshift CASCADE")
+        apply_schema(conn)
+    monkeypatch.setenv("AIRFLOW_CONN_NIGHTSHIFT_DB", dsn)
+    monkeypatch.setenv("NIGHTSHIFT_DB_URL", dsn)
+    yield cluster
+    cluster.destroy()
+
+
 def kill(child) -> None:
     child.kill()
     child.wait(timeout=30)
@@ -157,33 +182,33 @@ def test_land_killed_half_way(app_db, app_dsn, anthropic_conn):
     assert_nothing_lost_or_doubled(app_db, emulator, run.run_pk)
 
 
-def test_postgres_restarted_during_a_landing_transaction(app_db, app_dsn, anthropic_conn, pg_cluster):
-    emulator = anthropic_conn
-    seed(app_db, tickets=TICKETS_PER_NIGHT)
-    night = ChaosNight(app_dsn)
+def test_postgres_restarted_during_a_landing_transaction(own_postgres, anthropic_conn):
+    emulator, dsn = anthropic_conn, own_postgres.dsn("nightshift")
+    with psycopg.connect(dsn) as conn:
+        seed(conn, tickets=TICKETS_PER_NIGHT)
+    night = ChaosNight(dsn)
     night.start()
     night.caps.max_requests = 100
     night.wait(night.submit())
     emulator.add_fault(kind="cut", endpoint="results", after_lines=6, stall_seconds=3, count=1)
     land = night.in_child("land", slice=4)
-    until(lambda: destination_count(app_dsn) == 4, "the first slice to commit", child=land)
+    until(lambda: destination_count(dsn) == 4, "the first slice to commit", child=land)
     # Hold the destination table so the second slice's transaction blocks inside it ...
-    blocker = psycopg.connect(app_dsn)
+    blocker = psycopg.connect(dsn)
     blocker.execute("LOCK TABLE app.ticket_classifications IN EXCLUSIVE MODE")
-    with psycopg.connect(app_dsn, autocommit=True) as watch:
+    with psycopg.connect(dsn, autocommit=True) as watch:
         until(lambda: watch.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
         ).fetchone()[0] == 1, "the second slice's transaction to block on the table", child=land)
     # ... and restart the server under it.
-    pg_cluster.restart()
+    own_postgres.restart()
     assert land.wait(timeout=60) != 0, "the landing transaction should have died with the server"
     land.stdout.close()
     blocker.close()
-    app_db.close()
 
     night.land()  # the task's retry, on a fresh connection
     night.finalize()
-    with psycopg.connect(app_dsn) as conn:
+    with psycopg.connect(dsn) as conn:
         run = night.run(conn)
         assert outcomes(conn, run.run_pk) == {"succeeded": TICKETS_PER_NIGHT}
         assert_nothing_lost_or_doubled(conn, emulator, run.run_pk)

@@ -33,7 +33,7 @@ from tests.helpers import sdk_client, seed
 TICKETS = get_workload("ticket_classification")
 RUNS, IN_FLIGHT, PER_RUN = 330, 300, 8
 QUEUE_CAP = IN_FLIGHT * PER_RUN  # room for exactly 300 runs' batches: the other 30 must wait
-API_LIMIT, BUDGET, POLL_SHARE, WINDOW = 50, 40, 24, 2.0
+API_LIMIT, BUDGET, POLL_SHARE, WINDOW = 50, 36, 18, 3.0
 WORKER_SLOTS = 16
 
 
@@ -128,8 +128,8 @@ def test_300_runs_in_flight_stay_under_the_rate_limit_and_the_queue_cap(app_db, 
     assert in_flight["queued_requests"] == QUEUE_CAP  # 300 runs' batches were in flight together
     assert limits["rate_limited"] == 0, "the emulator had to refuse calls: the budget leaked"
     # The budget counts a call when it takes its slot, the API when the call arrives; on a busy
-    # 2-core machine the two differ by up to a few hundred ms, which a 2 s window magnifies (a
-    # real 60 s window hardly sees it). The headroom between budget and limit absorbs it.
+    # 2-core machine the two differ by up to a second, which a 3 s window magnifies twentyfold
+    # (a real 60 s window hardly sees it). The headroom between budget and limit absorbs it.
     assert limits["peak_batch_rpm"] <= API_LIMIT
     assert limits["peak_queued_requests"] <= QUEUE_CAP
     assert len(airflow.admission_waits) == RUNS - IN_FLIGHT
