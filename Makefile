@@ -22,10 +22,10 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Against a real local Airflow (standalone): a 5-day `airflow backfill create` and the UI in
-# headless Chromium. Kept out of `make test` until it is proven stable there (see README).
+# Only the part against a real local Airflow (standalone): a 5-day `airflow backfill create`
+# and the UI in headless Chromium. `make test` runs it too.
 test-stack: install
-	$(PY) -m pytest tests/stack -o addopts="-ra --strict-markers" $(PYTEST_ARGS)
+	$(PY) -m pytest tests/stack $(PYTEST_ARGS)
 
 # Fault injection, bad input and security (also part of `make test`, and so of CI).
 chaos: install
