@@ -5,8 +5,12 @@
 
 Every step imports the same modules first, so the ``startup`` step (imports and a connection,
 nothing else) is the floor that every other step's peak RSS includes. The child prints one
-JSON line: the step's own wall time (imports excluded) and what it returned. The parent reads
-the peak RSS from ``wait4`` (``ru_maxrss`` of the child alone).
+JSON line: the step's own wall time (imports excluded), what it returned, and its peak RSS.
+
+The peak RSS is the child's own ``VmHWM``, read by the child as it ends. Not ``ru_maxrss``
+from ``wait4``: Linux carries the high-water mark of the address space a process had before
+``exec`` into it, and a child forked (or vforked) from a parent that grew to 300 MB would report
+at least 300 MB whatever it did itself.
 """
 
 from __future__ import annotations
@@ -47,8 +51,21 @@ def run_step(step: str, **arguments: Any) -> StepRun:
     if process.returncode != 0:
         raise RuntimeError(f"bench step {step} failed with exit code {process.returncode}")
     reported = json.loads(output.decode().strip().splitlines()[-1])
-    # Linux reports ru_maxrss in KiB.
-    return StepRun(step, reported["seconds"], elapsed, usage.ru_maxrss * 1024, reported["result"])
+    # ru_maxrss (KiB on Linux) only where /proc is missing: it may include the parent's peak.
+    peak = reported.get("peak_rss_bytes") or usage.ru_maxrss * 1024
+    return StepRun(step, reported["seconds"], elapsed, peak, reported["result"])
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident set size since its ``exec`` (``VmHWM``), or None without /proc."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def _main(arguments: dict[str, Any]) -> Any:
@@ -87,7 +104,7 @@ def _main(arguments: dict[str, Any]) -> Any:
         else:
             raise SystemExit(f"unknown step {step!r}; known: {', '.join(STEPS)}")
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "result": result, "run_pk": run.run_pk}
+    return {"seconds": seconds, "result": result, "run_pk": run.run_pk, "peak_rss_bytes": peak_rss_bytes()}
 
 
 if __name__ == "__main__":
