@@ -95,6 +95,24 @@ def cmd_cost_bench(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
+    from pathlib import Path
+
+    from nightshift.bench import pipeline
+
+    sizes = pipeline.Sizes(requests=args.requests, small=args.small, collect_rows=args.collect_rows,
+                           waits=args.waits, row_by_row_sample=args.row_by_row_sample)
+    groups = tuple(args.only.split(",")) if args.only else pipeline.GROUPS
+    unknown = set(groups) - set(pipeline.GROUPS)
+    if unknown:
+        print(f"unknown group(s) {sorted(unknown)}; known: {', '.join(pipeline.GROUPS)}", file=sys.stderr)
+        return 2
+    report = pipeline.run(sizes, groups=groups, out=Path(args.out))
+    report.print()
+    print(f"results in {args.out}")
+    return report.exit_code()
+
+
 def cmd_parity(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift import db
     from nightshift.migration import parity
@@ -164,6 +182,8 @@ def cmd_stack(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from nightshift.bench.harness import GROUPS
+
     parser = argparse.ArgumentParser(prog="nightshift", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -201,6 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cost-bench", help="price a reference classification night against streaming and the floor")
     p.add_argument("--requests", type=int, default=1000)
     p.set_defaults(func=cmd_cost_bench)
+
+    p = sub.add_parser("bench", help="measure the pipeline against its physical limits; exits 1 when a target "
+                       "is missed")
+    p.add_argument("--requests", type=int, default=100_000, help="the big night (land, submit, memory, Airflow)")
+    p.add_argument("--small", type=int, default=10_000, help="the small night memory growth is measured against")
+    p.add_argument("--collect-rows", type=int, default=1_000_000, help="pending rows for the collect measurement")
+    p.add_argument("--waits", type=int, default=1_000, help="concurrent batch waits in one triggerer")
+    p.add_argument("--row-by-row-sample", type=int, default=10_000,
+                   help="results timed for the row-by-row baseline, scaled to the whole night (0: all)")
+    p.add_argument("--only", help=f"comma-separated groups to run (default all: {', '.join(GROUPS)})")
+    p.add_argument("--out", default="artifacts/bench.json")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("parity", help="compare a workload's shadow (batch) rows with its streaming rows")
     p.add_argument("--workload", required=True)

@@ -172,6 +172,22 @@ def test_land_cut_half_way_lands_every_result_exactly_once_on_rerun(app_db, emul
     assert_every_request_terminal(app_db, run.run_pk, "app.ticket_classifications", "ticket_id")
 
 
+def test_slices_landed_at_once_that_share_a_source_key_neither_deadlock_nor_duplicate(app_db, emulator,
+                                                                                    monkeypatch):
+    import nightshift.batch.land as land
+
+    monkeypatch.setattr(land, "SLICE", 3)  # 2 writers: neighbouring slices land at the same time
+    seed(app_db, products=12)
+    for _ in range(2):  # every product changed twice more: three queued requests per key
+        app_db.execute("INSERT INTO app.llm_requests (workload, source_key) SELECT 'product_enrichment', "
+                       "product_id::text FROM app.products ORDER BY product_id DESC")
+    app_db.commit()
+    night = run_night(app_db, sdk_client(emulator), PRODUCTS)
+    assert night.summary.requests == 36 and night.summary.succeeded == 36
+    assert_every_request_terminal(app_db, night.run.run_pk, "app.product_enrichments", "product_id")
+    assert app_db.execute("SELECT count(*) FROM app.product_enrichments").fetchone()[0] == 12
+
+
 def _crash_after_create(conn, client, workload, run, *, create: bool) -> str | None:
     """The state a submit task leaves when killed between the create call and recording its id."""
     from nightshift.batch.body import BatchBody, encode_request

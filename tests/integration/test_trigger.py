@@ -101,3 +101,26 @@ def test_a_deadline_ends_the_wait_naming_the_unfinished_batches(app_db, anthropi
     batch_ids = submitted_batches(app_db, anthropic_conn)
     event = asyncio.run(first_event(trigger(batch_ids, deadline=time.time() + 0.3)))
     assert event["status"] == "deadline" and sorted(event["unfinished"]) == sorted(batch_ids)
+
+
+def test_many_single_batch_waits_retrieve_their_own_batch_and_share_one_ledger_read(app_db, anthropic_conn,
+                                                                                     monkeypatch):
+    batch_ids = submitted_batches(app_db, anthropic_conn, n=8, caps=Caps(max_requests=1))
+    assert len(batch_ids) == 8
+    reads = []
+    query = BatchesEndedTrigger._query_ledger_counts
+
+    async def counted(self):
+        reads.append(self.batch_ids)
+        return await query(self)
+
+    monkeypatch.setattr(BatchesEndedTrigger, "_query_ledger_counts", counted)
+    lists_before = anthropic_conn.endpoint_calls("list")
+
+    async def all_waits():
+        return await asyncio.gather(*(first_event(trigger([b], poll_interval=5)) for b in batch_ids))
+
+    events = asyncio.run(all_waits())
+    assert [e["status"] for e in events] == ["ended"] * 8
+    assert anthropic_conn.endpoint_calls("list") == lists_before  # no page of every active batch per poll
+    assert len(reads) == 1  # one ledger read for the eight waits of this triggerer

@@ -1,8 +1,8 @@
 """Land: stream each ended batch's results into the destination table, exactly once.
 
 Results are read line by line from the results stream and written in slices: each slice is
-COPYed into temporary tables and moved into the destination, the ledger and the request
-queue in ONE transaction. Only items still ``submitted`` in this round are written, and the
+COPYed into a temporary table and moved into the destination, the ledger and the request
+queue by ONE statement, in ONE transaction, while the next slices are read and parsed. Only items still ``submitted`` in this round are written, and the
 same transaction marks them landed, so running the step again after a crash half-way lands
 every result exactly once.
 """
@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
 import anthropic
+import msgspec
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -33,7 +37,8 @@ from nightshift.workloads.replies import InvalidOutput, extract_output
 
 log = logging.getLogger(__name__)
 
-SLICE = 5_000
+SLICE = 10_000  # results per transaction (5,000: 20% slower at 100,000; 20,000: no faster)
+WRITERS = 2  # connections writing slices at once
 RETRYABLE_ITEM_ERRORS = {"overloaded_error", "api_error"}
 ITEM_COLUMNS = ("custom_id", "status", "error_type", "error_message", "stop_reason", "input_tokens", "output_tokens",
                 "cache_creation_input_tokens", "cache_read_input_tokens", "cache_write_5m_tokens",
@@ -78,14 +83,31 @@ def land_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload: 
 
     result = LandResult(round_)
     cancel_late_duplicates(conn, client, run, round_)
-    writer = SliceWriter(conn, workload, run, round_)
-    for batch in batches(conn, run, round_, statuses=("submitted", "ended")):
-        _land_batch(conn, client, workload, run, batch, writer, result)
+    extra = _extra_connections(conn, WRITERS - 1)
+    try:
+        writers = [SliceWriter(c, workload, run, round_) for c in (conn, *extra)]
+        for batch in batches(conn, run, round_, statuses=("submitted", "ended")):
+            _land_batch(conn, client, workload, run, batch, writers, result)
+    finally:
+        for c in extra:
+            c.close()
     log.info("landed round %d of run %s: %s", round_, run.run_pk, dict(result.outcomes) or "nothing to land")
     return result
 
 
-def _land_batch(conn, client, workload, run, batch: BatchRow, writer: SliceWriter, result: LandResult) -> None:
+def _extra_connections(conn: psycopg.Connection, count: int) -> list[psycopg.Connection]:
+    """More connections to the same database, for writers beside ``conn``; fewer if refused."""
+    extra = []
+    for _ in range(count):
+        try:
+            extra.append(psycopg.connect(conn.info.dsn, password=conn.info.password))
+        except psycopg.Error as exc:
+            log.warning("landing over %d connection(s): another could not be opened: %s", 1 + len(extra), exc)
+            break
+    return extra
+
+
+def _land_batch(conn, client, workload, run, batch: BatchRow, writers: list[SliceWriter], result: LandResult) -> None:
     retrieved = client.messages.batches.retrieve(batch.anthropic_batch_id)
     snapshot = BatchSnapshot.of(retrieved)
     record_batch_state(conn, snapshot.id, snapshot.processing_status, snapshot.request_counts, retrieved.ended_at)
@@ -94,14 +116,32 @@ def _land_batch(conn, client, workload, run, batch: BatchRow, writer: SliceWrite
         raise BatchNotEnded(f"batch {batch.anthropic_batch_id} is {snapshot.processing_status}, not ended: "
                             "nothing to land yet")
     outcome_of = _OutcomeReader(workload, run, batch.round, price_table())
-    try:
-        with client.messages.batches.with_streaming_response.results(batch.anthropic_batch_id) as response:
-            lines = (line for line in response.iter_lines() if line)
-            while chunk := list(islice(lines, SLICE)):
-                result.outcomes.update(writer.write(outcome_of(line) for line in chunk))
-    except anthropic.NotFoundError:
-        _results_archived(conn, run, batch, retrieved, result)
-        return
+    # Slices are read and parsed while earlier ones are written, by WRITERS connections at once:
+    # Python and Postgres work at the same time, and Postgres on more than one core. At most
+    # WRITERS + 1 slices are in memory; a failure while reading still lets the slices being
+    # written commit (or roll back) whole before it is raised. Concurrent slices touch disjoint
+    # items and queue rows; destination keys are upserted in key order, so two slices that share
+    # a key (one product queued twice) wait for each other instead of deadlocking.
+    with ExitStack() as stack:
+        try:
+            response = stack.enter_context(
+                client.messages.batches.with_streaming_response.results(batch.anthropic_batch_id))
+        except anthropic.NotFoundError:
+            _results_archived(conn, run, batch, retrieved, result)
+            return
+        pool = stack.enter_context(ThreadPoolExecutor(len(writers), thread_name_prefix="land-writer"))
+        writing: deque = deque()
+        try:
+            lines = _lines(response.iter_bytes())  # as the bytes arrive
+            for number, chunk in enumerate(iter(lambda: list(islice(lines, SLICE)), [])):
+                rows = [outcome_of(line) for line in chunk]
+                del chunk
+                if len(writing) == len(writers):  # the oldest slice's writer is the one to reuse
+                    result.outcomes.update(writing.popleft().result())
+                writing.append(pool.submit(writers[number % len(writers)].write, rows))
+        finally:
+            while writing:
+                result.outcomes.update(writing.popleft().result())
     missing = conn.execute(
         "UPDATE nightshift.items SET status = 'retry', error_type = 'missing_result', "
         "error_message = 'the batch ended without a result for this request', updated_at = now() "
@@ -131,24 +171,57 @@ def _results_archived(conn, run: Run, batch: BatchRow, retrieved, result: LandRe
     result.outcomes["failed:results_archived"] += failed
 
 
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Non-empty lines of a byte stream (JSONL), without decoding it to text first."""
+    tail = b""
+    for chunk in chunks:
+        lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
+        tail = lines.pop()
+        yield from (line for line in lines if line.strip())
+    if tail.strip():
+        yield tail
+
+
 class _OutcomeReader:
-    """Turns one result line into ``(item row, destination values or None)``."""
+    """Turns one result line into one staging row: the item's columns (``ITEM_COLUMNS``), then
+    the destination values and the model (NULL unless the result succeeded and validated)."""
 
     def __init__(self, workload: Workload, run: Run, round_: int, prices: PriceTable) -> None:
         self.workload = workload
         self.prices = prices
         self.retry_invalid_output = round_ < workload.batch.validation_retries
+        self.fields = tuple(workload.destination.columns.values())
+        self.no_destination = (None,) * (len(self.fields) + 1)
+        self.decode = msgspec.json.Decoder().decode
+        self._costed: dict[tuple, tuple] = {}
 
     def _usage(self, message: dict[str, Any]) -> tuple:
-        """Token counts as the ledger stores them, and their cost at the batch rate."""
-        raw = message.get("usage") or {}
-        usage = usage_of(raw, self.workload)
-        cost = self.prices.cost(usage, message.get("model") or self.workload.model, batch=True)
-        return (usage.input_tokens, usage.output_tokens, raw.get("cache_creation_input_tokens") or 0,
-                usage.cache_read_tokens, usage.cache_write_5m_tokens, usage.cache_write_1h_tokens, cost)
+        """Token counts as the ledger stores them, and their cost at the batch rate.
 
-    def __call__(self, line: str | bytes) -> tuple[tuple, tuple | None]:
-        record = json.loads(line)
+        A night has few distinct usages (token counts repeat), so each is priced once.
+        """
+        raw = message.get("usage") or {}
+        model = message.get("model") or self.workload.model
+        split = raw.get("cache_creation") or {}
+        key = (model, raw.get("input_tokens"), raw.get("output_tokens"), raw.get("cache_creation_input_tokens"),
+               raw.get("cache_read_input_tokens"), split.get("ephemeral_5m_input_tokens"),
+               split.get("ephemeral_1h_input_tokens"))
+        costed = self._costed.get(key)
+        if costed is None:
+            usage = usage_of(raw, self.workload)
+            cost = self.prices.cost(usage, model, batch=True)
+            costed = (usage.input_tokens, usage.output_tokens, raw.get("cache_creation_input_tokens") or 0,
+                      usage.cache_read_tokens, usage.cache_write_5m_tokens, usage.cache_write_1h_tokens, cost)
+            if len(self._costed) > 100_000:
+                self._costed.clear()
+            self._costed[key] = costed
+        return costed
+
+    def __call__(self, line: str | bytes) -> tuple:
+        try:
+            record = self.decode(line)
+        except msgspec.DecodeError:  # JSON msgspec refuses (a lone surrogate escape) but json reads,
+            record = json.loads(line)  # so the reply fails alone, as invalid_output, not the slice
         custom_id = record["custom_id"]
         result = record["result"]
         kind = result["type"]
@@ -160,21 +233,20 @@ class _OutcomeReader:
                 output = extract_output(self.workload, message)
             except InvalidOutput as exc:
                 status = "retry" if self.retry_invalid_output else "failed"
-                return (custom_id, status, exc.error_type, str(exc), stop_reason, *usage), None
-            values = tuple(_adapt(output[f]) for f in self.workload.destination.columns.values())
-            model = message.get("model") or self.workload.model
-            return (custom_id, "succeeded", None, None, stop_reason, *usage), (custom_id, *values, model)
+                return (custom_id, status, exc.error_type, str(exc), stop_reason, *usage, *self.no_destination)
+            return (custom_id, "succeeded", None, None, stop_reason, *usage,
+                    *[_adapt(output[f]) for f in self.fields], message.get("model") or self.workload.model)
         if kind == "errored":
             error = (result.get("error") or {}).get("error") or {}
             error_type = error.get("type", "api_error")
             status = "retry" if error_type in RETRYABLE_ITEM_ERRORS else "failed"
             reason = "invalid_request" if error_type == "invalid_request_error" else error_type
-            return (custom_id, status, reason, error.get("message"), None, *_NO_USAGE), None
+            return (custom_id, status, reason, error.get("message"), None, *_NO_USAGE, *self.no_destination)
         if kind == "expired":
             return (custom_id, "retry", "expired", "the batch expired before this request was processed",
-                    None, *_NO_USAGE), None
+                    None, *_NO_USAGE, *self.no_destination)
         return (custom_id, "failed", "canceled", "the batch was canceled before this request was processed",
-                None, *_NO_USAGE), None
+                None, *_NO_USAGE, *self.no_destination)
 
 
 _NO_USAGE = (None,) * 7  # errored, canceled and expired requests are not billed
@@ -185,85 +257,75 @@ def _adapt(value: Any) -> Any:
 
 
 class SliceWriter:
-    """Writes one slice of outcomes in one transaction (destination, queue, ledger)."""
+    """Writes one slice of outcomes in one transaction: the ledger items, the destination and
+    the queue, by one statement over one staging table.
+
+    The items update comes first and returns only the items that were still ``submitted`` in
+    this round; the destination upsert and the queue update read its output. A result that
+    was already landed (a re-run after a crash) therefore writes nothing anywhere, and two
+    landings running at once cannot both take an item: the second waits on the row lock and
+    then finds it no longer ``submitted``.
+    """
 
     def __init__(self, conn: psycopg.Connection, workload: Workload, run: Run, round_: int) -> None:
         self.conn = conn
-        self.workload = workload
         dest = workload.destination
         schema, table = dest.table.split(".")
         value_columns = list(dest.columns)
         self.params = {"run_pk": run.run_pk, "round": round_, "prompt_version": workload.prompt_version}
+        staging = sql.Identifier(f"land_{workload.name}")
         self.create_staging = sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS land_items ("
-            "custom_id text, status text, error_type text, error_message text, stop_reason text, "
-            "input_tokens int, output_tokens int, cache_creation_input_tokens int, cache_read_input_tokens int, "
-            "cache_write_5m_tokens int, cache_write_1h_tokens int, cost_usd numeric) ON COMMIT DELETE ROWS; "
             "CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
-            "SELECT ''::text AS custom_id, {values}, model FROM {dest} WITH NO DATA"
-        ).format(
-            staging=sql.Identifier(f"land_dest_{workload.name}"),
-            values=sql.SQL(", ").join(map(sql.Identifier, value_columns)),
-            dest=sql.Identifier(schema, table),
-        )
-        self.analyze_staging = sql.SQL("ANALYZE land_items; ANALYZE {}").format(
-            sql.Identifier(f"land_dest_{workload.name}"))
-        self.copy_items = sql.SQL("COPY land_items ({}) FROM STDIN").format(
-            sql.SQL(", ").join(map(sql.Identifier, ITEM_COLUMNS)))
-        self.copy_dest = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(f"land_dest_{workload.name}"),
-            sql.SQL(", ").join(map(sql.Identifier, ["custom_id", *value_columns, "model"])))
+            "SELECT ''::text AS custom_id, ''::text AS status, ''::text AS error_type, ''::text AS error_message, "
+            "''::text AS stop_reason, 0::int AS input_tokens, 0::int AS output_tokens, "
+            "0::int AS cache_creation_input_tokens, 0::int AS cache_read_input_tokens, "
+            "0::int AS cache_write_5m_tokens, 0::int AS cache_write_1h_tokens, 0::numeric AS cost_usd, "
+            "{values}, model FROM {dest} WITH NO DATA"
+        ).format(staging=staging, values=sql.SQL(", ").join(map(sql.Identifier, value_columns)),
+                 dest=sql.Identifier(schema, table))
+        # Temp tables are never auto-analyzed: without this the planner takes a slice for one
+        # row and joins it by nested loop (measured: 14.6 s instead of 0.1 s per 5,000 results).
+        # The row count and the join key's statistics are all the plan needs (all columns: 3× slower).
+        self.analyze_staging = sql.SQL("ANALYZE {} (custom_id)").format(staging)
+        self.copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            staging, sql.SQL(", ").join(map(sql.Identifier, [*ITEM_COLUMNS, *value_columns, "model"])))
         key_type = column_type(conn, dest.table, dest.key)
-        pending_items = sql.SQL(
-            "FROM {staging} d JOIN nightshift.items i ON i.run_pk = %(run_pk)s AND i.custom_id = d.custom_id "
-            "AND i.round = %(round)s AND i.status = 'submitted'").format(
-            staging=sql.Identifier(f"land_dest_{workload.name}"))
+        item_updates = sql.SQL(", ").join(sql.SQL("{0} = l.{0}").format(sql.Identifier(c)) for c in ITEM_COLUMNS[1:])
+        landed = sql.SQL(
+            "UPDATE nightshift.items i SET {updates}, updated_at = now() FROM {staging} l "
+            "WHERE i.run_pk = %(run_pk)s AND i.custom_id = l.custom_id AND i.round = %(round)s "
+            "AND i.status = 'submitted' "
+            "RETURNING i.source_key, i.request_id, l.status, l.error_type, l.error_message, {values}, l.model"
+        ).format(updates=item_updates, staging=staging,
+                 values=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in value_columns))
         # Two queued requests for one source key (a product changed twice) may land in one slice:
         # the later request's result wins, as it would have on the streaming path.
-        self.shadow = run.shadow
         target = shadow_table(workload) if run.shadow else None
-        self.upsert = upsert_statement(workload, table=target, select=sql.SQL(
-            "SELECT DISTINCT ON (i.source_key) i.source_key::{key_type}, {values}, d.model, %(prompt_version)s, "
-            "i.request_id {pending} ORDER BY i.source_key, i.request_id DESC NULLS LAST").format(
+        upsert = upsert_statement(workload, table=target, select=sql.SQL(
+            "SELECT DISTINCT ON (l.source_key) l.source_key::{key_type}, {values}, l.model, %(prompt_version)s, "
+            "l.request_id FROM landed l WHERE l.status = 'succeeded' "
+            "ORDER BY l.source_key, l.request_id DESC NULLS LAST").format(
             key_type=key_type,
-            values=sql.SQL(", ").join(sql.SQL("d.{}").format(sql.Identifier(c)) for c in value_columns),
-            pending=pending_items))
-        self.close_queue = sql.SQL(
+            values=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in value_columns)))
+        close_queue = sql.SQL(
             "UPDATE app.llm_requests q SET status = CASE WHEN l.status = 'succeeded' THEN 'done' ELSE 'failed' END, "
             "completed_at = now(), "
             "error = CASE WHEN l.status = 'succeeded' THEN NULL ELSE l.error_type || ': ' || l.error_message END "
-            "FROM land_items l JOIN nightshift.items i ON i.run_pk = %(run_pk)s AND i.custom_id = l.custom_id "
-            "AND i.round = %(round)s AND i.status = 'submitted' "
-            "WHERE q.request_id = i.request_id AND l.status IN ('succeeded', 'failed')")
-        self.update_items = sql.SQL(
-            "UPDATE nightshift.items i SET status = l.status, error_type = l.error_type, "
-            "error_message = l.error_message, stop_reason = l.stop_reason, input_tokens = l.input_tokens, "
-            "output_tokens = l.output_tokens, cache_creation_input_tokens = l.cache_creation_input_tokens, "
-            "cache_read_input_tokens = l.cache_read_input_tokens, cache_write_5m_tokens = l.cache_write_5m_tokens, "
-            "cache_write_1h_tokens = l.cache_write_1h_tokens, cost_usd = l.cost_usd, updated_at = now() "
-            "FROM land_items l WHERE i.run_pk = %(run_pk)s AND i.custom_id = l.custom_id "
-            "AND i.round = %(round)s AND i.status = 'submitted'")
+            "FROM landed l WHERE q.request_id = l.request_id AND l.status IN ('succeeded', 'failed')")
+        parts = [sql.SQL("landed AS ({})").format(landed), sql.SQL("destination AS ({})").format(upsert)]
+        if not run.shadow:  # in shadow mode the streaming path owns the queue
+            parts.append(sql.SQL("queue AS ({})").format(close_queue))
+        self.land = sql.SQL("WITH {} SELECT count(*) FROM landed").format(sql.SQL(", ").join(parts))
 
-    def write(self, outcomes) -> Counter:
-        counts: Counter = Counter()
+    def write(self, rows: list[tuple]) -> Counter:
+        """Land one slice (rows from :class:`_OutcomeReader`) and commit; returns the outcome counts."""
+        counts: Counter = Counter(row[1] if row[1] == "succeeded" else f"{row[1]}:{row[2]}" for row in rows)
         with self.conn.cursor() as cur:
             cur.execute(self.create_staging)
-            dest_rows = []
-            with cur.copy(self.copy_items) as copy:
-                for item, dest in outcomes:
-                    copy.write_row(item)
-                    counts[item[1] if item[1] == "succeeded" else f"{item[1]}:{item[2]}"] += 1
-                    if dest is not None:
-                        dest_rows.append(dest)
-            with cur.copy(self.copy_dest) as copy:
-                for row in dest_rows:
+            with cur.copy(self.copy) as copy:
+                for row in rows:
                     copy.write_row(row)
-            # Temp tables are never auto-analyzed: without this the planner takes a slice for one
-            # row and joins it by nested loop (measured: 14.6 s instead of 0.1 s per 5,000 results).
             cur.execute(self.analyze_staging)
-            cur.execute(self.upsert, self.params)
-            if not self.shadow:  # in shadow mode the streaming path owns the queue
-                cur.execute(self.close_queue, self.params)
-            cur.execute(self.update_items, self.params)
+            cur.execute(self.land, self.params)
         self.conn.commit()
         return counts

