@@ -32,23 +32,20 @@ class BatchBody:
     def __init__(self, spool_bytes: int = 16 << 20) -> None:
         self._file = tempfile.SpooledTemporaryFile(max_size=spool_bytes)
         self._file.write(PREFIX)
+        self._written = len(PREFIX)  # what the file holds; counted, not asked of the file each time
         self.count = 0
         self.custom_ids: list[str] = []
 
     @property
     def size(self) -> int:
-        return len(PREFIX) + self._payload_bytes() + len(SUFFIX)
-
-    def _payload_bytes(self) -> int:
-        return self._file.tell() - len(PREFIX)
+        return self._written + len(SUFFIX)
 
     def size_with(self, encoded: bytes) -> int:
         return self.size + len(encoded) + (1 if self.count else 0)
 
     def add(self, custom_id: str, encoded: bytes) -> None:
-        if self.count:
-            self._file.write(b",")
-        self._file.write(encoded)
+        self._file.write(b"," + encoded if self.count else encoded)
+        self._written += len(encoded) + (1 if self.count else 0)
         self.count += 1
         self.custom_ids.append(custom_id)
 

@@ -83,10 +83,11 @@ def land_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload: 
 
     result = LandResult(round_)
     cancel_late_duplicates(conn, client, run, round_)
-    extra = _extra_connections(conn, WRITERS - 1)
+    to_land = batches(conn, run, round_, statuses=("submitted", "ended"))
+    extra = _extra_connections(conn, WRITERS - 1) if to_land else []
     try:
         writers = [SliceWriter(c, workload, run, round_) for c in (conn, *extra)]
-        for batch in batches(conn, run, round_, statuses=("submitted", "ended")):
+        for batch in to_land:
             _land_batch(conn, client, workload, run, batch, writers, result)
     finally:
         for c in extra:
