@@ -33,7 +33,7 @@ from tests.helpers import sdk_client, seed
 TICKETS = get_workload("ticket_classification")
 RUNS, IN_FLIGHT, PER_RUN = 330, 300, 8
 QUEUE_CAP = IN_FLIGHT * PER_RUN  # room for exactly 300 runs' batches: the other 30 must wait
-API_LIMIT, BUDGET, POLL_SHARE, WINDOW = 50, 36, 18, 3.0
+API_LIMIT, BUDGET, POLL_SHARE, WINDOW = 50, 30, 15, 3.0
 WORKER_SLOTS = 16
 
 

@@ -69,7 +69,7 @@ def reset_schema(dsn: str) -> None:
     with psycopg.connect(dsn) as conn:
         conn.execute("DROP SCHEMA IF EXISTS app CASCADE")
         conn.execute("DROP SCHEMA IF EXISTS nightshift CASCADE")
-        conn.execute(f"DROP SCHEMA IF EXISTS {FLOOR_SCHEMA} CASCADE")
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(FLOOR_SCHEMA)))
         db.apply_schema(conn)
 
 
@@ -120,12 +120,12 @@ class Written:
     ``params`` as literals)."""
 
     table: str
-    where: str
+    where: sql.SQL
     params: tuple = ()
     conflict: tuple[str, ...] = ()  # the table's key, for the row-by-row upsert
 
     def condition(self) -> sql.Composable:
-        return sql.SQL(self.where).format(*map(sql.Literal, self.params))
+        return self.where.format(*map(sql.Literal, self.params))
 
 
 def _dump(conn: psycopg.Connection, written: Written) -> bytes:
@@ -138,16 +138,36 @@ def _dump(conn: psycopg.Connection, written: Written) -> bytes:
     return buffer.getvalue()
 
 
+# The floor tables get the source's foreign keys from the catalog's own definitions, applied by
+# the server: no SQL text passes through Python.
+CLONE_FOREIGN_KEYS_FUNCTION = """
+CREATE OR REPLACE FUNCTION pg_temp.clone_foreign_keys(source regclass, target regclass) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    definition text;
+    cloned integer := 0;
+BEGIN
+    FOR definition IN SELECT pg_get_constraintdef(oid) FROM pg_constraint
+                       WHERE conrelid = source AND contype = 'f' LOOP
+        EXECUTE format('ALTER TABLE %s ADD %s', target, definition);
+        cloned := cloned + 1;
+    END LOOP;
+    RETURN cloned;
+END
+$$
+"""
+
+
 def _clone(conn: psycopg.Connection, table: str, *, foreign_keys: bool = True) -> sql.Composable:
     """An empty copy of ``table``: the same columns, defaults, checks, indexes and foreign keys."""
     name = sql.Identifier(FLOOR_SCHEMA, table.replace(".", "__"))
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(FLOOR_SCHEMA)))
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
     conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(name, sql.Identifier(*table.split("."))))
-    for (definition,) in conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-                                      "WHERE conrelid = %s::regclass AND contype = 'f' AND %s",
-                                      (table, foreign_keys)).fetchall():
-        conn.execute(sql.SQL("ALTER TABLE {} ADD {}").format(name, sql.SQL(definition)))
+    if foreign_keys:  # the catalog's own definitions, applied by the server: no SQL text passes through Python
+        conn.execute(CLONE_FOREIGN_KEYS_FUNCTION)
+        conn.execute("SELECT pg_temp.clone_foreign_keys(%s::regclass, %s::regclass)",
+                     (table, f"{FLOOR_SCHEMA}.{table.replace('.', '__')}"))
     conn.commit()
     return name
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from psycopg import sql
 
 from nightshift.bench import data
 from nightshift.bench.harness import GROUPS, Report, Row, Target, ratio_row
@@ -88,8 +89,8 @@ class Bench:
         self.cluster = self.profile.cluster
         self.started_cluster = self.cluster.ensure_started()
         with psycopg.connect(self.cluster.dsn("postgres"), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
         self.dsn = self.cluster.dsn(BENCH_DB)
         # The benchmark's account has room for a 100,000-request batch in its processing queue.
         self.saved_queue_cap = os.environ.get("NIGHTSHIFT_MAX_QUEUED_REQUESTS")
@@ -102,7 +103,7 @@ class Bench:
             os.environ["NIGHTSHIFT_MAX_QUEUED_REQUESTS"] = self.saved_queue_cap
         try:
             with psycopg.connect(self.cluster.dsn("postgres"), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
         finally:
             if self.started_cluster:
                 self.cluster.stop()
@@ -124,12 +125,13 @@ class Bench:
                                 (run_id,)).fetchone()[0]
 
     def written_by_collect(self, run_pk: int) -> list[data.Written]:
-        return [data.Written("nightshift.items", "run_pk = {}", (run_pk,), ("run_pk", "custom_id")),
-                data.Written("app.llm_requests", "claimed_by = {}", (f"nightshift:run:{run_pk}",), ("request_id",))]
+        return [data.Written("nightshift.items", sql.SQL("run_pk = {}"), (run_pk,), ("run_pk", "custom_id")),
+                data.Written("app.llm_requests", sql.SQL("claimed_by = {}"), (f"nightshift:run:{run_pk}",), ("request_id",))]
 
     def written_by_land(self, run_pk: int) -> list[data.Written]:
         return [data.Written(self.workload.destination.table,
-                             "request_id IN (SELECT request_id FROM nightshift.items WHERE run_pk = {})", (run_pk,),
+                             sql.SQL("request_id IN (SELECT request_id FROM nightshift.items WHERE run_pk = {})"),
+                             (run_pk,),
                              (self.workload.destination.key,)),
                 *self.written_by_collect(run_pk)]
 
