@@ -52,8 +52,9 @@ def _main(arguments: dict[str, Any]) -> dict[str, Any]:
         raise SystemExit(f"DAG {arguments['dag_id']} not found")
     dag_run = dag.test(run_conf={"poll_interval_seconds": 1.0})
     instances = dag_run.get_task_instances()
-    tasks = {ti.task_id: (ti.end_date - ti.start_date).total_seconds() for ti in instances
-             if ti.start_date and ti.end_date and str(ti.state) == "success"}
+    ran = sorted((ti for ti in instances if ti.start_date and ti.end_date and str(ti.state) == "success"),
+                 key=lambda ti: ti.start_date)
+    tasks = {ti.task_id: (ti.end_date - ti.start_date).total_seconds() for ti in ran}  # in the order they ran
     states = {ti.task_id: str(ti.state) for ti in instances}
     collect = next(ti for ti in instances if ti.task_id == "collect")
     with psycopg.connect(profile("test").cluster.dsn("airflow")) as conn:
