@@ -77,16 +77,21 @@ def own_emulator(tmp_path, monkeypatch):
     server.stop()
 
 
+def submitted_and_in_flight(app_db, dsn: str, emulator) -> tuple[ChaosNight, list[str]]:
+    """A night whose batches are submitted and stay in progress until the test moves the clock."""
+    emulator.set_speed(0)
+    emulator.configure(rate=1)
+    seed(app_db, tickets=TICKETS_PER_NIGHT)
+    night = ChaosNight(dsn)
+    night.start()
+    return night, night.submit()
+
+
 def test_emulator_killed_and_restarted_mid_batch(app_db, app_dsn, own_emulator):
     from structlog.testing import capture_logs
 
     emulator = own_emulator
-    emulator.set_speed(0)
-    emulator.configure(rate=1)
-    seed(app_db, tickets=TICKETS_PER_NIGHT)
-    night = ChaosNight(app_dsn)
-    night.start()
-    batch_ids = night.submit()
+    night, batch_ids = submitted_and_in_flight(app_db, app_dsn, emulator)
 
     async def wait_through_an_outage(logs):
         waiting = asyncio.create_task(first_event(wait_trigger(batch_ids, max_poll_interval=0.5,
@@ -110,12 +115,7 @@ def test_emulator_killed_and_restarted_mid_batch(app_db, app_dsn, own_emulator):
 
 def test_triggerer_killed_while_waiting_then_the_trigger_is_rebuilt(app_db, app_dsn, anthropic_conn):
     emulator = anthropic_conn
-    emulator.set_speed(0)
-    emulator.configure(rate=1)
-    seed(app_db, tickets=TICKETS_PER_NIGHT)
-    night = ChaosNight(app_dsn)
-    night.start()
-    batch_ids = night.submit()
+    night, batch_ids = submitted_and_in_flight(app_db, app_dsn, emulator)
     trigger = wait_trigger(batch_ids)
     classpath, kwargs = trigger.serialize()
     app_db.execute("UPDATE nightshift.batches SET processing_status = NULL")
@@ -162,17 +162,24 @@ def test_submit_killed_between_the_create_call_and_recording_the_id(app_db, app_
     assert_nothing_lost_or_doubled(app_db, emulator, run.run_pk)
 
 
-def test_land_killed_half_way(app_db, app_dsn, anthropic_conn):
-    emulator = anthropic_conn
-    seed(app_db, tickets=TICKETS_PER_NIGHT)
-    night = ChaosNight(app_dsn)
+def landing_half_way(dsn: str, emulator, stall_seconds: float):
+    """A night landing in a child process, stalled after its first slice of 4 committed: the
+    results stream pauses after 6 lines, so the second slice is not complete."""
+    with psycopg.connect(dsn) as conn:
+        seed(conn, tickets=TICKETS_PER_NIGHT)
+    night = ChaosNight(dsn)
     night.start()
     night.caps.max_requests = 100
     night.wait(night.submit())
-    # After 6 lines the stream stalls: the first slice of 4 is committed, the second is not.
-    emulator.add_fault(kind="cut", endpoint="results", after_lines=6, stall_seconds=120, count=1)
+    emulator.add_fault(kind="cut", endpoint="results", after_lines=6, stall_seconds=stall_seconds, count=1)
     land = night.in_child("land", slice=4)
-    until(lambda: destination_count(app_dsn) == 4, "the first slice to commit", child=land)
+    until(lambda: destination_count(dsn) == 4, "the first slice to commit", child=land)
+    return night, land
+
+
+def test_land_killed_half_way(app_db, app_dsn, anthropic_conn):
+    emulator = anthropic_conn
+    night, land = landing_half_way(app_dsn, emulator, stall_seconds=120)
     kill(land)
 
     night.land()  # the task's retry
@@ -184,15 +191,7 @@ def test_land_killed_half_way(app_db, app_dsn, anthropic_conn):
 
 def test_postgres_restarted_during_a_landing_transaction(own_postgres, anthropic_conn):
     emulator, dsn = anthropic_conn, own_postgres.dsn("nightshift")
-    with psycopg.connect(dsn) as conn:
-        seed(conn, tickets=TICKETS_PER_NIGHT)
-    night = ChaosNight(dsn)
-    night.start()
-    night.caps.max_requests = 100
-    night.wait(night.submit())
-    emulator.add_fault(kind="cut", endpoint="results", after_lines=6, stall_seconds=3, count=1)
-    land = night.in_child("land", slice=4)
-    until(lambda: destination_count(dsn) == 4, "the first slice to commit", child=land)
+    night, land = landing_half_way(dsn, emulator, stall_seconds=3)
     # Hold the destination table so the second slice's transaction blocks inside it ...
     blocker = psycopg.connect(dsn)
     blocker.execute("LOCK TABLE app.ticket_classifications IN EXCLUSIVE MODE")
