@@ -93,6 +93,21 @@ def test_only_batch_endpoint_calls_spend_the_budget_and_retries_count(app_db, ap
     assert emulator.endpoint_calls("list") == 3
 
 
+def test_budgeted_clients_keep_no_ledger_connection_open_between_calls(app_db, app_dsn, emulator):
+    from nightshift.batch.budget import APPLICATION_NAME, BatchApiBudget, limit_client
+
+    # A task makes a client and drops it without closing; many runs in one process made
+    # hundreds of idle budget connections this way until the cluster ran out of clients.
+    clients = [limit_client(sdk_client(emulator), BatchApiBudget(100, 60.0), app_dsn) for _ in range(20)]
+    for client in clients:
+        client.messages.batches.list(limit=1)
+    app_db.commit()
+    taken = app_db.execute("SELECT count(*) FROM nightshift.batch_api_calls").fetchone()[0]
+    open_ = app_db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                           (APPLICATION_NAME,)).fetchone()[0]
+    assert (taken, open_) == (20, 0)
+
+
 def test_a_client_without_a_budget_is_left_alone(emulator):
     from nightshift.batch.budget import limit_client
 

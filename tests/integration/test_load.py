@@ -26,7 +26,7 @@ from nightshift.batch.collect import collect
 from nightshift.batch.land import land_round
 from nightshift.batch.ledger import Run, ensure_run
 from nightshift.batch.submit import Caps, NotAdmitted, submit_round
-from nightshift.triggers import AdmissionTrigger, BatchesEndedTrigger
+from nightshift.triggers import LEDGER_CONNECTIONS_PER_LOOP, AdmissionTrigger, BatchesEndedTrigger
 from nightshift.workloads import get_workload
 from tests.helpers import sdk_client, seed
 
@@ -106,7 +106,18 @@ def test_300_runs_in_flight_stay_under_the_rate_limit_and_the_queue_cap(app_db, 
         runs.append(run)
     airflow = Airflowish(app_dsn, emulator)
 
+    peak_connections = 0
+
+    async def count_connections() -> None:
+        nonlocal peak_connections
+        async with await psycopg.AsyncConnection.connect(app_dsn, autocommit=True) as conn:
+            while True:
+                cur = await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+                peak_connections = max(peak_connections, (await cur.fetchone())[0])
+                await asyncio.sleep(0.2)
+
     async def scenario() -> dict:
+        counting = asyncio.ensure_future(count_connections())
         nights = asyncio.gather(*(airflow.night(run) for run in runs))
         await until(lambda: airflow.created == IN_FLIGHT and len(airflow.admission_waits) == RUNS - IN_FLIGHT,
                     "300 runs in flight and 30 waiting for admission")
@@ -114,6 +125,7 @@ def test_300_runs_in_flight_stay_under_the_rate_limit_and_the_queue_cap(app_db, 
         emulator.configure(rate="inf")  # the 30 late batches end as soon as they are created
         emulator.advance(3600)          # ... and the 300 in flight end now
         await asyncio.wait_for(nights, 600)
+        counting.cancel()
         return in_flight
 
     try:
@@ -123,7 +135,8 @@ def test_300_runs_in_flight_stay_under_the_rate_limit_and_the_queue_cap(app_db, 
     limits = emulator.batch_limits()
     print(f"\nload: peak {limits['peak_batch_rpm']} batch-endpoint calls per {WINDOW:g} s window "
           f"(budget {BUDGET}, API limit {API_LIMIT}); peak queued requests {limits['peak_queued_requests']} "
-          f"(cap {QUEUE_CAP}); {emulator.stats()['batches_created']} batches created")
+          f"(cap {QUEUE_CAP}); {emulator.stats()['batches_created']} batches created; "
+          f"peak {peak_connections} database connections")
 
     assert in_flight["queued_requests"] == QUEUE_CAP  # 300 runs' batches were in flight together
     assert limits["rate_limited"] == 0, "the emulator had to refuse calls: the budget leaked"
@@ -133,6 +146,9 @@ def test_300_runs_in_flight_stay_under_the_rate_limit_and_the_queue_cap(app_db, 
     assert limits["peak_batch_rpm"] <= API_LIMIT
     assert limits["peak_queued_requests"] <= QUEUE_CAP
     assert len(airflow.admission_waits) == RUNS - IN_FLIGHT
+    # A worker slot holds its task's connections (land has two) and, for a moment, a budget
+    # slot's; the triggerer shares a few. Nothing may grow with the number of runs.
+    assert peak_connections <= 3 * WORKER_SLOTS + LEDGER_CONNECTIONS_PER_LOOP + 4
     assert emulator.stats()["batches_created"] == RUNS  # one batch per run: nothing submitted twice
     app_db.commit()
     assert dict(app_db.execute("SELECT status, count(*) FROM nightshift.items GROUP BY status").fetchall()) == {

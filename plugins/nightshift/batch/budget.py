@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 BATCH_PATH = "/v1/messages/batches"
 TAKE = "SELECT nightshift.take_batch_api_call(%s, %s)"
+APPLICATION_NAME = "nightshift-batch-api-budget"
 
 
 def is_batch_call(request: Any) -> bool:
@@ -53,9 +54,13 @@ class BatchApiBudget:
 
 
 class _SyncHook:
+    """Opens a ledger connection per slot it takes rather than keeping one: a client (and its
+    hook) is made per task and dropped without a close, and a kept connection would live on
+    until the garbage collector found it: hundreds of them when many runs share one process.
+    The budget allows few calls a minute, so the extra connects cost nothing that matters."""
+
     def __init__(self, budget: BatchApiBudget, dsn: str) -> None:
         self.budget, self.dsn = budget, dsn
-        self._conn = None
 
     def __call__(self, request: Any) -> None:
         if not is_batch_call(request):
@@ -67,12 +72,10 @@ class _SyncHook:
         import psycopg
 
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(self.dsn, autocommit=True)
-            return self._conn.execute(TAKE, (self.budget.limit, self.budget.window_seconds)).fetchone()[0]
+            with psycopg.connect(self.dsn, autocommit=True, application_name=APPLICATION_NAME) as conn:
+                return conn.execute(TAKE, (self.budget.limit, self.budget.window_seconds)).fetchone()[0]
         except psycopg.Error as exc:
             log.warning("batch API budget unavailable, calling without it: %r", exc)
-            self._conn = None
             return 0.0
 
 
