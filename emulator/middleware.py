@@ -54,10 +54,6 @@ def presented_key(headers: Headers) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def has_credentials(headers: Headers) -> bool:
-    return bool(presented_key(headers))
-
-
 def authentication_error(headers: Headers, required_key: str | None) -> ApiError | None:
     """401 without a key, or with another key than the one configured (when one is)."""
     key = presented_key(headers)
