@@ -197,16 +197,23 @@ class AdmissionTrigger(BaseTrigger):
     """Wait, in the triggerer, until the ledger shows room for ``needed`` more queued requests.
 
     Only reads the ledger; the submit task re-checks and reserves under a lock when it resumes.
+    When the run's own earlier batches (``own_batch_ids``) hold part of the queue, nobody else
+    will see them end (the run's wait task starts only after its submit), so this trigger polls
+    them itself and records their end: a night larger than the cap then goes through in turns
+    instead of waiting for itself forever.
     """
 
-    def __init__(self, *, db_conn_id: str, needed: int, cap: int, poll_interval: float) -> None:
+    def __init__(self, *, db_conn_id: str, needed: int, cap: int, poll_interval: float,
+                 conn_id: str | None = None, own_batch_ids: list[str] | None = None) -> None:
         super().__init__()
         self.db_conn_id, self.needed, self.cap, self.poll_interval = db_conn_id, needed, cap, poll_interval
+        self.conn_id, self.own_batch_ids = conn_id, list(own_batch_ids or [])
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("nightshift.triggers.AdmissionTrigger",
                 {"db_conn_id": self.db_conn_id, "needed": self.needed, "cap": self.cap,
-                 "poll_interval": self.poll_interval})
+                 "poll_interval": self.poll_interval, "conn_id": self.conn_id,
+                 "own_batch_ids": self.own_batch_ids})
 
     async def queued(self) -> int:
         """Requests queued across all runs, as the ledger knows them."""
@@ -223,9 +230,25 @@ class AdmissionTrigger(BaseTrigger):
                     yield TriggerEvent({"status": "admitted", "queued": queued})
                     return
                 self.log.info("%d requests queued; %d more would pass the cap of %d", queued, self.needed, self.cap)
+                if self.own_batch_ids and self.conn_id:
+                    if await self.record_own_batches_ended():
+                        continue
             except Exception as exc:
-                self.log.warning("could not read the ledger (will retry): %r", exc)
+                self.log.warning("could not read the ledger or the run's own batches (will retry): %r", exc)
             await asyncio.sleep(self.poll_interval)
+
+    async def record_own_batches_ended(self) -> bool:
+        """Poll the run's own batches as their wait would, record their states; True if one ended."""
+        watcher = BatchesEndedTrigger(conn_id=self.conn_id, batch_ids=self.own_batch_ids, deadline=math.inf,
+                                      poll_interval=self.poll_interval, max_poll_interval=self.poll_interval,
+                                      max_consecutive_failures=1, db_conn_id=self.db_conn_id)
+        async with _shared_client(watcher) as client:
+            snapshots = await watcher._poll(client)
+        ended = {s.id for s in snapshots if s.ended}
+        if not ended or not await watcher._record(snapshots):
+            return False
+        self.own_batch_ids = [b for b in self.own_batch_ids if b not in ended]
+        return True
 
 
 #: A shared client is handed to new waits for this long; after that they get a fresh one (so a

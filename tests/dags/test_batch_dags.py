@@ -78,6 +78,23 @@ def test_batch_night_end_to_end_publishes_the_asset_downstream_consumes(
     assert queued_for(pg_cluster, "nightly_insights") >= 1
 
 
+def test_a_night_larger_than_the_queue_cap_lands_whole_in_turns(airflow_db, app_db, anthropic_conn, monkeypatch):
+    """Each turn's submit defers until the run's own previous batch ends; nothing waits forever."""
+    monkeypatch.setenv("NIGHTSHIFT_MAX_QUEUED_REQUESTS", "12")
+    workload = get_workload("ticket_classification")
+    seed(app_db, tickets=30)
+
+    dag_run = batch_dag(workload).test(run_conf=FAST)
+
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    run = ledger_run(app_db, dag_run)
+    assert_every_request_terminal(app_db, run.run_pk, workload.destination.table, workload.destination.key)
+    assert queue_states(app_db, workload.name) == {"done": 30}
+    assert app_db.execute("SELECT array_agg(request_count ORDER BY seq) FROM nightshift.batches WHERE run_pk = %s",
+                          (run.run_pk,)).fetchone()[0] == [12, 12, 6]
+    assert anthropic_conn.stats()["batches_created"] == 3
+
+
 def test_downstream_dag_runs_unchanged_after_a_batch_night(airflow_db, app_db, anthropic_conn):
     seed(app_db, tickets=12)
     assert str(batch_dag(get_workload("ticket_classification")).test(run_conf=FAST).state) == "success"

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from nightshift.batch.collect import collect
-from nightshift.batch.ledger import ensure_run, record_batch_state
+from nightshift.batch.ledger import ensure_run, in_flight_batch_ids, record_batch_state
 from nightshift.batch.polling import budgeted_interval, stagger
 from nightshift.batch.submit import Caps, NotAdmitted, submit_round
 from nightshift.triggers import AdmissionTrigger
@@ -37,11 +37,31 @@ def test_a_run_waits_while_the_queue_cap_is_taken_by_another(app_db, emulator):
     assert len(submit_round(app_db, client, TICKETS, second, 0, CAPS).batch_ids) == 1
 
 
-def test_a_batch_that_can_never_fit_is_a_clear_error(app_db, emulator):
+def test_a_night_larger_than_the_cap_goes_in_turns_and_its_admission_watches_its_own_batch(
+        app_db, anthropic_conn):
+    emulator = anthropic_conn
+    emulator.set_speed(0)  # frozen: the first batch stays in progress until the test moves the clock
+    emulator.configure(rate=1)
     seed(app_db, tickets=8)
-    run = collected_run(app_db, "big")
-    with pytest.raises(ValueError, match="can never fit under the queued-requests cap of 5"):
-        submit_round(app_db, sdk_client(emulator), TICKETS, run, 0, Caps(max_queued=5))
+    run = collected_run(app_db, "bigger than the queue")
+    client = sdk_client(emulator)
+    with pytest.raises(NotAdmitted, match="3 more requests would make 8 queued"):
+        submit_round(app_db, client, TICKETS, run, 0, Caps(max_queued=5))  # split: 5 now, 3 after
+    own = in_flight_batch_ids(app_db, run)
+    assert len(own) == emulator.stats()["batches_created"] == 1
+    trigger = AdmissionTrigger(db_conn_id="nightshift_db", needed=3, cap=5, poll_interval=0.05,
+                               conn_id="anthropic_default", own_batch_ids=own)
+    # Nothing else watches the run's first batch while its submit waits: the trigger must.
+    assert asyncio.run(trigger.record_own_batches_ended()) is False  # still in progress
+    emulator.advance(3600)
+    event = asyncio.run(asyncio.wait_for(anext(trigger.run()), 30))
+    assert event.payload == {"status": "admitted", "queued": 0}
+    assert in_flight_batch_ids(app_db, run) == []
+    resumed = submit_round(app_db, client, TICKETS, run, 0, Caps(max_queued=5))
+    assert len(resumed.batch_ids) == emulator.stats()["batches_created"] == 2
+    app_db.commit()
+    assert app_db.execute("SELECT array_agg(request_count ORDER BY seq) FROM nightshift.batches WHERE run_pk = %s",
+                          (run.run_pk,)).fetchone()[0] == [5, 3]
 
 
 def test_the_admission_trigger_fires_once_there_is_room(app_db, emulator):

@@ -99,6 +99,11 @@ def batches(conn: psycopg.Connection, run: Run, round_: int | None = None,
     return [BatchRow(*row) for row in conn.execute(query + sql.SQL(" ORDER BY round, seq"), params)]
 
 
+def in_flight_batch_ids(conn: psycopg.Connection, run: Run) -> list[str]:
+    """The run's batches the API holds and the ledger has not yet seen end."""
+    return [b.anthropic_batch_id for b in batches(conn, run, statuses=("submitted",)) if b.anthropic_batch_id]
+
+
 def item_counts(conn: psycopg.Connection, run: Run) -> dict[str, int]:
     return dict(conn.execute(
         "SELECT status, count(*) FROM nightshift.items WHERE run_pk = %s GROUP BY status", (run.run_pk,)

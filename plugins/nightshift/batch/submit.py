@@ -167,10 +167,12 @@ def _submit_unassigned(conn, client, workload, run, round_, caps, result) -> Non
     invalid: list[tuple[str, int | None, str]] = []
     seq = conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM nightshift.batches WHERE run_pk = %s AND round = %s",
                        (run.run_pk, round_)).fetchone()[0]
+    # A batch never holds more than the queue cap: a larger night goes through in turns.
+    max_requests = min(caps.max_requests, caps.max_queued or caps.max_requests)
     body = BatchBody()
     try:
         for custom_id, encoded in _encoded_requests(conn, workload, run, round_, None, invalid):
-            if body.count and (body.count >= caps.max_requests or body.size_with(encoded) > caps.max_bytes):
+            if body.count and (body.count >= max_requests or body.size_with(encoded) > caps.max_bytes):
                 _create_batch(conn, client, run, round_, seq, body, invalid, result, caps)
                 seq += 1
                 body.close()
