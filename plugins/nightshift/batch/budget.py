@@ -94,7 +94,8 @@ class _AsyncHook:
             async with self.connect() as conn:
                 cur = await conn.execute(TAKE, (self.budget.limit, self.budget.window_seconds))
                 wait = (await cur.fetchone())[0]
-                await conn.commit()
+                if not conn.autocommit:
+                    await conn.commit()
                 return wait
         except Exception as exc:
             log.warning("batch API budget unavailable, calling without it: %r", exc)

@@ -10,9 +10,11 @@ Measured in the child, over a steady window that starts once every trigger has m
 first poll: process CPU seconds, and the API calls the emulator answered (its own counters).
 A poll cycle is every wait polling once: CPU per cycle is the window's CPU per API call
 times N. Two baselines, in the same process, CPU measured the same way: the
-same N retrieve calls made one after another with the SDK client the trigger uses (what
-Nightshift cannot do without), and with a bare ``httpx.AsyncClient`` (the floor), each run
-before the triggers start and again after they end (the mean is the baseline). The
+same N retrieve calls made one after another with the SDK client the trigger uses, plus N
+budget slots taken one after another on one ledger connection (the work Nightshift cannot do
+without: every batch-endpoint call takes a slot of the account-wide budget), and the N calls
+with a bare ``httpx.AsyncClient`` (the floor), each run before the triggers start and again
+after they end (the mean is the baseline). The
 triggers log their progress lines at INFO to a file, as a triggerer writes trigger logs.
 Then the clock is advanced past the batches' processing and the child reports how long the
 last of the N waits took to end.
@@ -69,6 +71,21 @@ async def _sdk_polls(url: str, api_key: str, batch_ids: list[str]) -> float:
         return _cpu() - started
 
 
+async def _budget_slots(dsn: str, count: int) -> float:
+    """CPU seconds for ``count`` budget slots taken one after another on one connection (under
+    a limit so high that none waits; the rows leave the window like any call's)."""
+    import psycopg
+
+    from nightshift.batch.budget import TAKE
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute(TAKE, (10**9, 60.0))
+        started = _cpu()
+        for _ in range(count):
+            await (await conn.execute(TAKE, (10**9, 60.0))).fetchone()
+        return _cpu() - started
+
+
 async def _main(args: dict[str, Any]) -> dict[str, Any]:
     import logging
 
@@ -104,6 +121,7 @@ async def _main(args: dict[str, Any]) -> dict[str, Any]:
     # run moves both sides (the mean of the two is the baseline).
     bare_cpu = [await _bare_polls(args["url"], args["api_key"], batch_ids)]
     sdk_cpu = [await _sdk_polls(args["url"], args["api_key"], batch_ids)]
+    slot_cpu = [await _budget_slots(args["dsn"], len(batch_ids))]
     cpu_start, wall_start = _cpu(), time.monotonic()
     tasks = [asyncio.create_task(wait(t)) for t in triggers]
     # Warm-up: the staggered first polls spread over one interval, and each first sight of a
@@ -125,14 +143,16 @@ async def _main(args: dict[str, Any]) -> dict[str, Any]:
     await asyncio.gather(*pending, return_exceptions=True)
     bare_cpu.append(await _bare_polls(args["url"], args["api_key"], batch_ids))
     sdk_cpu.append(await _sdk_polls(args["url"], args["api_key"], batch_ids))
+    slot_cpu.append(await _budget_slots(args["dsn"], len(batch_ids)))
     return {
         "waits": len(batch_ids), "interval_seconds": interval, "budget_rpm": settings().poll_budget_rpm,
         "window_seconds": window, "cycles": window / interval, "requests": requests,
         "requests_per_minute": requests * 60 / window, "steady_cpu_seconds": steady_cpu,
-        "cpu_per_poll_ms": 1000 * steady_cpu / requests,
-        "cpu_per_cycle_seconds": steady_cpu / requests * len(batch_ids), "warmup_cpu_seconds": warmup_cpu,
-        "sdk_cpu_per_cycle_seconds": sum(sdk_cpu) / 2, "bare_cpu_per_cycle_seconds": sum(bare_cpu) / 2,
-        "sdk_cpu_runs": sdk_cpu, "bare_cpu_runs": bare_cpu, "ended": events.count("ended"), "events": len(events),
+        "cpu_per_poll_ms": 1000 * steady_cpu / requests if requests else None,
+        "cpu_per_cycle_seconds": steady_cpu / requests * len(batch_ids) if requests else None,
+        "warmup_cpu_seconds": warmup_cpu,
+        "sdk_cpu_per_cycle_seconds": sum(sdk_cpu) / 2, "budget_slot_cpu_per_cycle_seconds": sum(slot_cpu) / 2, "bare_cpu_per_cycle_seconds": sum(bare_cpu) / 2,
+        "sdk_cpu_runs": sdk_cpu, "budget_slot_cpu_runs": slot_cpu, "bare_cpu_runs": bare_cpu, "ended": events.count("ended"), "events": len(events),
         "last_ended_after_seconds": (max(ended) - advanced) if ended else None,
         "total_seconds": time.monotonic() - wall_start, "peak_rss_bytes": peak_rss_bytes(),
     }
