@@ -147,8 +147,10 @@ def test_300_runs_in_flight_stay_under_the_rate_limit_and_the_queue_cap(app_db, 
     assert limits["peak_queued_requests"] <= QUEUE_CAP
     assert len(airflow.admission_waits) == RUNS - IN_FLIGHT
     # A worker slot holds its task's connections (land has two) and, for a moment, a budget
-    # slot's; the triggerer shares a few. Nothing may grow with the number of runs.
-    assert peak_connections <= 3 * WORKER_SLOTS + LEDGER_CONNECTIONS_PER_LOOP + 4
+    # slot's; the triggerer holds a few: about 60 at once. A backend lingers in
+    # pg_stat_activity for a moment after its client closes, longer on a busy machine (76 seen
+    # under a full make test). A connection kept per run (330) would pass the cluster's 200.
+    assert peak_connections <= 2 * (3 * WORKER_SLOTS + LEDGER_CONNECTIONS_PER_LOOP + 4)
     assert emulator.stats()["batches_created"] == RUNS  # one batch per run: nothing submitted twice
     app_db.commit()
     assert dict(app_db.execute("SELECT status, count(*) FROM nightshift.items GROUP BY status").fetchall()) == {
