@@ -372,6 +372,7 @@ async def _ledger(trigger: BaseTrigger, conn_id: str):
         yield conn
 
 
+#: Per event loop: a lock for opening, and the open slot-taking connection per ledger DSN.
 _budget_connections: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -387,15 +388,19 @@ async def _budget_ledger(trigger: BaseTrigger, conn_id: str):
     import psycopg
 
     dsn = await _ledger_dsn(trigger, conn_id)
-    shared = _budget_connections.setdefault(asyncio.get_running_loop(), {"lock": asyncio.Lock()})
-    async with shared["lock"]:
-        conn = shared.get(dsn)
+    loop = asyncio.get_running_loop()
+    shared = _budget_connections.get(loop)
+    if shared is None:
+        shared = _budget_connections[loop] = (asyncio.Lock(), {})
+    opening, connections = shared
+    async with opening:
+        conn = connections.get(dsn)
         if conn is None or conn.closed:
-            conn = shared[dsn] = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+            conn = connections[dsn] = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     try:
         yield conn
     except psycopg.OperationalError:
-        if shared.get(dsn) is conn:
-            del shared[dsn]
+        if connections.get(dsn) is conn:
+            del connections[dsn]
         await conn.close()
         raise

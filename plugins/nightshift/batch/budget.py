@@ -93,10 +93,7 @@ class _AsyncHook:
         try:
             async with self.connect() as conn:
                 cur = await conn.execute(TAKE, (self.budget.limit, self.budget.window_seconds))
-                wait = (await cur.fetchone())[0]
-                if not conn.autocommit:
-                    await conn.commit()
-                return wait
+                return (await cur.fetchone())[0]
         except Exception as exc:
             log.warning("batch API budget unavailable, calling without it: %r", exc)
             return 0.0
@@ -111,7 +108,7 @@ def limit_client(client: Any, budget: BatchApiBudget | None, dsn: str) -> Any:
 
 def limit_async_client(client: Any, budget: BatchApiBudget | None,
                        connect: Callable[[], AbstractAsyncContextManager]) -> Any:
-    """The same for an async client; ``connect`` opens an async ledger connection."""
+    """The same for an async client; ``connect`` yields an autocommit async ledger connection."""
     if budget is not None:
         _add_request_hook(client, _AsyncHook(budget, connect))
     return client

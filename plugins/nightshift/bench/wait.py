@@ -151,8 +151,10 @@ async def _main(args: dict[str, Any]) -> dict[str, Any]:
         "cpu_per_poll_ms": 1000 * steady_cpu / requests if requests else None,
         "cpu_per_cycle_seconds": steady_cpu / requests * len(batch_ids) if requests else None,
         "warmup_cpu_seconds": warmup_cpu,
-        "sdk_cpu_per_cycle_seconds": sum(sdk_cpu) / 2, "budget_slot_cpu_per_cycle_seconds": sum(slot_cpu) / 2, "bare_cpu_per_cycle_seconds": sum(bare_cpu) / 2,
-        "sdk_cpu_runs": sdk_cpu, "budget_slot_cpu_runs": slot_cpu, "bare_cpu_runs": bare_cpu, "ended": events.count("ended"), "events": len(events),
+        "sdk_cpu_per_cycle_seconds": sum(sdk_cpu) / 2, "budget_slot_cpu_per_cycle_seconds": sum(slot_cpu) / 2,
+        "bare_cpu_per_cycle_seconds": sum(bare_cpu) / 2,
+        "sdk_cpu_runs": sdk_cpu, "budget_slot_cpu_runs": slot_cpu, "bare_cpu_runs": bare_cpu,
+        "ended": events.count("ended"), "events": len(events),
         "last_ended_after_seconds": (max(ended) - advanced) if ended else None,
         "total_seconds": time.monotonic() - wall_start, "peak_rss_bytes": peak_rss_bytes(),
     }
