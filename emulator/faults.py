@@ -6,7 +6,8 @@ A fault is a JSON object with a ``kind``:
                 (``status``: 429, 500, 529, …; ``error_type`` and ``message`` optional;
                 ``retry_after`` seconds → ``retry-after`` and ``retry-after-ms`` headers,
                 1 s by default for 429; ``should_retry`` → ``x-should-retry``)
-``delay``       the endpoint answers ``seconds`` (real seconds) late; with ``after: true`` it
+``delay``       the endpoint answers ``seconds`` (real seconds) late, having read the request
+                first, so the late work happens even if the client gave up; with ``after: true`` it
                 does its work first and then holds the answer, as when a response is lost
                 after the server acted (a client that times out has still created the batch)
 ``cut``         the results stream stops after ``after_lines`` lines and the connection is

@@ -86,6 +86,28 @@ def test_delay_fault_makes_the_sdk_time_out(emulator: EmulatorServer, anthropic_
     assert time.monotonic() - started < 0.5  # the count was used up by the first call
 
 
+def _batches_listed(client, at_least: int, within: float = 10.0) -> int:
+    """How many batches the API lists, polled until ``at_least`` appear or ``within`` seconds pass."""
+    deadline = time.monotonic() + within
+    while (listed := len(client.messages.batches.list(limit=100).data)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return listed
+
+
+@pytest.mark.parametrize("prompt_chars", [10, 300_000], ids=["small-body", "body-over-uvicorns-buffer"])
+def test_a_create_delayed_past_the_clients_timeout_still_happens_late(
+    emulator: EmulatorServer, anthropic_client, prompt_chars: int
+) -> None:
+    """A delay before the work is a server that has the request and is slow to act on it: the
+    client gives up, yet the batch is created afterwards. Whether the client's hang-up is
+    noticed before the body is read must not decide that (uvicorn drops an unread body)."""
+    emulator.add_fault(kind="delay", endpoint="create", seconds=0.6, count=1)
+    impatient = anthropic_client.with_options(timeout=0.1, max_retries=0)
+    with pytest.raises(anthropic.APITimeoutError):
+        impatient.messages.batches.create(requests=[batch_request("late", "x" * prompt_chars)])
+    assert _batches_listed(anthropic_client, at_least=1) == 1
+
+
 def test_item_level_faults_by_custom_id_and_rate(emulator: EmulatorServer, anthropic_client) -> None:
     emulator.add_fault(kind="item_error", custom_id="overload-.*", error_type="overloaded_error")
     emulator.add_fault(kind="item_error", custom_id="broken-.*", error_type="api_error")
