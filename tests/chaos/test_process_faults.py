@@ -191,7 +191,7 @@ def test_land_killed_half_way(app_db, app_dsn, anthropic_conn):
 
 def test_postgres_restarted_during_a_landing_transaction(own_postgres, anthropic_conn):
     emulator, dsn = anthropic_conn, own_postgres.dsn("nightshift")
-    night, land = landing_half_way(dsn, emulator, stall_seconds=3)
+    night, land = landing_half_way(dsn, emulator, stall_seconds=8)  # time to take the lock below
     # Hold the destination table so the second slice's transaction blocks inside it ...
     blocker = psycopg.connect(dsn)
     blocker.execute("LOCK TABLE app.ticket_classifications IN EXCLUSIVE MODE")
