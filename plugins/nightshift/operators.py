@@ -167,13 +167,13 @@ class SubmitBatchesOperator(_RoundOperator):
                 from nightshift.batch.ledger import in_flight_batch_ids
 
                 self.log.info("%s", waiting)
-                self._defer_until_admitted(context, waiting, in_flight_batch_ids(conn, run))
+                self._defer_until_admitted(context, waiting, run, in_flight_batch_ids(conn, run))
         if not result.batch_ids:
             raise AirflowSkipException(f"round {self.round}: no request to submit")
         return result.as_dict()
 
 
-    def _defer_until_admitted(self, context, waiting, own_batch_ids: list[str]) -> None:
+    def _defer_until_admitted(self, context, waiting, run, own_batch_ids: list[str]) -> None:
         from nightshift.triggers import AdmissionTrigger
 
         self.defer(trigger=AdmissionTrigger(db_conn_id=self.db_conn_id or settings().db_conn_id,
@@ -181,11 +181,12 @@ class SubmitBatchesOperator(_RoundOperator):
                                             poll_interval=float(self.param(context, "poll_interval_seconds",
                                                                            self.workload.batch.poll_interval_seconds)),
                                             conn_id=self.anthropic_conn_id or settings().anthropic_conn_id,
-                                            own_batch_ids=own_batch_ids),
+                                            own_batch_ids=own_batch_ids, deadline=run.deadline_at.timestamp()),
                    method_name="resume_after_admission")
 
     def resume_after_admission(self, context, event=None) -> dict:
-        """Submitting is idempotent: carry on where the last attempt stopped."""
+        """Submitting is idempotent: carry on where the last attempt stopped (past the deadline,
+        that submits nothing more, and the wait cancels what is already in flight)."""
         return self.execute(context)
 
 

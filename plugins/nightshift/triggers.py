@@ -201,19 +201,23 @@ class AdmissionTrigger(BaseTrigger):
     will see them end (the run's wait task starts only after its submit), so this trigger polls
     them itself and records their end: a night larger than the cap then goes through in turns
     instead of waiting for itself forever.
+
+    It stops waiting at the run's ``deadline`` (wall-clock epoch seconds): in a long backfill
+    room may not come for hours, and a run past its deadline submits nothing more anyway.
     """
 
     def __init__(self, *, db_conn_id: str, needed: int, cap: int, poll_interval: float,
-                 conn_id: str | None = None, own_batch_ids: list[str] | None = None) -> None:
+                 conn_id: str | None = None, own_batch_ids: list[str] | None = None,
+                 deadline: float = math.inf) -> None:
         super().__init__()
         self.db_conn_id, self.needed, self.cap, self.poll_interval = db_conn_id, needed, cap, poll_interval
-        self.conn_id, self.own_batch_ids = conn_id, list(own_batch_ids or [])
+        self.conn_id, self.own_batch_ids, self.deadline = conn_id, list(own_batch_ids or []), deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("nightshift.triggers.AdmissionTrigger",
                 {"db_conn_id": self.db_conn_id, "needed": self.needed, "cap": self.cap,
                  "poll_interval": self.poll_interval, "conn_id": self.conn_id,
-                 "own_batch_ids": self.own_batch_ids})
+                 "own_batch_ids": self.own_batch_ids, "deadline": self.deadline})
 
     async def queued(self) -> int:
         """Requests queued across all runs, as the ledger knows them."""
@@ -224,6 +228,9 @@ class AdmissionTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:
+            if time.time() >= self.deadline:
+                yield TriggerEvent({"status": "deadline"})
+                return
             try:
                 queued = await self.queued()
                 if queued + self.needed <= self.cap:
@@ -235,7 +242,7 @@ class AdmissionTrigger(BaseTrigger):
                         continue
             except Exception as exc:
                 self.log.warning("could not read the ledger or the run's own batches (will retry): %r", exc)
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(min(self.poll_interval, max(0.0, self.deadline - time.time())))
 
     async def record_own_batches_ended(self) -> bool:
         """Poll the run's own batches as their wait would, record their states; True if one ended."""

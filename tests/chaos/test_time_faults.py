@@ -77,3 +77,30 @@ def test_a_run_past_its_deadline_cancels_its_batches_and_closes_every_request(ai
     assert batch.processing_status in ("canceling", "ended") and batch.cancel_initiated_at is not None
     assert outcomes(app_db, run.run_pk) == {"deadline_exceeded": 5}
     assert_nothing_lost_or_doubled(app_db, anthropic_conn, run.run_pk)
+
+
+@pytest.mark.airflow
+def test_a_run_waiting_for_room_past_its_deadline_submits_nothing_more(airflow_db, app_db, anthropic_conn, monkeypatch):
+    """In a long backfill room may come hours late: a run waiting for it stops at its deadline,
+    cancels what it has in flight, and closes every request, submitted or not."""
+    from tests.dags.test_batch_dags import batch_dag, ledger_run, task_states
+
+    monkeypatch.setenv("NIGHTSHIFT_MAX_QUEUED_REQUESTS", "12")
+    anthropic_conn.configure(rate=1)
+    anthropic_conn.set_speed(0)  # the run's first turn never ends: its second waits for room
+    seed(app_db, tickets=30)
+    dag_run = batch_dag(get_workload("ticket_classification")).test(
+        run_conf={"poll_interval_seconds": 0.2, "deadline_seconds": 4})
+
+    states = task_states(dag_run)
+    assert str(dag_run.state) == "failed"
+    assert states["submit"] == "success" and states["wait"] == "failed" and states["verdict"] == "failed"
+    run = ledger_run(app_db, dag_run)
+    (batch_id,) = [row[0] for row in app_db.execute(
+        "SELECT anthropic_batch_id FROM nightshift.batches WHERE run_pk = %s", (run.run_pk,))]
+    assert anthropic_conn.stats()["batches_created"] == 1  # the first turn; nothing after the deadline
+    assert sdk_client(anthropic_conn).messages.batches.retrieve(batch_id).cancel_initiated_at is not None
+    assert outcomes(app_db, run.run_pk) == {"deadline_exceeded": 30}
+    messages = dict(app_db.execute("SELECT error_message, count(*) FROM nightshift.items GROUP BY 1").fetchall())
+    assert messages["the run's deadline passed before this request was submitted"] == 30 - 12
+    assert_nothing_lost_or_doubled(app_db, anthropic_conn, run.run_pk)

@@ -76,6 +76,19 @@ def test_the_admission_trigger_fires_once_there_is_room(app_db, emulator):
     assert event.payload == {"status": "admitted", "queued": 0}
 
 
+def test_the_admission_trigger_stops_waiting_at_the_runs_deadline(app_db, emulator):
+    import time
+
+    seed(app_db, tickets=8)
+    submit_round(app_db, sdk_client(emulator), TICKETS, collected_run(app_db, "taken"), 0, CAPS)
+    trigger = AdmissionTrigger(db_conn_id="nightshift_db", needed=8, cap=10, poll_interval=3600,
+                               deadline=time.time() + 0.5)
+    assert AdmissionTrigger(**trigger.serialize()[1]).deadline == trigger.deadline  # survives a restart
+    # The queue stays full and the poll interval is an hour: only the deadline can end the wait.
+    event = asyncio.run(asyncio.wait_for(anext(trigger.run()), 30))
+    assert event.payload == {"status": "deadline"}
+
+
 @pytest.mark.parametrize(("waits", "expected"), [(1, 60.0), (30, 60.0), (300, 600.0), (600, 1200.0)])
 def test_the_poll_budget_stretches_the_interval_with_the_number_of_waits(waits, expected):
     assert budgeted_interval(60.0, waits, budget_rpm=30) == expected

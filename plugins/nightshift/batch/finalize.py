@@ -23,12 +23,13 @@ WITH closed AS MATERIALIZED (
        SET status = 'failed', updated_at = now(),
            error_type = CASE
                WHEN i.status = 'retry' THEN coalesce(i.error_type, 'error') || '_after_retries'
-               WHEN i.status = 'submitted' AND %(past_deadline)s THEN 'deadline_exceeded'
+               WHEN %(past_deadline)s THEN 'deadline_exceeded'
                WHEN i.status = 'submitted' THEN 'not_landed'
                ELSE 'not_submitted' END,
            error_message = CASE
                WHEN i.status = 'retry' THEN 'no retry round left: ' || coalesce(i.error_message, '')
                WHEN i.status = 'submitted' THEN 'its batch ended or was cancelled without being landed'
+               WHEN %(past_deadline)s THEN 'the run''s deadline passed before this request was submitted'
                ELSE 'the run ended before this request was submitted' END
      WHERE i.run_pk = %(run_pk)s AND i.status IN ('pending', 'submitted', 'retry')
  RETURNING i.request_id, i.error_type, i.error_message

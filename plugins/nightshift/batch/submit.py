@@ -87,16 +87,21 @@ class SubmitResult:
 def submit_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, run: Run,
                  round_: int, caps: Caps) -> SubmitResult:
     result = SubmitResult(round_)
+    past_deadline = run.past_deadline()
     if round_ > 0:
         _promote_retries(conn, run, round_)
-    else:
+    elif not past_deadline:
         from nightshift.batch.costing import plan_caching
         from nightshift.costs import price_table
 
         plan_caching(conn, client, workload, run, price_table())
     for intent in batches(conn, run, round_, statuses=("intent",)):
         _recover_intent(conn, client, workload, run, intent, result)
-    _submit_unassigned(conn, client, workload, run, round_, caps, result)
+    if past_deadline:  # e.g. it waited for room in the queue until then: what is in flight is all
+        log.warning("run %s is past its deadline (%s): the round's unsubmitted requests stay unsubmitted",
+                    run.run_pk, run.deadline_at.isoformat())
+    else:
+        _submit_unassigned(conn, client, workload, run, round_, caps, result)
     result.batch_ids = [b.anthropic_batch_id for b in batches(conn, run, round_) if b.anthropic_batch_id]
     log.info(
         "round %d of run %s: %d batches (%s), %d requests submitted now, %d invalid inputs failed",
