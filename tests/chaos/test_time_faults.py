@@ -58,21 +58,28 @@ def test_results_archived_before_landing_fail_with_a_clear_reason(app_db, app_ds
     assert_nothing_lost_or_doubled(app_db, emulator, run.run_pk)
 
 
-@pytest.mark.airflow
-def test_a_run_past_its_deadline_cancels_its_batches_and_closes_every_request(airflow_db, app_db, anthropic_conn):
+def night_past_its_deadline(app_db, tickets: int, deadline_seconds: float):
+    """A batch night run with ``dag.test()`` that fails at its deadline: its task states, its
+    ledger run, and its one batch as the API now has it."""
     from tests.dags.test_batch_dags import batch_dag, ledger_run, task_states
 
+    seed(app_db, tickets=tickets)
+    dag_run = batch_dag(get_workload("ticket_classification")).test(
+        run_conf={"poll_interval_seconds": 0.2, "deadline_seconds": deadline_seconds})
+    assert str(dag_run.state) == "failed"
+    run = ledger_run(app_db, dag_run)
+    (batch_id,) = [row[0] for row in app_db.execute(
+        "SELECT anthropic_batch_id FROM nightshift.batches WHERE run_pk = %s", (run.run_pk,))]
+    return task_states(dag_run), run, batch_id
+
+
+@pytest.mark.airflow
+def test_a_run_past_its_deadline_cancels_its_batches_and_closes_every_request(airflow_db, app_db, anthropic_conn):
     anthropic_conn.configure(rate=0.0001)
     anthropic_conn.set_speed(0)
-    seed(app_db, tickets=5)
-    dag_run = batch_dag(get_workload("ticket_classification")).test(
-        run_conf={"poll_interval_seconds": 0.2, "deadline_seconds": 2})
-    states = task_states(dag_run)
-    assert str(dag_run.state) == "failed"
+    states, run, batch_id = night_past_its_deadline(app_db, tickets=5, deadline_seconds=2)
+
     assert states["wait"] == "failed" and states["finalize"] == "skipped" and states["verdict"] == "failed"
-    run = ledger_run(app_db, dag_run)
-    batch_id = app_db.execute("SELECT anthropic_batch_id FROM nightshift.batches WHERE run_pk = %s",
-                              (run.run_pk,)).fetchone()[0]
     batch = sdk_client(anthropic_conn).messages.batches.retrieve(batch_id)
     assert batch.processing_status in ("canceling", "ended") and batch.cancel_initiated_at is not None
     assert outcomes(app_db, run.run_pk) == {"deadline_exceeded": 5}
@@ -83,21 +90,12 @@ def test_a_run_past_its_deadline_cancels_its_batches_and_closes_every_request(ai
 def test_a_run_waiting_for_room_past_its_deadline_submits_nothing_more(airflow_db, app_db, anthropic_conn, monkeypatch):
     """In a long backfill room may come hours late: a run waiting for it stops at its deadline,
     cancels what it has in flight, and closes every request, submitted or not."""
-    from tests.dags.test_batch_dags import batch_dag, ledger_run, task_states
-
     monkeypatch.setenv("NIGHTSHIFT_MAX_QUEUED_REQUESTS", "12")
     anthropic_conn.configure(rate=1)
     anthropic_conn.set_speed(0)  # the run's first turn never ends: its second waits for room
-    seed(app_db, tickets=30)
-    dag_run = batch_dag(get_workload("ticket_classification")).test(
-        run_conf={"poll_interval_seconds": 0.2, "deadline_seconds": 4})
+    states, run, batch_id = night_past_its_deadline(app_db, tickets=30, deadline_seconds=4)
 
-    states = task_states(dag_run)
-    assert str(dag_run.state) == "failed"
     assert states["submit"] == "success" and states["wait"] == "failed" and states["verdict"] == "failed"
-    run = ledger_run(app_db, dag_run)
-    (batch_id,) = [row[0] for row in app_db.execute(
-        "SELECT anthropic_batch_id FROM nightshift.batches WHERE run_pk = %s", (run.run_pk,))]
     assert anthropic_conn.stats()["batches_created"] == 1  # the first turn; nothing after the deadline
     assert sdk_client(anthropic_conn).messages.batches.retrieve(batch_id).cancel_initiated_at is not None
     assert outcomes(app_db, run.run_pk) == {"deadline_exceeded": 30}
