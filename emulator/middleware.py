@@ -13,6 +13,7 @@ import re
 
 import anyio
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -106,7 +107,7 @@ class ApiMiddleware:
                     return
             plan = await anyio.to_thread.run_sync(self.emulator.faults.endpoint_plan, endpoint)
             if plan.delay_seconds:
-                receive = await _received_in_full(receive)
+                receive = await _received_in_full(scope, receive)
                 await asyncio.sleep(plan.delay_seconds)
             hold_seconds = plan.hold_seconds
             if plan.error is not None:
@@ -130,22 +131,18 @@ class ApiMiddleware:
         await response(scope, receive, send)
 
 
-async def _received_in_full(receive: Receive) -> Receive:
+async def _received_in_full(scope: Scope, receive: Receive) -> Receive:
     """Read the whole request body now and replay it to the route later.
 
     A delayed server already holds the request it is slow to act on. uvicorn hands an unread
     body to nobody once the client hangs up, so without this a client that times out would
     decide whether the late work happens at all.
     """
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return receive  # hung up mid-body: there is no whole request to act on
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    replay: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+    try:
+        body = await Request(scope, receive).body()
+    except ClientDisconnect:
+        return receive  # hung up mid-body: there is no whole request to act on
+    replay: Message | None = {"type": "http.request", "body": body, "more_body": False}
 
     async def replaying() -> Message:
         nonlocal replay

@@ -31,11 +31,19 @@ from nightshift.batch.polling import (
 )
 
 
+def seconds_until(deadline: float) -> float:
+    """Seconds left before a wall-clock deadline (epoch seconds), never negative.
+
+    Wall-clock because a trigger may resume in another triggerer process, where a monotonic
+    clock would mean nothing.
+    """
+    return max(0.0, deadline - time.time())
+
+
 class BatchesEndedTrigger(BaseTrigger):
     """Poll every batch of a run until all have ended, the deadline passes, or polling keeps failing.
 
-    :param deadline: wall-clock epoch seconds; wall-clock because the trigger may resume in
-        another triggerer process, where a monotonic clock would mean nothing.
+    :param deadline: wall-clock epoch seconds (see :func:`seconds_until`).
     """
 
     def __init__(self, *, conn_id: str, batch_ids: list[str], deadline: float, poll_interval: float,
@@ -77,10 +85,10 @@ class BatchesEndedTrigger(BaseTrigger):
         failures = 0
         last_seen: dict[str, BatchSnapshot] = {}
         async with _shared_client(self) as client:
-            await asyncio.sleep(min(stagger(self.batch_ids, await self._interval()), self._until_deadline()))
+            await asyncio.sleep(min(stagger(self.batch_ids, await self._interval()), seconds_until(self.deadline)))
             while True:
                 try:
-                    snapshots = await self._poll(client)
+                    snapshots = await self.poll_once(client)
                 except Exception as exc:
                     failures += 1
                     if not is_transient(exc) or failures >= self.max_consecutive_failures:
@@ -94,22 +102,19 @@ class BatchesEndedTrigger(BaseTrigger):
                 failures = 0
                 self.log.info("%s", progress_line(snapshots))
                 changed = [s for s in snapshots if last_seen.get(s.id) != s]
-                if changed and await self._record(changed):
+                if changed and await self.record_states(changed):
                     last_seen.update((s.id, s) for s in changed)
                 batches = [s.as_dict() for s in snapshots]
                 if all_ended(snapshots):
                     yield TriggerEvent({"status": "ended", "batches": batches})
                     return
-                if self._until_deadline() <= 0:
+                if seconds_until(self.deadline) <= 0:
                     unfinished = [s.id for s in snapshots if not s.ended]
                     yield TriggerEvent({"status": "deadline", "batches": batches, "unfinished": unfinished})
                     return
-                await asyncio.sleep(min(await self._interval(), self._until_deadline()))
+                await asyncio.sleep(min(await self._interval(), seconds_until(self.deadline)))
 
-    def _until_deadline(self) -> float:
-        return max(0.0, self.deadline - time.time())
-
-    async def _poll(self, client) -> list[BatchSnapshot]:
+    async def poll_once(self, client) -> list[BatchSnapshot]:
         """One call per poll: retrieve a single batch; list a run's several batches at once
         (newest first) and retrieve any the page missed.
 
@@ -163,7 +168,7 @@ class BatchesEndedTrigger(BaseTrigger):
             self.log.warning("could not read the ledger for the poll budget: %r", exc)
             return None
 
-    async def _record(self, snapshots: list[BatchSnapshot]) -> bool:
+    async def record_states(self, snapshots: list[BatchSnapshot]) -> bool:
         """Copy observed batch states into the ledger; a DB hiccup never ends the wait."""
         if not self.db_conn_id:
             return False
@@ -228,7 +233,7 @@ class AdmissionTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:
-            if time.time() >= self.deadline:
+            if seconds_until(self.deadline) <= 0:
                 yield TriggerEvent({"status": "deadline"})
                 return
             try:
@@ -242,7 +247,7 @@ class AdmissionTrigger(BaseTrigger):
                         continue
             except Exception as exc:
                 self.log.warning("could not read the ledger or the run's own batches (will retry): %r", exc)
-            await asyncio.sleep(min(self.poll_interval, max(0.0, self.deadline - time.time())))
+            await asyncio.sleep(min(self.poll_interval, seconds_until(self.deadline)))
 
     async def record_own_batches_ended(self) -> bool:
         """Poll the run's own batches as their wait would, record their states; True if one ended."""
@@ -250,9 +255,9 @@ class AdmissionTrigger(BaseTrigger):
                                       poll_interval=self.poll_interval, max_poll_interval=self.poll_interval,
                                       max_consecutive_failures=1, db_conn_id=self.db_conn_id)
         async with _shared_client(watcher) as client:
-            snapshots = await watcher._poll(client)
+            snapshots = await watcher.poll_once(client)
         ended = {s.id for s in snapshots if s.ended}
-        if not ended or not await watcher._record(snapshots):
+        if not ended or not await watcher.record_states(snapshots):
             return False
         self.own_batch_ids = [b for b in self.own_batch_ids if b not in ended]
         return True
