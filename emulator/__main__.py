@@ -21,6 +21,7 @@ from emulator.config import (
     parse_rate,
 )
 from emulator.faults import FaultSpecError, parse_fault_argument
+from emulator.limits import tier_preset
 from emulator.runtime import Emulator, StartupOptions
 
 DEFAULT_PORT = 8099
@@ -71,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"real seconds the batch rate limit is measured over (default: {DEFAULT_RATE_WINDOW_SECONDS:g})",
     )
     add(
+        "--rate-enforcement-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="the token bucket holds S seconds' worth of the rate limit (default: the whole window)",
+    )
+    add("--tier", default=None, metavar="NAME",
+        help="usage-tier preset for --batch-rpm-limit and --max-queued-requests: tier-1 … tier-4")
+    add(
         "--fault",
         action="append",
         default=[],
@@ -103,14 +113,17 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        preset = tier_preset(args.tier) if args.tier else {}
         options = StartupOptions(
             config=EmulatorConfig(
+                rate_enforcement_seconds=args.rate_enforcement_seconds,
                 rate=parse_rate(args.rate),
                 malformed_rate=args.malformed_rate,
                 cancel_delay_seconds=args.cancel_delay,
                 max_body_bytes=args.max_body_bytes,
-                batch_rpm_limit=parse_limit(args.batch_rpm_limit, "--batch-rpm-limit"),
-                max_queued_requests=parse_limit(args.max_queued_requests, "--max-queued-requests"),
+                batch_rpm_limit=preset.get("batch_rpm_limit") or parse_limit(args.batch_rpm_limit, "--batch-rpm-limit"),
+                max_queued_requests=preset.get("max_queued_requests")
+                or parse_limit(args.max_queued_requests, "--max-queued-requests"),
                 rate_window_seconds=args.rate_window_seconds,
                 api_key=args.api_key,
             ),

@@ -23,6 +23,7 @@ from emulator.body_stream import body_too_large
 from emulator.controls import control_router
 from emulator.errors import ApiError, invalid_request, not_found
 from emulator.messages_api import count_tokens, create_message
+from emulator.models_api import list_models, retrieve_model
 from emulator.middleware import ApiMiddleware, error_response
 from emulator.replies import json_text
 from emulator.runtime import Emulator
@@ -37,7 +38,7 @@ def create_app(emulator: Emulator) -> FastAPI:
     app.state.emulator = emulator
     service = BatchService(emulator)
     _install_error_handlers(app)
-    app.include_router(control_router(emulator))
+    app.include_router(control_router(emulator, service))
     app.add_middleware(ApiMiddleware, emulator=emulator)
 
     @app.post("/v1/messages/batches")
@@ -60,7 +61,8 @@ def create_app(emulator: Emulator) -> FastAPI:
             return anyio.from_thread.run(next_chunk)
 
         create = partial(
-            service.create, pull, anthropic_version=_api_version(request), base_url=str(request.base_url)
+            service.create, pull, anthropic_version=_api_version(request), base_url=str(request.base_url),
+            betas=request.headers.get("anthropic-beta", ""),
         )
         return JSONResponse(await anyio.to_thread.run_sync(create))
 
@@ -89,6 +91,16 @@ def create_app(emulator: Emulator) -> FastAPI:
                                      stall_seconds=getattr(request.state, "stall_seconds", 0.0))
         return StreamingResponse(lines, media_type="application/binary")
 
+    @app.get("/v1/models")
+    def models_list(request: Request, limit: int = 20, after_id: str | None = None,
+                    before_id: str | None = None) -> dict[str, Any]:
+        lifecycle = request.query_params.getlist("lifecycle") or request.query_params.getlist("lifecycle[]")
+        return list_models(limit=limit, after_id=after_id, before_id=before_id, lifecycle=lifecycle or None)
+
+    @app.get("/v1/models/{model_id}")
+    def models_retrieve(model_id: str) -> dict[str, Any]:
+        return retrieve_model(model_id)
+
     @app.post("/v1/messages")
     async def messages(request: Request) -> Response:
         params = await _json_body(request)
@@ -102,7 +114,8 @@ def create_app(emulator: Emulator) -> FastAPI:
     @app.post("/v1/messages/count_tokens")
     async def messages_count_tokens(request: Request) -> dict[str, int]:
         params = await _json_body(request)
-        return await anyio.to_thread.run_sync(count_tokens, params)
+        count = partial(count_tokens, params, anthropic_version=_api_version(request))
+        return await anyio.to_thread.run_sync(count)
 
     return app
 

@@ -45,12 +45,13 @@ class BatchService:
 
     # --- create -----------------------------------------------------------------------
 
-    def create(self, pull: Callable[[], bytes], *, anthropic_version: str, base_url: str) -> dict[str, Any]:
+    def create(self, pull: Callable[[], bytes], *, anthropic_version: str, base_url: str,
+               betas: str = "") -> dict[str, Any]:
         """Read the body chunk by chunk, validate each request and insert it, all in one transaction."""
         emulator = self.emulator
         reader = CappedReader(pull, emulator.config.max_body_bytes)
         seq = self.store.next_sequence("batch")
-        batch_id = base62_id("msgbatch_", "batch", seq)
+        batch_id = base62_id("msgbatch_", self.store.id_seed(), "batch", seq)
         seen: dict[str, int] = {}
         pending: list[tuple[int, str, str]] = []
         with self.store.transaction():
@@ -90,6 +91,7 @@ class BatchService:
                 materialized=0,
                 succeeded=0,
                 errored=0,
+                betas=betas,
             )
             self.store.insert_batch(row)
             self.store.record_created_batch(batch_id, seq, count)
@@ -100,6 +102,34 @@ class BatchService:
             status="in_progress", processed=0, ended_at=None, unprocessed_outcome="expired", archived=False
         )
         return self._batch_dict(row, just_created, base_url)
+
+    def plant(self, *, request_count: int, created_at_offset_seconds: float = 0.0, owner: str = "another-team",
+              custom_id_prefix: str = "other", processing_seconds: float = 3600.0,
+              model: str = "claude-haiku-4-5") -> dict[str, Any]:
+        """A batch made by another client of the same workspace: batches are scoped to the
+        workspace, so ``list`` shows everyone's. Its requests have their own custom_ids; it is not
+        counted among the batches this client created (stats ``batches_created``)."""
+        if not 1 <= request_count <= MAX_BATCH_REQUESTS:
+            raise invalid_request(f"request_count must be between 1 and {MAX_BATCH_REQUESTS}")
+        if processing_seconds < 0:
+            raise invalid_request("processing_seconds must be >= 0")
+        seq = self.store.next_sequence("batch")
+        batch_id = base62_id("msgbatch_", self.store.id_seed(), "batch", seq)
+        with self.store.transaction():
+            created_at = self.emulator.now() + float(created_at_offset_seconds)
+            items = [(index, f"{custom_id_prefix}-{index}", _compact_json(
+                {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": f"Request {index}."}]}))
+                for index in range(request_count)]
+            for start in range(0, len(items), INSERT_CHUNK):
+                self.store.insert_items(batch_id, items[start:start + INSERT_CHUNK])
+            rate = request_count / processing_seconds if processing_seconds > 0 else 0.0
+            self.store.insert_batch(BatchRow(
+                id=batch_id, seq=seq, created_at=created_at, request_count=request_count, rate=rate,
+                malformed_rate=0.0, anthropic_version="2023-06-01", cancel_initiated_at=None, cancel_delay=None,
+                materialized=0, succeeded=0, errored=0, owner=owner))
+        with self.store.lock:
+            batch, state = self._current(batch_id)
+            return self._batch_dict(batch, state, base_url="http://emulator")
 
     # --- reads ------------------------------------------------------------------------
 
@@ -116,19 +146,19 @@ class BatchService:
         if after_id and before_id:
             raise invalid_request("Only one of after_id and before_id may be given")
         with self.store.lock:
-            after_seq = self._cursor_seq(after_id, "after_id")
-            before_seq = self._cursor_seq(before_id, "before_id")
-            rows = self.store.list_batches(limit=limit, after_seq=after_seq, before_seq=before_seq)
+            after = self._cursor(after_id, "after_id")
+            before = self._cursor(before_id, "before_id")
+            rows = self.store.list_batches(limit=limit, after=after, before=before)
             data = []
             for row in rows:
                 batch, state = self._current(row.id)
                 data.append(self._batch_dict(batch, state, base_url))
             if not rows:
                 has_more = False
-            elif before_seq is not None:
-                has_more = self.store.has_batch_beyond(rows[0].seq, newer=True)
+            elif before is not None:
+                has_more = self.store.has_batch_beyond(rows[0], newer=True)
             else:
-                has_more = self.store.has_batch_beyond(rows[-1].seq, newer=False)
+                has_more = self.store.has_batch_beyond(rows[-1], newer=False)
         return {
             "data": data,
             "has_more": has_more,
@@ -136,13 +166,13 @@ class BatchService:
             "last_id": data[-1]["id"] if data else None,
         }
 
-    def _cursor_seq(self, batch_id: str | None, name: str) -> int | None:
+    def _cursor(self, batch_id: str | None, name: str) -> BatchRow | None:
         if not batch_id:
             return None
         batch = self.store.get_batch(batch_id)
         if batch is None:
             raise not_found(f"{name}: No message batch with id {batch_id!r}")
-        return batch.seq
+        return batch
 
     # --- changes ----------------------------------------------------------------------
 
@@ -242,6 +272,7 @@ class BatchService:
                         anthropic_version=batch.anthropic_version,
                         service_tier="batch",
                         malformed_rate=batch.malformed_rate,
+                        betas=batch.beta_set,
                     )
                     if outcome.error is None:
                         result = {"type": "succeeded", "message": outcome.message}

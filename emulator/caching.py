@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.hashing import canonical_json
+from emulator.models import Tokenizer
 from emulator.store import Store
 from emulator.tokens import request_segments
 
@@ -39,8 +40,8 @@ class CacheUsage:
     ephemeral_1h_input_tokens: int
 
 
-def breakpoints(params: dict[str, Any]) -> list[Breakpoint]:
-    segments = list(request_segments(params))
+def breakpoints(params: dict[str, Any], tokenizer: Tokenizer | None = None) -> list[Breakpoint]:
+    segments = list(request_segments(params, tokenizer))
     markers: list[dict[str, Any] | None] = [segment.cache_control for segment in segments]
     automatic = params.get("cache_control")
     if isinstance(automatic, dict):
@@ -86,12 +87,13 @@ def apply_prompt_cache(
     at: float,
     min_cacheable_tokens: int,
     total_tokens: int,
+    tokenizer: Tokenizer | None = None,
 ) -> CacheUsage:
     """Look the request's prefixes up at virtual time ``at`` and record what it writes."""
     total = total_tokens
     if not cache_markers(params):
         return CacheUsage(total, 0, 0, 0, 0)
-    eligible = [bp for bp in breakpoints(params) if bp.prefix_tokens >= min_cacheable_tokens]
+    eligible = [bp for bp in breakpoints(params, tokenizer) if bp.prefix_tokens >= min_cacheable_tokens]
     read_tokens = 0
     hit = -1
     for index in range(len(eligible) - 1, -1, -1):

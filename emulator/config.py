@@ -71,6 +71,8 @@ class EmulatorConfig:
     #: Requests allowed in batches that have not ended; None = unlimited.
     max_queued_requests: int | None = None
     rate_window_seconds: float = DEFAULT_RATE_WINDOW_SECONDS
+    #: The bucket holds this many seconds' worth of the limit; None = the whole window.
+    rate_enforcement_seconds: float | None = None
     #: The one API key accepted (401 ``authentication_error`` for any other); None accepts any key.
     api_key: str | None = None
 
@@ -119,6 +121,11 @@ class EmulatorConfig:
                 if value is not None and (not isinstance(value, str) or not value.strip()):
                     raise ValueError("api_key must be a non-empty string, or null to accept any key")
                 self.api_key = value
+            elif key == "rate_enforcement_seconds":
+                seconds = None if value is None else float(value)
+                if seconds is not None and not seconds > 0:
+                    raise ValueError("rate_enforcement_seconds must be a positive number of seconds, or null")
+                self.rate_enforcement_seconds = seconds
             elif key == "rate_window_seconds":
                 window = float(value)
                 if not window > 0 or math.isinf(window):

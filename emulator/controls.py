@@ -12,6 +12,7 @@ import anyio
 from fastapi import APIRouter, Request
 
 from emulator.version import __version__
+from emulator.batches import BatchService
 from emulator.errors import invalid_request, not_found
 from emulator.faults import FaultSpecError
 from emulator.replies import params_hash
@@ -31,7 +32,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return data  # type: ignore[return-value]
 
 
-def control_router(emulator: Emulator) -> APIRouter:
+def control_router(emulator: Emulator, service: BatchService) -> APIRouter:
     router = APIRouter(prefix="/_emulator")
 
     @router.get("/health")
@@ -107,6 +108,24 @@ def control_router(emulator: Emulator) -> APIRouter:
     def reset() -> dict[str, Any]:
         emulator.reset()
         return {"status": "reset", "clock": emulator.clock.describe(), "config": emulator.config.public_dict()}
+
+    @router.post("/foreign_batches")
+    async def plant_foreign_batches(request: Request) -> dict[str, Any]:
+        """Batches another client of the workspace made: ``count`` (default 1) of them, each with
+        ``request_count`` requests, created ``created_at_offset_seconds`` from virtual now, ending
+        ``processing_seconds`` after creation (0 = at once), custom_ids ``<custom_id_prefix>-<i>``."""
+        body = await _json_object(request)
+        known = {"count", "request_count", "created_at_offset_seconds", "owner", "custom_id_prefix",
+                 "processing_seconds", "model"}
+        if unknown := set(body) - known:
+            raise invalid_request(f"unknown foreign batch fields: {', '.join(sorted(unknown))}")
+        options = {key: body[key] for key in known - {"count"} if key in body}
+        if "request_count" not in options:
+            raise invalid_request("request_count: Field required")
+        planted = []
+        for _ in range(int(body.get("count", 1))):
+            planted.append(await anyio.to_thread.run_sync(lambda: service.plant(**options)))
+        return {"batches": planted}
 
     @router.post("/params_hash")
     async def hash_params(request: Request) -> dict[str, str]:

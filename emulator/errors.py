@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-#: HTTP status for each error ``type`` the real API documents.
+#: HTTP status for each error ``type`` the real API documents (api/errors, read 2026-12-01).
 STATUS_BY_ERROR_TYPE: dict[str, int] = {
     "invalid_request_error": 400,
+    "conflict_error": 409,
     "authentication_error": 401,
     "billing_error": 402,
     "permission_error": 403,
@@ -40,19 +41,24 @@ class ApiError(Exception):
         *,
         status: int | None = None,
         headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
         self.status = status or STATUS_BY_ERROR_TYPE.get(error_type, 400)
         self.headers = headers or {}
+        self.details = details
 
-    def error_object(self) -> dict[str, str]:
-        return {"type": self.error_type, "message": self.message}
+    def error_object(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"type": self.error_type, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return error
 
 
-def error_body(error_type: str, message: str, request_id: str | None) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+def error_body(error: ApiError, request_id: str | None) -> dict[str, Any]:
+    return {"type": "error", "error": error.error_object(), "request_id": request_id}
 
 
 def invalid_request(message: str) -> ApiError:

@@ -2,6 +2,8 @@
 
 A fault is a JSON object with a ``kind``:
 
+``spend_limit`` the endpoint answers the tier spend-cap 429: ``rate_limit_error`` with
+                ``details.error_code`` ``enforced_spend_limit_reached`` and no ``retry-after``
 ``status``      the endpoint answers with an error status instead of working
                 (``status``: 429, 500, 529, …; ``error_type`` and ``message`` optional;
                 ``retry_after`` seconds → ``retry-after`` and ``retry-after-ms`` headers,
@@ -39,8 +41,15 @@ from emulator.errors import DEFAULT_MESSAGES, ERROR_TYPE_BY_STATUS, ApiError
 from emulator.hashing import unit_interval
 from emulator.store import FaultRow, Store
 
-ENDPOINTS = ("create", "retrieve", "list", "cancel", "delete", "results", "messages", "count_tokens")
-ENDPOINT_KINDS = ("status", "delay", "cut")
+ENDPOINTS = ("create", "retrieve", "list", "cancel", "delete", "results", "messages", "count_tokens", "models")
+ENDPOINT_KINDS = ("status", "delay", "cut", "spend_limit")
+#: rate-limits page: the 429 of an organization over its tier's monthly spend cap — the same error
+#: type as a rate limit, but with its own ``error_code`` and no ``retry-after``: retrying cannot help.
+SPEND_LIMIT_MESSAGE = (
+    "You have reached your API usage limits: your organization has crossed its monthly API usage "
+    "threshold, set based on your organization's API tier. You will regain access on {regain} at 00:00 UTC."
+)
+SPEND_LIMIT_ERROR_CODE = "enforced_spend_limit_reached"
 ITEM_KINDS = ("item_error", "perturb")
 KINDS = ENDPOINT_KINDS + ITEM_KINDS
 #: What a ``perturb`` fault does to a structured reply (``mode``, default ``valid``):
@@ -91,6 +100,8 @@ def normalize_fault(raw: dict[str, Any]) -> dict[str, Any]:
         spec.setdefault("error_type", ERROR_TYPE_BY_STATUS.get(status, "api_error"))
         if status == 429:
             spec.setdefault("retry_after", 1.0)
+    elif kind == "spend_limit":
+        spec.setdefault("regain_on", "the first day of next month")
     elif kind == "delay":
         spec["seconds"] = float(spec.get("seconds", 1.0))
         spec["after"] = bool(spec.get("after", False))
@@ -190,7 +201,8 @@ class FaultBook:
         with self.store.transaction():  # counters are read and bumped atomically
             for row in self._endpoint_faults(endpoint):
                 kind = row.spec["kind"]
-                if (kind == "cut" and plan.cut_after_lines is not None) or (kind == "status" and plan.error):
+                if (kind == "cut" and plan.cut_after_lines is not None) or (
+                        kind in ("status", "spend_limit") and plan.error):
                     continue
                 if not self._fires_by_counter(row):
                     continue
@@ -200,6 +212,8 @@ class FaultBook:
                     plan.delay_seconds += row.spec["seconds"]
                 elif kind == "status":
                     plan.error = _status_error(row.spec)
+                elif kind == "spend_limit":
+                    plan.error = spend_limit_error(row.spec["regain_on"])
                 else:
                     plan.cut_after_lines = row.spec["after_lines"]
                     plan.stall_seconds = row.spec.get("stall_seconds", 0.0)
@@ -289,3 +303,8 @@ def _status_error(spec: dict[str, Any]) -> ApiError:
         headers["x-should-retry"] = "true" if spec["should_retry"] else "false"
     message = spec.get("message") or DEFAULT_MESSAGES.get(error_type, "Emulated fault.")
     return ApiError(error_type, message, status=spec["status"], headers=headers)
+
+
+def spend_limit_error(regain_on: str) -> ApiError:
+    return ApiError("rate_limit_error", SPEND_LIMIT_MESSAGE.format(regain=regain_on), status=429,
+                    details={"error_code": SPEND_LIMIT_ERROR_CODE})

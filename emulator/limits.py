@@ -1,32 +1,38 @@
 """The two Message Batches limits that matter for a backfill: request rate and queue depth.
 
 * **Request rate** — every authenticated call of a batch endpoint (create, retrieve, list,
-  cancel, delete, results) is counted over a sliding window of *real* time
-  (``rate_window_seconds``, 60 by default). Rate limits are wall-clock on the real API, so
-  the window ignores the virtual clock even when it is sped up or frozen. When
-  ``batch_rpm_limit`` is set, a call that finds that many *admitted* calls already in the
-  window is answered ``429 rate_limit_error`` without reaching its route; a rejected call is
-  counted in the traffic figures but takes no slot, so waiting ``retry-after`` is enough.
+  cancel, delete, results) takes a token from a bucket, as the rate-limits page describes
+  ("token bucket"; capacity "continuously replenished up to your maximum limit"). The bucket
+  refills at ``batch_rpm_limit`` per ``rate_window_seconds`` of *real* time and holds at most the
+  tokens of ``rate_enforcement_seconds`` (the whole window by default; shorter is how "60 RPM
+  might be enforced as 1 request per second"). A call that finds no token is answered
+  ``429 rate_limit_error`` with the wait until the next token, without reaching its route.
+  Rate limits are wall-clock on the real API, so the bucket ignores the virtual clock.
+  Every call, admitted or not, is also counted over a sliding window for the traffic figures.
 * **Queue depth** — the requests of every batch that has not ended (what the API reports
   under ``request_counts.processing``). Computed from the store by
   :meth:`emulator.runtime.Emulator.queued_requests`; this module only keeps the peak and
   counts the rejections :mod:`emulator.batches` issues when ``max_queued_requests`` is set.
 
 Everything here is in memory, behind its own small lock (never the store's): a restart
-starts the window, the peaks and ``rate_limited`` from zero, as ``POST /_emulator/reset``
-does.
+starts the bucket full and the peaks and ``rate_limited`` from zero, as ``POST /_emulator/reset``
+does. Tier presets (``--tier``) come from ``data/rate_limits.json``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from emulator.errors import ApiError
+
+RATE_LIMITS_FILE = Path(__file__).resolve().parent / "data" / "rate_limits.json"
 
 #: The endpoints the real API's Message Batches rate limit covers.
 BATCH_ENDPOINTS = frozenset({"create", "retrieve", "list", "cancel", "delete", "results"})
@@ -68,34 +74,41 @@ class BatchLimits:
     def reset(self) -> None:
         with self._lock:
             self._arrivals: deque[float] = deque()  # every counted call in the window
-            self._admitted: deque[float] = deque()  # the calls the limiter let through
+            self._bucket: tuple[float, float] | None = None  # (capacity, refill per second)
+            self._tokens = 0.0
+            self._refilled_at = 0.0
             self._peak_window = 0
             self._peak_queued = 0
             self._rate_limited = 0
 
     # --- request rate -----------------------------------------------------------------
 
-    def admit(self, limit: int | None, window: float) -> ApiError | None:
+    def admit(self, limit: int | None, window: float, enforcement: float | None = None) -> ApiError | None:
         """Count one batch-endpoint call now; the 429 to answer with, or None to let it through."""
         with self._lock:
             now = self._real_time()
             self._evict(now, window)
             self._arrivals.append(now)
             self._peak_window = max(self._peak_window, len(self._arrivals))
-            if limit and len(self._admitted) >= limit:
+            if not limit:
+                return None
+            per_second = limit / window
+            capacity = max(1.0, limit * min(enforcement or window, window) / window)
+            if self._bucket != (capacity, per_second):  # a new limit starts with a full bucket
+                self._bucket, self._tokens, self._refilled_at = (capacity, per_second), capacity, now
+            self._tokens = min(capacity, self._tokens + (now - self._refilled_at) * per_second)
+            self._refilled_at = now
+            if self._tokens < 1.0:
                 self._rate_limited += 1
-                # The window admits one more once all but limit - 1 admitted calls have left it.
-                oldest_to_leave = self._admitted[len(self._admitted) - limit]
-                return rate_limit_error(limit, window, oldest_to_leave + window - now)
-            self._admitted.append(now)
+                return rate_limit_error(limit, window, (1.0 - self._tokens) / per_second)
+            self._tokens -= 1.0
             return None
 
     def _evict(self, now: float, window: float) -> None:
         """A call at ``t`` is in the window until ``t + window`` (half-open ``(now - window, now]``)."""
         horizon = now - window
-        for calls in (self._arrivals, self._admitted):
-            while calls and calls[0] <= horizon:
-                calls.popleft()
+        while self._arrivals and self._arrivals[0] <= horizon:
+            self._arrivals.popleft()
 
     # --- queue depth ------------------------------------------------------------------
 
@@ -118,3 +131,11 @@ class BatchLimits:
                 "rate_limited": self._rate_limited,
                 "peak_queued_requests": self._peak_queued,
             }
+
+
+def tier_preset(name: str) -> dict[str, int]:
+    """``batch_rpm_limit`` and ``max_queued_requests`` of a usage tier (``tier-1`` … ``tier-4``)."""
+    tiers = json.loads(RATE_LIMITS_FILE.read_text(encoding="utf-8"))["tiers"]
+    if name not in tiers:
+        raise ValueError(f"unknown tier {name!r}; known: {', '.join(sorted(tiers))}")
+    return {key: value for key, value in tiers[name].items() if key != "source"}

@@ -28,7 +28,7 @@ def create_message(emulator: Emulator, params: Any, *, anthropic_version: str) -
             params,
             at=emulator.now(),
             custom_id=None,
-            message_id=base62_id("msg_", "message", sequence),
+            message_id=base62_id("msg_", store.id_seed(), "message", sequence),
             anthropic_version=anthropic_version,
             service_tier="standard",
             malformed_rate=emulator.config.malformed_rate,
@@ -40,6 +40,6 @@ def create_message(emulator: Emulator, params: Any, *, anthropic_version: str) -
     return outcome.message
 
 
-def count_tokens(params: Any) -> dict[str, int]:
-    validate_count_tokens_params(params)
-    return {"input_tokens": input_tokens(params)}
+def count_tokens(params: Any, *, anthropic_version: str) -> dict[str, int]:
+    model = validate_count_tokens_params(params, anthropic_version=anthropic_version)
+    return {"input_tokens": input_tokens(params, model.tokenizer)}

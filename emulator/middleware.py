@@ -32,6 +32,8 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("DELETE", r"/v1/messages/batches/[^/]+/?", "delete"),
         ("POST", r"/v1/messages/count_tokens/?", "count_tokens"),
         ("POST", r"/v1/messages/?", "messages"),
+        ("GET", r"/v1/models/?", "models"),
+        ("GET", r"/v1/models/[^/]+/?", "models"),
     )
 )
 CONTROL_PREFIX = "/_emulator"
@@ -101,7 +103,8 @@ class ApiMiddleware:
                 return
             if endpoint in BATCH_ENDPOINTS:  # in memory and cheap: no thread hop
                 config = self.emulator.config
-                limited = self.emulator.limits.admit(config.batch_rpm_limit, config.rate_window_seconds)
+                limited = self.emulator.limits.admit(config.batch_rpm_limit, config.rate_window_seconds,
+                                                     config.rate_enforcement_seconds)
                 if limited is not None:  # rejected before faults and the route: nothing is processed
                     await self._send_error(limited, request_id, scope, receive, send_with_headers)
                     return
@@ -155,5 +158,5 @@ async def _received_in_full(scope: Scope, receive: Receive) -> Receive:
 
 
 def error_response(error: ApiError, request_id: str | None) -> JSONResponse:
-    body = error_body(error.error_type, error.message, request_id)
+    body = error_body(error, request_id)
     return JSONResponse(body, status_code=error.status, headers=error.headers)

@@ -35,11 +35,13 @@ def process_request(
     anthropic_version: str,
     service_tier: str,
     malformed_rate: float,
+    betas: frozenset[str] = frozenset(),
 ) -> Outcome:
     """Validate, apply item faults, generate the reply and account for the prompt cache at ``at``."""
     in_batch = custom_id is not None
     try:
-        valid = validate_message_params(params, anthropic_version=anthropic_version, in_batch=in_batch)
+        valid = validate_message_params(params, anthropic_version=anthropic_version, in_batch=in_batch,
+                                        betas=betas)
     except ApiError as exc:
         return Outcome(None, exc)
     if planner.rows:
@@ -49,7 +51,8 @@ def process_request(
         perturb = plan.perturb
     else:
         perturb = None
-    reply = generate_reply(params, malformed_rate=malformed_rate, perturb=perturb)
+    reply = generate_reply(params, malformed_rate=malformed_rate, perturb=perturb, thinking=valid.thinking,
+                           tokenizer=valid.model.tokenizer)
     usage = apply_prompt_cache(
         store,
         model=valid.model.id,
@@ -57,6 +60,7 @@ def process_request(
         at=at,
         min_cacheable_tokens=valid.model.min_cacheable_tokens,
         total_tokens=valid.input_tokens,
+        tokenizer=valid.model.tokenizer,
     )
     return Outcome(message_dict(message_id, params["model"], reply, usage, service_tier), None)
 
@@ -72,11 +76,13 @@ def message_dict(
         "content": reply.content,
         "stop_reason": reply.stop_reason,
         "stop_sequence": reply.stop_sequence,
-        "usage": usage_dict(usage, reply.output_tokens, service_tier),
+        "usage": usage_dict(usage, reply.output_tokens, service_tier, reply.thinking_tokens),
     }
 
 
-def usage_dict(usage: CacheUsage, output_tokens: int, service_tier: str) -> dict[str, Any]:
+def usage_dict(usage: CacheUsage, output_tokens: int, service_tier: str,
+               thinking_tokens: int | None = None) -> dict[str, Any]:
+    details = {} if thinking_tokens is None else {"output_tokens_details": {"thinking_tokens": thinking_tokens}}
     return {
         "input_tokens": usage.input_tokens,
         "output_tokens": output_tokens,
@@ -87,4 +93,5 @@ def usage_dict(usage: CacheUsage, output_tokens: int, service_tier: str) -> dict
             "ephemeral_1h_input_tokens": usage.ephemeral_1h_input_tokens,
         },
         "service_tier": service_tier,
+        **details,
     }

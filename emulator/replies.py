@@ -11,7 +11,15 @@ the reply short; like ``stream`` and ``metadata`` they do not change what would 
 * ``output_config.format`` (``json_schema``) → one text block holding JSON valid against it;
 * anything else → a few sentences of plain text that quote the user's request.
 
-``max_tokens`` and ``stop_sequences`` are honoured. A ``malformed_rate`` fraction of the
+``max_tokens`` and ``stop_sequences`` are honoured. A model that thinks (its default, or the
+request's ``thinking``; see ``rules.py``) puts one ``thinking`` block first: empty text at the
+default ``display: "omitted"``, a short summary at ``"summarized"``, and a signature either way.
+How long it thinks is an estimate, not a page fact: ``THINKING_TOKENS_BY_EFFORT`` for the
+effort in force, times a stable factor in [0.5, 1.5) from the prompt, capped by a manual
+``budget_tokens``. Those tokens are output tokens (``usage.output_tokens``, and
+``usage.output_tokens_details.thinking_tokens``) and share ``max_tokens`` with the answer:
+a reply whose thinking leaves too little room stops at ``max_tokens``, the answer cut short or
+absent. A ``malformed_rate`` fraction of the
 structured replies (chosen by a stable hash of the params) is deliberately broken, rotating
 among: prose that is not JSON, JSON that violates the schema, and a ``max_tokens`` stop with
 truncated output. A perturbed reply (fault ``perturb``) is different but always valid, unless
@@ -28,8 +36,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.hashing import base62_id, canonical_json, digest, hex_digest, pick_index, unit_interval
+from emulator.models import Tokenizer
+from emulator.rules import ThinkingPlan
 from emulator.schema_instances import build_instance, split_sentences, violate
 from emulator.tokens import content_text, output_tokens
+
+#: The emulator's estimate of thinking tokens at each effort (before the per-prompt factor).
+THINKING_TOKENS_BY_EFFORT = {"low": 96, "medium": 320, "high": 960, "xhigh": 1920, "max": 3840}
+NO_THINKING = ThinkingPlan(active=False, effort=None, display="omitted")
 
 MALFORMED_KINDS = ("not_json", "schema_violation", "truncated")
 #: Perturb modes that change one value of an otherwise valid reply.
@@ -59,6 +73,7 @@ class Reply:
     stop_reason: str
     stop_sequence: str | None
     output_tokens: int
+    thinking_tokens: int | None = None  # None when the model did not think
 
 
 #: Params that only cut a reply short (or do not touch it), so they do not change its content.
@@ -86,12 +101,43 @@ def user_text(params: dict[str, Any]) -> str:
     return "\n".join(text for text in texts if text)
 
 
-def generate_reply(params: dict[str, Any], *, malformed_rate: float, perturb: bool | str | None = None) -> Reply:
+def thinking_tokens(plan: ThinkingPlan, seed: str) -> int:
+    base = THINKING_TOKENS_BY_EFFORT[plan.effort or "high"]
+    tokens = round(base * (0.5 + unit_interval("thinking", seed)))
+    return min(tokens, plan.budget_tokens) if plan.budget_tokens else tokens
+
+
+def generate_reply(params: dict[str, Any], *, malformed_rate: float, perturb: bool | str | None = None,
+                   thinking: ThinkingPlan = NO_THINKING, tokenizer: Tokenizer | None = None) -> Reply:
     """``perturb``: a perturb fault's mode (``True`` means ``"valid"``), or nothing."""
-    phash = reply_seed(params)
     max_tokens = int(params["max_tokens"])
     if max_tokens == 0:
         return Reply([], "max_tokens", None, 0)
+    if not thinking.active:
+        return _answer(params, malformed_rate=malformed_rate, perturb=perturb, tokenizer=tokenizer)
+    seed = reply_seed(params)
+    thought = thinking_tokens(thinking, seed)
+    block = _thinking_block(params, seed, thinking.display)
+    if thought >= max_tokens:
+        return Reply([block], "max_tokens", None, max_tokens, max_tokens)
+    answer = _answer({**params, "max_tokens": max_tokens - thought}, malformed_rate=malformed_rate,
+                     perturb=perturb, tokenizer=tokenizer)
+    return Reply([block, *answer.content], answer.stop_reason, answer.stop_sequence,
+                 thought + answer.output_tokens, thought)
+
+
+def _thinking_block(params: dict[str, Any], seed: str, display: str) -> dict[str, Any]:
+    text = ""
+    if display == "summarized":
+        topic = (split_sentences(user_text(params)[-200:]) or ["the request"])[-1][:80]
+        text = f"The request is about: {topic} Working out the answer before replying."
+    return {"type": "thinking", "thinking": text, "signature": base62_id("sig_", "thinking", seed, length=48)}
+
+
+def _answer(params: dict[str, Any], *, malformed_rate: float, perturb: bool | str | None,
+            tokenizer: Tokenizer | None) -> Reply:
+    phash = reply_seed(params)
+    max_tokens = int(params["max_tokens"])
     mode = "valid" if perturb is True else (perturb or None)
     variant = 1 if mode else 0
     text = user_text(params)
@@ -103,20 +149,20 @@ def generate_reply(params: dict[str, Any], *, malformed_rate: float, perturb: bo
     if mode and mode != "valid":
         malformed = "truncated" if mode == "max_tokens" else mode
     if tool is not None:
-        return _tool_reply(tool, params, text, phash, variant, malformed)
+        return _tool_reply(tool, params, text, phash, variant, malformed, tokenizer)
     if schema is not None:
         instance = build_instance(schema, text=text, seed=phash, variant=variant)
         if malformed == "not_json":
-            return _text_reply(_prose_instead_of_json(instance), params)
+            return _text_reply(_prose_instead_of_json(instance), params, tokenizer)
         if malformed == "schema_violation":
-            return _text_reply(json.dumps(violate(schema, instance), ensure_ascii=False), params)
+            return _text_reply(json.dumps(violate(schema, instance), ensure_ascii=False), params, tokenizer)
         if malformed in VALUE_BREAKS:
             instance = break_value(schema, instance, malformed)
         body = json.dumps(instance, ensure_ascii=False)
         if malformed == "truncated":
             return _truncated_text(body, max(1, len(body) // 2), max_tokens)
-        return _text_reply(body, params)
-    return _text_reply(_plain_text(text, phash, variant), params)
+        return _text_reply(body, params, tokenizer)
+    return _text_reply(_plain_text(text, phash, variant), params, tokenizer)
 
 
 def _forced_tool(params: dict[str, Any], phash: str) -> dict[str, Any] | None:
@@ -132,19 +178,20 @@ def _forced_tool(params: dict[str, Any], phash: str) -> dict[str, Any] | None:
 
 
 def _tool_reply(
-    tool: dict[str, Any], params: dict[str, Any], text: str, phash: str, variant: int, malformed: str | None
+    tool: dict[str, Any], params: dict[str, Any], text: str, phash: str, variant: int, malformed: str | None,
+    tokenizer: Tokenizer | None,
 ) -> Reply:
     schema = tool["input_schema"]
     instance = build_instance(schema, text=text, seed=phash, variant=variant)
     if malformed == "not_json":
-        return _text_reply(_prose_instead_of_json(instance), params)
+        return _text_reply(_prose_instead_of_json(instance), params, tokenizer)
     if malformed == "schema_violation":
         instance = violate(schema, instance)
     elif malformed in VALUE_BREAKS:
         instance = break_value(schema, instance, malformed)
     tool_use_id = base62_id("toolu_", phash, variant)
     block = {"type": "tool_use", "id": tool_use_id, "name": tool["name"], "input": instance}
-    tokens = output_tokens(tool["name"] + canonical_json(instance))
+    tokens = output_tokens(tool["name"] + canonical_json(instance), tokenizer)
     max_tokens = int(params["max_tokens"])
     if malformed == "truncated" or tokens > max_tokens:
         block["input"] = _truncate_object(instance)
@@ -215,7 +262,7 @@ def _plain_text(text: str, phash: str, variant: int) -> str:
     return f'{opener} You wrote: "{topic}" {body}'
 
 
-def _text_reply(text: str, params: dict[str, Any]) -> Reply:
+def _text_reply(text: str, params: dict[str, Any], tokenizer: Tokenizer | None = None) -> Reply:
     max_tokens = int(params["max_tokens"])
     stop_reason = "end_turn"
     stop_sequence = None
@@ -225,9 +272,11 @@ def _text_reply(text: str, params: dict[str, Any]) -> Reply:
         position, stop_sequence = min(found)
         text = text[:position]
         stop_reason = "stop_sequence"
-    if output_tokens(text) > max_tokens:
-        return _truncated_text(text, max_tokens * 4, max_tokens)
-    return Reply([{"type": "text", "text": text}], stop_reason, stop_sequence, output_tokens(text))
+    tokens = output_tokens(text, tokenizer)
+    if tokens > max_tokens:
+        keep = len(text) * max_tokens // tokens
+        return _truncated_text(text, keep, max_tokens)
+    return Reply([{"type": "text", "text": text}], stop_reason, stop_sequence, tokens)
 
 
 def _truncated_text(text: str, keep_chars: int, max_tokens: int) -> Reply:

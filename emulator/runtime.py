@@ -131,7 +131,7 @@ class Emulator:
         return {**self.limits.snapshot(window), "queued_requests": queued, "rate_window_seconds": window}
 
     def next_request_id(self) -> str:
-        return f"req_emu{self._boot:04d}{next(self._request_ids):010d}"
+        return f"req_emu{self.store.id_seed()[:8]}{self._boot:04d}{next(self._request_ids):010d}"
 
     def stats(self) -> dict[str, Any]:
         endpoints: dict[str, dict[str, Any]] = {}
@@ -151,5 +151,10 @@ class Emulator:
             "batch_requests_total": sum(batch["request_count"] for batch in batches),
             "batches": batches,
             "cache_entries": self.store.count_cache_entries(),
+            "foreign_batches": [
+                {"id": batch_id, "request_count": count, "owner": owner, "canceled": canceled}
+                for batch_id, count, owner, canceled in self.store.planted_batches()
+            ],
+            "canceled_batches": self.store.canceled_batch_ids(),
             **self.batch_limit_stats(),
         }

@@ -1,8 +1,8 @@
 """Render a finished Message as the server-sent events of a streamed ``POST /v1/messages``.
 
 The sequence is the real API's: ``message_start`` (empty content, ``stop_reason`` null),
-then per content block ``content_block_start`` → ``content_block_delta`` (``text_delta`` or
-``input_json_delta``) … → ``content_block_stop`` (with one ``ping`` after the first start),
+then per content block ``content_block_start`` → ``content_block_delta`` (``text_delta``, ``input_json_delta``, or
+``thinking_delta`` then one ``signature_delta`` for a thinking block) … → ``content_block_stop`` (with one ``ping`` after the first start),
 then ``message_delta`` (``stop_reason``, ``stop_sequence`` and cumulative ``usage``) and
 ``message_stop``. Accumulating the events gives back exactly the non-streamed Message.
 """
@@ -46,7 +46,16 @@ def message_events(message: dict[str, Any]) -> Iterator[str]:
     yield _event("message_start", {"type": "message_start", "message": opening})
     pinged = False
     for index, block in enumerate(message["content"]):
-        if block["type"] == "tool_use":
+        if block["type"] == "thinking":
+            start = {**block, "thinking": "", "signature": ""}
+            yield _event("content_block_start", {"type": "content_block_start", "index": index, "content_block": start})
+            if not pinged:
+                yield _event("ping", {"type": "ping"})
+                pinged = True
+            for piece in _text_pieces(block.get("thinking", "")):
+                yield _delta(index, {"type": "thinking_delta", "thinking": piece})
+            yield _delta(index, {"type": "signature_delta", "signature": block["signature"]})
+        elif block["type"] == "tool_use":
             yield _event(
                 "content_block_start",
                 {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}},

@@ -9,7 +9,9 @@ so a kill never leaves half a batch behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,16 +37,21 @@ CREATE TABLE IF NOT EXISTS batches (
     cancel_delay REAL,
     materialized INTEGER NOT NULL DEFAULT 0,
     succeeded INTEGER NOT NULL DEFAULT 0,
-    errored INTEGER NOT NULL DEFAULT 0
+    errored INTEGER NOT NULL DEFAULT 0,
+    betas TEXT NOT NULL DEFAULT '',
+    owner TEXT
 );
+CREATE INDEX IF NOT EXISTS batches_by_creation ON batches (created_at, seq);
 CREATE TABLE IF NOT EXISTS items (
     batch_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
     custom_id TEXT NOT NULL,
     params TEXT NOT NULL,
     result TEXT,
+    result_order INTEGER NOT NULL,
     PRIMARY KEY (batch_id, idx)
 );
+CREATE INDEX IF NOT EXISTS items_in_result_order ON items (batch_id, result_order);
 CREATE TABLE IF NOT EXISTS cache_entries (
     model TEXT NOT NULL,
     prefix_hash TEXT NOT NULL,
@@ -75,6 +82,11 @@ CREATE TABLE IF NOT EXISTS created_batches (
 READ_CHUNK = 500
 
 
+def _result_order(seed: str, batch_id: str, index: int) -> int:
+    digest = hashlib.blake2b(f"{seed}:{batch_id}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1  # fits SQLite's signed 64-bit integer
+
+
 @dataclass
 class BatchRow:
     id: str
@@ -89,6 +101,16 @@ class BatchRow:
     materialized: int
     succeeded: int
     errored: int
+    betas: str = ""  # the create call's anthropic-beta header, comma-separated
+    owner: str | None = None  # another client of the workspace (a planted batch); None = ours
+
+    @property
+    def beta_set(self) -> frozenset[str]:
+        return frozenset(beta.strip() for beta in self.betas.split(",") if beta.strip())
+
+
+BATCH_COLUMNS = ("id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
+                 "cancel_initiated_at, cancel_delay, materialized, succeeded, errored, betas, owner")
 
 
 @dataclass
@@ -113,6 +135,7 @@ class Store:
         self.lock = threading.RLock()
         self._connection = _connect(self.path)
         self._depth = 0
+        self._id_seed: str | None = None
         with self.lock:
             self._connection.executescript(SCHEMA)
 
@@ -165,6 +188,19 @@ class Store:
             (key, json.dumps(value)),
         )
 
+    def id_seed(self) -> str:
+        """A random seed made once per state file: ids derived from it never repeat those of another
+        file (as real ids never repeat), yet stay stable within one file across restarts."""
+        seed = self._id_seed
+        if seed is None:
+            with self.transaction():
+                seed = self.get_setting("id_seed")
+                if seed is None:
+                    seed = secrets.token_hex(16)
+                    self.set_setting("id_seed", seed)
+            self._id_seed = seed
+        return seed
+
     def next_sequence(self, name: str) -> int:
         """A counter that survives restarts and resets, so ids are never reused in one file."""
         with self.transaction():
@@ -176,9 +212,7 @@ class Store:
 
     def insert_batch(self, row: BatchRow) -> None:
         self._write(
-            "INSERT INTO batches (id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
-            "cancel_initiated_at, cancel_delay, materialized, succeeded, errored) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.id,
                 row.seq,
@@ -192,14 +226,22 @@ class Store:
                 row.materialized,
                 row.succeeded,
                 row.errored,
+                row.betas,
+                row.owner,
             ),
         )
 
     def insert_items(self, batch_id: str, items: Iterable[tuple[int, str, str]]) -> None:
-        """``items`` are ``(index, custom_id, params_json)``; callers pass chunks."""
+        """``items`` are ``(index, custom_id, params_json)``; callers pass chunks.
+
+        Each gets its place in the results stream: results come back in an arbitrary order
+        (the SDK's ``results()`` says so), here a shuffle seeded by the state file and the batch.
+        """
+        seed = self.id_seed()
         self._execute_many(
-            "INSERT INTO items (batch_id, idx, custom_id, params) VALUES (?, ?, ?, ?)",
-            ((batch_id, idx, custom_id, params) for idx, custom_id, params in items),
+            "INSERT INTO items (batch_id, idx, custom_id, params, result_order) VALUES (?, ?, ?, ?, ?)",
+            ((batch_id, idx, custom_id, params, _result_order(seed, batch_id, idx))
+             for idx, custom_id, params in items),
         )
 
     def _execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -207,44 +249,35 @@ class Store:
             self._connection.executemany(sql, rows)
 
     def get_batch(self, batch_id: str) -> BatchRow | None:
-        row = self._fetchone(
-            "SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
-            "cancel_initiated_at, cancel_delay, materialized, succeeded, errored FROM batches "
-            "WHERE id = ?",
-            (batch_id,),
-        )
+        row = self._fetchone(f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?", (batch_id,))
         return None if row is None else BatchRow(*row)
 
-    def list_batches(self, *, limit: int, after_seq: int | None, before_seq: int | None) -> list[BatchRow]:
-        """Newest first. ``after_seq`` pages towards older batches, ``before_seq`` towards newer."""
-        if before_seq is not None:
+    def list_batches(self, *, limit: int, after: BatchRow | None, before: BatchRow | None) -> list[BatchRow]:
+        """Newest created first (``created_at``, then creation order). ``after`` pages towards
+        older batches, ``before`` towards newer; a planted batch sits at its own creation time."""
+        if before is not None:
             rows = self._fetchall(
-                "SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
-                "cancel_initiated_at, cancel_delay, materialized, succeeded, errored FROM batches "
-                "WHERE seq > ? ORDER BY seq ASC LIMIT ?",
-                (before_seq, limit),
+                f"SELECT {BATCH_COLUMNS} FROM batches WHERE (created_at, seq) > (?, ?) "
+                "ORDER BY created_at ASC, seq ASC LIMIT ?",
+                (before.created_at, before.seq, limit),
             )
             rows.reverse()
-        elif after_seq is not None:
+        elif after is not None:
             rows = self._fetchall(
-                "SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
-                "cancel_initiated_at, cancel_delay, materialized, succeeded, errored FROM batches "
-                "WHERE seq < ? ORDER BY seq DESC LIMIT ?",
-                (after_seq, limit),
+                f"SELECT {BATCH_COLUMNS} FROM batches WHERE (created_at, seq) < (?, ?) "
+                "ORDER BY created_at DESC, seq DESC LIMIT ?",
+                (after.created_at, after.seq, limit),
             )
         else:
             rows = self._fetchall(
-                "SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
-                "cancel_initiated_at, cancel_delay, materialized, succeeded, errored FROM batches "
-                "ORDER BY seq DESC LIMIT ?",
-                (limit,),
-            )
+                f"SELECT {BATCH_COLUMNS} FROM batches ORDER BY created_at DESC, seq DESC LIMIT ?", (limit,))
         return [BatchRow(*row) for row in rows]
 
-    def has_batch_beyond(self, seq: int, *, newer: bool) -> bool:
-        if newer:
-            return self._fetchone("SELECT 1 FROM batches WHERE seq > ? LIMIT 1", (seq,)) is not None
-        return self._fetchone("SELECT 1 FROM batches WHERE seq < ? LIMIT 1", (seq,)) is not None
+    def has_batch_beyond(self, row: BatchRow, *, newer: bool) -> bool:
+        comparison = ">" if newer else "<"
+        found = self._fetchone(
+            f"SELECT 1 FROM batches WHERE (created_at, seq) {comparison} (?, ?) LIMIT 1", (row.created_at, row.seq))
+        return found is not None
 
     def batches_possibly_unended(self, now: float, expiry_seconds: float) -> list[BatchRow]:
         """Every batch that may not have ended at ``now`` (a superset; callers check exactly).
@@ -254,8 +287,7 @@ class Store:
         slack keeps floating-point edges on the safe side.
         """
         rows = self._fetchall(
-            "SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
-            "cancel_initiated_at, cancel_delay, materialized, succeeded, errored FROM batches "
+            f"SELECT {BATCH_COLUMNS} FROM batches "
             "WHERE MIN(created_at + CASE WHEN rate > 0 THEN request_count / rate ELSE 0 END, "
             "created_at + ?) > ? "
             "OR (cancel_initiated_at IS NOT NULL AND cancel_initiated_at + COALESCE(cancel_delay, 0) > ?)",
@@ -296,7 +328,8 @@ class Store:
         )
 
     def stream_results(self, batch_id: str) -> Iterator[tuple[str, str | None]]:
-        """``(custom_id, result_json_or_None)`` in request order, read through a private cursor.
+        """``(custom_id, result_json_or_None)`` in result order (see :meth:`insert_items`), read
+        through a private cursor.
 
         A dedicated connection keeps the stream off the shared lock, so a slow reader never
         blocks other requests, and WAL gives it a stable snapshot for its whole life.
@@ -304,7 +337,7 @@ class Store:
         connection = _connect(self.path)
         try:
             cursor = connection.execute(
-                "SELECT custom_id, result FROM items WHERE batch_id = ? ORDER BY idx", (batch_id,)
+                "SELECT custom_id, result FROM items WHERE batch_id = ? ORDER BY result_order", (batch_id,)
             )
             while True:
                 rows = cursor.fetchmany(READ_CHUNK)
@@ -375,6 +408,16 @@ class Store:
 
     def created_batches(self) -> list[tuple[str, int]]:
         return self._fetchall("SELECT id, request_count FROM created_batches ORDER BY seq")
+
+    def planted_batches(self) -> list[tuple[str, int, str, bool]]:
+        """``(id, request_count, owner, canceled)`` of every batch another client made."""
+        rows = self._fetchall("SELECT id, request_count, owner, cancel_initiated_at IS NOT NULL FROM batches "
+                              "WHERE owner IS NOT NULL ORDER BY seq")
+        return [(row[0], row[1], row[2], bool(row[3])) for row in rows]
+
+    def canceled_batch_ids(self) -> list[str]:
+        return [row[0] for row in self._fetchall(
+            "SELECT id FROM batches WHERE cancel_initiated_at IS NOT NULL ORDER BY seq")]
 
     # --- reset ------------------------------------------------------------------------
 

@@ -48,6 +48,8 @@ _OPTION_FLAGS = {
     "batch_rpm_limit": "--batch-rpm-limit",
     "max_queued_requests": "--max-queued-requests",
     "rate_window_seconds": "--rate-window-seconds",
+    "rate_enforcement_seconds": "--rate-enforcement-seconds",
+    "tier": "--tier",
     "log_level": "--log-level",
     "host": "--host",
 }
@@ -120,6 +122,10 @@ class EmulatorControl:
         """The batch rate and queue counters out of the stats (see ``BATCH_LIMIT_STATS``)."""
         stats = self.stats()
         return {name: stats[name] for name in BATCH_LIMIT_STATS}
+
+    def plant_foreign_batches(self, **spec: Any) -> list[dict[str, Any]]:
+        """Batches another client of the workspace made (``POST /_emulator/foreign_batches``)."""
+        return self._call("POST", "/foreign_batches", spec)["batches"]
 
     def params_hash(self, params: dict[str, Any]) -> str:
         return self._call("POST", "/params_hash", params)["params_hash"]
@@ -280,6 +286,10 @@ class EmulatorServer:
         """``batch_requests_last_60s``, ``peak_batch_rpm``, ``rate_limited``, ``queued_requests``,
         ``peak_queued_requests`` and ``rate_window_seconds``, from one stats call."""
         return self.control.batch_limits()
+
+    def plant_foreign_batches(self, **spec: Any) -> list[dict[str, Any]]:
+        """Batches another client of the workspace made (``POST /_emulator/foreign_batches``)."""
+        return self.control.plant_foreign_batches(**spec)
 
     def params_hash(self, params: dict[str, Any]) -> str:
         return self.control.params_hash(params)

@@ -1,15 +1,9 @@
 """Checks a Messages request's ``params`` the way the API would before generating a reply.
 
-``POST /v1/messages`` raises these synchronously (400, or 404 for an unknown model); a batch
-accepts anything at create time and reports the same problems later as ``errored`` results.
-
-Rule for sampling parameters, keyed by the ``anthropic-version`` header of the request (for a
-batch: of the create call):
-
-* every version: ``temperature`` and ``top_p`` may not both be set, and each must be in [0, 1]
-  (``top_k`` a non-negative integer);
-* ``2026-10-21`` and later (what the 2.x SDK sends, and why it no longer offers them):
-  ``temperature``, ``top_p`` and ``top_k`` are rejected outright.
+``POST /v1/messages`` raises these synchronously (400, or 404 for an unknown or retired model);
+a batch accepts anything at create time and reports the same problems later as ``errored``
+results. The shape of the request is checked here; what a model accepts of it (forced tools,
+thinking, effort, sampling, structured outputs) is ``rules.py``, read from the catalogue.
 """
 
 from __future__ import annotations
@@ -19,11 +13,11 @@ from typing import Any
 
 from emulator.caching import TTL_SECONDS, cache_markers
 from emulator.errors import ApiError, invalid_request, not_found
-from emulator.models import ModelInfo, resolve_model
+from emulator.models import ModelSpec, resolve_model
+from emulator.rules import ThinkingPlan, apply_model_rules
+from emulator.strict_schema import check_strict_schema
 from emulator.tokens import input_tokens
 
-#: First API version in which sampling parameters are rejected (see module docstring).
-SAMPLING_REMOVED_IN_VERSION = "2026-10-21"
 DEFAULT_API_VERSION = "2023-06-01"
 MAX_CACHE_BREAKPOINTS = 4
 
@@ -69,17 +63,17 @@ COUNT_TOKENS_PARAMS = frozenset(
         "tools",
     }
 )
-SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
 
 
 @dataclass(frozen=True)
 class ValidRequest:
-    model: ModelInfo
+    model: ModelSpec
     input_tokens: int
+    thinking: ThinkingPlan
 
 
 def validate_message_params(
-    params: Any, *, anthropic_version: str, in_batch: bool = False
+    params: Any, *, anthropic_version: str, in_batch: bool = False, betas: frozenset[str] = frozenset()
 ) -> ValidRequest:
     """Return the model's limits and the prompt size, or raise :class:`ApiError` naming the first problem."""
     if not isinstance(params, dict):
@@ -93,25 +87,30 @@ def validate_message_params(
     _check_common(params)
     if in_batch and params.get("stream"):
         raise invalid_request("stream: Batch requests cannot be streamed")
-    _check_sampling(params, anthropic_version)
+    if in_batch and max_tokens == 0:  # batch-processing: no cache pre-warming inside a batch
+        raise invalid_request("max_tokens: max_tokens: 0 (cache pre-warming) is not supported inside a batch")
     model = _resolve(params)
-    if max_tokens > model.max_output_tokens:
+    thinking = apply_model_rules(model, params, anthropic_version=anthropic_version)
+    allowed = model.max_tokens_allowed(in_batch=in_batch, betas=betas)
+    if max_tokens > allowed:
         raise invalid_request(
-            f"max_tokens: {max_tokens} > {model.max_output_tokens}, which is the maximum allowed number "
+            f"max_tokens: {max_tokens} > {allowed}, which is the maximum allowed number "
             f"of output tokens for {params['model']}"
         )
-    prompt = input_tokens(params)
+    prompt = input_tokens(params, model.tokenizer)
     if prompt > model.context_window:
         raise invalid_request(f"prompt is too long: {prompt} tokens > {model.context_window} maximum")
-    return ValidRequest(model, prompt)
+    return ValidRequest(model, prompt, thinking)
 
 
-def validate_count_tokens_params(params: Any) -> ModelInfo:
+def validate_count_tokens_params(params: Any, *, anthropic_version: str) -> ModelSpec:
     if not isinstance(params, dict):
         raise invalid_request("body: Input should be a valid dictionary")
     _reject_unknown_keys(params, COUNT_TOKENS_PARAMS)
     _check_common(params)
-    return _resolve(params)
+    model = _resolve(params)
+    apply_model_rules(model, params, anthropic_version=anthropic_version, counting=True)
+    return model
 
 
 def _reject_unknown_keys(params: dict[str, Any], allowed: frozenset[str]) -> None:
@@ -208,6 +207,8 @@ def _check_tools(tools: Any) -> set[str]:
                 raise invalid_request(f"{where}.input_schema: Field required")
             if schema.get("type") != "object":
                 raise invalid_request(f"{where}.input_schema.type: Input should be 'object'")
+            if tool.get("strict"):
+                check_strict_schema(schema, f"{where}.input_schema")
     return names
 
 
@@ -234,6 +235,7 @@ def _check_output_config(output_config: Any) -> None:
         raise invalid_request("output_config.format.type: Input should be 'json_schema'")
     if not isinstance(output_format.get("schema"), dict):
         raise invalid_request("output_config.format.schema: Field required")
+    check_strict_schema(output_format["schema"], "output_config.format.schema")
 
 
 def _check_cache_control(params: dict[str, Any]) -> None:
@@ -250,30 +252,11 @@ def _check_cache_control(params: dict[str, Any]) -> None:
         )
 
 
-def _check_sampling(params: dict[str, Any], anthropic_version: str) -> None:
-    given = [name for name in SAMPLING_PARAMS if params.get(name) is not None]
-    if given and anthropic_version >= SAMPLING_REMOVED_IN_VERSION:
-        raise invalid_request(
-            f"{given[0]}: sampling parameters are not supported with anthropic-version {anthropic_version}"
-        )
-    for name in ("temperature", "top_p"):
-        value = params.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            raise invalid_request(f"{name}: Input should be a number between 0 and 1")
-    top_k = params.get("top_k")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
-        raise invalid_request("top_k: Input should be a non-negative integer")
-    if params.get("temperature") is not None and params.get("top_p") is not None:
-        raise invalid_request(
-            "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
-        )
-
-
-def _resolve(params: dict[str, Any]) -> ModelInfo:
+def _resolve(params: dict[str, Any]) -> ModelSpec:
+    """Unknown and retired models alike are ``not_found_error`` (model-deprecations: requests to a
+    retired model "will fail"; the API publishes no other wording)."""
     model = resolve_model(params["model"])
-    if model is None:
+    if model is None or model.retired:
         raise not_found(f"model: {params['model']}")
     return model
 

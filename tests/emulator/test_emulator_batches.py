@@ -195,7 +195,7 @@ def test_params_problems_come_back_as_errored_results(emulator: EmulatorServer, 
     assert errors["unknown-model"] == ("not_found_error", "model: claude-imaginary-9")
     assert errors["too-long"][0] == "invalid_request_error" and "prompt is too long" in errors["too-long"][1]
     # The SDK sends anthropic-version 2026-10-21, which rejects sampling parameters outright.
-    assert errors["both-sampling"][1].startswith("temperature: sampling parameters are not supported")
+    assert errors["both-sampling"][1] == "temperature: Extra inputs are not permitted"
     assert "maximum allowed number of output tokens" in errors["over-max-output"][1]
     assert errors["typo-param"][1] == "max_token: Extra inputs are not permitted"
 

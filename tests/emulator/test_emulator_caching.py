@@ -5,12 +5,22 @@ from __future__ import annotations
 import anthropic
 import pytest
 
+from emulator.models import resolve_model
 from emulator.testing import EmulatorServer, message_params
-from emulator.tokens import input_tokens, text_tokens
+from emulator import tokens
 
 MODEL = "claude-opus-5-5"  # 512-token minimum in emulator/data/models.json
-LONG_SYSTEM = "Stable instructions that all requests will share. " * 96  # 4,800 chars = 1,200 tokens
-SHORT_SYSTEM = "Too short to cache. " * 20  # 400 chars = 100 tokens
+TOKENIZER = resolve_model(MODEL).tokenizer  # the newer tokenizer: 13 tokens per 40 characters
+LONG_SYSTEM = "Stable instructions that all requests will share. " * 96  # 4,800 chars = 1,560 tokens
+SHORT_SYSTEM = "Too short to cache. " * 20  # 400 chars = 130 tokens
+
+
+def text_tokens(text: str) -> int:
+    return tokens.text_tokens(text, TOKENIZER)
+
+
+def input_tokens(params: dict) -> int:
+    return tokens.input_tokens(params, resolve_model(params["model"]).tokenizer)
 
 
 def _params(question: str, system: str = LONG_SYSTEM, ttl: str | None = None, model: str = MODEL, **extra):
@@ -28,7 +38,7 @@ def test_prefix_above_minimum_is_written_then_read(emulator: EmulatorServer, ant
     prefix = text_tokens(LONG_SYSTEM)
     first_params = _params("First question?")
     first = _usage(anthropic_client, first_params)
-    assert first.cache_creation_input_tokens == prefix == 1_200
+    assert first.cache_creation_input_tokens == prefix == 1_560
     assert first.cache_creation.ephemeral_5m_input_tokens == prefix
     assert first.cache_creation.ephemeral_1h_input_tokens == 0
     assert first.cache_read_input_tokens == 0
@@ -49,10 +59,10 @@ def test_prefix_below_minimum_is_not_cached(emulator: EmulatorServer, anthropic_
         assert (usage.cache_creation_input_tokens, usage.cache_read_input_tokens) == (0, 0)
         assert usage.cache_creation.ephemeral_5m_input_tokens == 0
         assert usage.cache_creation.ephemeral_1h_input_tokens == 0
-    haiku = "x" * (4 * 4_000)  # 4,000 tokens: above opus-5-5's minimum, below haiku-4-5's 4,096
+    haiku = "x" * (4 * 4_000)  # 4,000 tokens to haiku-4-5 (below its 4,096); 5,200 to opus-5-5 (over 512)
     haiku_usage = _usage(anthropic_client, _params("Hi?", system=haiku, model="claude-haiku-4-5"))
     assert haiku_usage.cache_creation_input_tokens == 0
-    assert _usage(anthropic_client, _params("Hi?", system=haiku)).cache_creation_input_tokens == 4_000
+    assert _usage(anthropic_client, _params("Hi?", system=haiku)).cache_creation_input_tokens == 5_200
 
 
 def test_ttl_runs_on_the_virtual_clock(emulator: EmulatorServer, anthropic_client) -> None:
@@ -102,9 +112,10 @@ def test_batch_items_share_the_cache(emulator: EmulatorServer, anthropic_client)
     requests = [{"custom_id": f"c{i}", "params": _params(f"Item {i}?", ttl="1h")} for i in range(4)]
     batch = anthropic_client.messages.batches.create(requests=requests)
     anthropic_client.messages.batches.retrieve(batch.id)
-    usages = [r.result.message.usage for r in anthropic_client.messages.batches.results(batch.id)]
-    assert [u.cache_creation.ephemeral_1h_input_tokens for u in usages] == [1_200, 0, 0, 0]
-    assert [u.cache_read_input_tokens for u in usages] == [0, 1_200, 1_200, 1_200]
+    results = sorted(anthropic_client.messages.batches.results(batch.id), key=lambda r: r.custom_id)
+    usages = [r.result.message.usage for r in results]  # in processing (request) order
+    assert [u.cache_creation.ephemeral_1h_input_tokens for u in usages] == [1_560, 0, 0, 0]
+    assert [u.cache_read_input_tokens for u in usages] == [0, 1_560, 1_560, 1_560]
     assert all(u.service_tier == "batch" for u in usages)
     assert emulator.stats()["cache_entries"] == 1
 

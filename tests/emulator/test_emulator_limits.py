@@ -1,6 +1,6 @@
 """The Message Batches request-rate and queue-depth limits: counted always, enforced when set.
 
-Through the official SDK over real HTTP, except the in-process checks of the sliding window at
+Through the official SDK over real HTTP, except the in-process checks of the token bucket at
 the end. No test sleeps: where the window has to slide, it is shortened with
 ``rate_window_seconds`` and the SDK waits out ``retry-after-ms`` itself.
 """
@@ -207,28 +207,27 @@ class FakeTime:
         return self.now
 
 
-def test_window_slides_and_rejected_calls_take_no_slot() -> None:
+def test_the_bucket_refills_continuously_and_rejected_calls_take_no_token() -> None:
     clock = FakeTime()
     limits = BatchLimits(real_time=clock)
-    for step in range(3):
-        clock.now = 1_000.0 + step * 10
-        assert limits.admit(3, 60) is None  # admitted at 1000, 1010, 1020
-    clock.now = 1_030.0
+    clock.now = 1_000.0
+    for _ in range(3):
+        assert limits.admit(3, 60) is None  # a full bucket: 3 tokens, one back every 20 s
     error = limits.admit(3, 60)
     assert error is not None and error.status == 429
-    assert error.headers == {"retry-after": "30", "retry-after-ms": "30000"}  # 1000 leaves at 1060
-    clock.now = 1_059.5
+    assert error.headers == {"retry-after": "20", "retry-after-ms": "20000"}
+    clock.now = 1_019.5
     error = limits.admit(3, 60)
     assert error is not None and error.headers == {"retry-after": "1", "retry-after-ms": "500"}
-    clock.now = 1_060.0  # the call at 1000 has left the window; the two rejected ones took no slot
+    clock.now = 1_020.0  # one token back; the two rejected calls took none
     assert limits.admit(3, 60) is None
+    assert limits.admit(3, 60) is not None
     snapshot = limits.snapshot(60)
-    # In the window (1000, 1060]: 1010, 1020, 1030 (rejected), 1059.5 (rejected), 1060.
-    assert snapshot["batch_requests_last_60s"] == 5
-    assert snapshot["peak_batch_rpm"] == 5 and snapshot["rate_limited"] == 2
+    assert snapshot["batch_requests_last_60s"] == 7  # every call is counted, admitted or not
+    assert snapshot["peak_batch_rpm"] == 7 and snapshot["rate_limited"] == 3
     clock.now = 2_000.0
     assert limits.snapshot(60)["batch_requests_last_60s"] == 0
-    assert limits.snapshot(60)["peak_batch_rpm"] == 5  # the peak stays until a reset
+    assert limits.snapshot(60)["peak_batch_rpm"] == 7  # the peak stays until a reset
     limits.reset()
     assert limits.snapshot(60) == {
         "batch_requests_last_60s": 0,
@@ -238,17 +237,17 @@ def test_window_slides_and_rejected_calls_take_no_slot() -> None:
     }
 
 
-def test_lowering_the_limit_waits_for_enough_calls_to_leave() -> None:
+def test_a_limit_may_be_enforced_over_a_shorter_interval() -> None:
+    """rate-limits page: "60 RPM might be enforced as 1 request per second"."""
     clock = FakeTime()
     limits = BatchLimits(real_time=clock)
-    for step in range(4):
-        clock.now = 1_000.0 + step
-        assert limits.admit(None, 60) is None  # unlimited: 1000, 1001, 1002, 1003
-    clock.now = 1_004.0
-    error = limits.admit(2, 60)  # room for one more once 1000, 1001 and 1002 have left
-    assert error is not None and error.headers["retry-after"] == "58"  # 1002 + 60 - 1004
-    clock.now = 1_062.0
-    assert limits.admit(2, 60) is None
+    clock.now = 1_000.0
+    assert limits.admit(60, 60, enforcement=1) is None  # the bucket holds one second's worth: 1
+    assert limits.admit(60, 60, enforcement=1) is not None  # no burst of 60
+    clock.now = 1_001.0
+    assert limits.admit(60, 60, enforcement=1) is None
+    whole_minute = BatchLimits(real_time=clock)
+    assert all(whole_minute.admit(60, 60) is None for _ in range(60))  # the default: a minute's burst
 
 
 def test_limit_values_parse_zero_and_none_as_unlimited() -> None:

@@ -6,6 +6,7 @@ import anthropic
 import httpx
 import pytest
 
+from emulator.models import resolve_model
 from emulator.testing import EmulatorServer, batch_request, message_params
 from emulator.tokens import input_tokens
 
@@ -158,7 +159,8 @@ def test_count_tokens(emulator: EmulatorServer, anthropic_client) -> None:
             "system": "You are terse.",
             "messages": [{"role": "user", "content": "Count me, please."}],
             "tools": [CLASSIFY_TOOL],
-        }
+        },
+        resolve_model("claude-opus-4-8").tokenizer,  # the newer tokenizer
     )
     assert counted.input_tokens == expected > 0
     with pytest.raises(anthropic.NotFoundError):

@@ -55,20 +55,22 @@ def test_hundred_thousand_requests_with_bounded_memory(tmp_path) -> None:
         assert batch.processing_status == "ended"
         assert batch.request_counts.succeeded == REQUEST_COUNT
 
-        seen = 0
+        seen: set[str] = set()
+        out_of_order = 0
         previous = ""
         headers = {"x-api-key": server.api_key}
         with httpx.stream("GET", batch.results_url, headers=headers, timeout=300) as results:
             for line in results.iter_lines():
                 record = json.loads(line)
                 assert record["result"]["type"] == "succeeded"
-                assert record["custom_id"] > previous  # request order, every id once
+                out_of_order += record["custom_id"] < previous
                 previous = record["custom_id"]
-                seen += 1
-        assert seen == REQUEST_COUNT
+                seen.add(record["custom_id"])
+        assert len(seen) == REQUEST_COUNT  # every id once
+        assert out_of_order > REQUEST_COUNT // 4  # in an arbitrary (shuffled) order, not request order
 
         first = next(iter(client.messages.batches.results(batch_id)))
-        assert first.custom_id == "ticket-000000" and first.result.message.usage.service_tier == "batch"
+        assert first.custom_id in seen and first.result.message.usage.service_tier == "batch"
 
         peak = server.peak_rss_bytes()
         elapsed = time.monotonic() - started
