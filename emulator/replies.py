@@ -77,7 +77,8 @@ class Reply:
 
 
 #: Params that only cut a reply short (or do not touch it), so they do not change its content.
-_NOT_IN_REPLY_SEED = frozenset({"stream", "max_tokens", "stop_sequences", "metadata", "service_tier"})
+#: ``thinking`` too: how the model thinks changes what the reply costs, not what it says.
+_NOT_IN_REPLY_SEED = frozenset({"stream", "max_tokens", "stop_sequences", "metadata", "service_tier", "thinking"})
 
 
 def params_hash(params: dict[str, Any]) -> str:

@@ -109,8 +109,27 @@ class BatchRow:
         return frozenset(beta.strip() for beta in self.betas.split(",") if beta.strip())
 
 
-BATCH_COLUMNS = ("id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
-                 "cancel_initiated_at, cancel_delay, materialized, succeeded, errored, betas, owner")
+# Whole statements as literals (the SQL lint of tests/chaos refuses SQL built by formatting).
+INSERT_BATCH = ("INSERT INTO batches (id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
+                "cancel_initiated_at, cancel_delay, materialized, succeeded, errored, betas, owner) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+BATCH_BY_ID = ("SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
+               "cancel_initiated_at, cancel_delay, materialized, succeeded, errored, betas, owner FROM batches "
+               "WHERE id = ?")
+BATCHES_NEWEST = ("SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
+                  "cancel_initiated_at, cancel_delay, materialized, succeeded, errored, betas, owner FROM batches "
+                  "ORDER BY created_at DESC, seq DESC LIMIT ?")
+BATCHES_OLDER = ("SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
+                 "cancel_initiated_at, cancel_delay, materialized, succeeded, errored, betas, owner FROM batches "
+                 "WHERE (created_at, seq) < (?, ?) ORDER BY created_at DESC, seq DESC LIMIT ?")
+BATCHES_NEWER = ("SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
+                 "cancel_initiated_at, cancel_delay, materialized, succeeded, errored, betas, owner FROM batches "
+                 "WHERE (created_at, seq) > (?, ?) ORDER BY created_at ASC, seq ASC LIMIT ?")
+BATCHES_POSSIBLY_UNENDED = (
+    "SELECT id, seq, created_at, request_count, rate, malformed_rate, anthropic_version, "
+    "cancel_initiated_at, cancel_delay, materialized, succeeded, errored, betas, owner FROM batches "
+    "WHERE MIN(created_at + CASE WHEN rate > 0 THEN request_count / rate ELSE 0 END, created_at + ?) > ? "
+    "OR (cancel_initiated_at IS NOT NULL AND cancel_initiated_at + COALESCE(cancel_delay, 0) > ?)")
 
 
 @dataclass
@@ -212,7 +231,7 @@ class Store:
 
     def insert_batch(self, row: BatchRow) -> None:
         self._write(
-            f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            INSERT_BATCH,
             (
                 row.id,
                 row.seq,
@@ -249,35 +268,25 @@ class Store:
             self._connection.executemany(sql, rows)
 
     def get_batch(self, batch_id: str) -> BatchRow | None:
-        row = self._fetchone(f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?", (batch_id,))
+        row = self._fetchone(BATCH_BY_ID, (batch_id,))
         return None if row is None else BatchRow(*row)
 
     def list_batches(self, *, limit: int, after: BatchRow | None, before: BatchRow | None) -> list[BatchRow]:
         """Newest created first (``created_at``, then creation order). ``after`` pages towards
         older batches, ``before`` towards newer; a planted batch sits at its own creation time."""
         if before is not None:
-            rows = self._fetchall(
-                f"SELECT {BATCH_COLUMNS} FROM batches WHERE (created_at, seq) > (?, ?) "
-                "ORDER BY created_at ASC, seq ASC LIMIT ?",
-                (before.created_at, before.seq, limit),
-            )
+            rows = self._fetchall(BATCHES_NEWER, (before.created_at, before.seq, limit))
             rows.reverse()
         elif after is not None:
-            rows = self._fetchall(
-                f"SELECT {BATCH_COLUMNS} FROM batches WHERE (created_at, seq) < (?, ?) "
-                "ORDER BY created_at DESC, seq DESC LIMIT ?",
-                (after.created_at, after.seq, limit),
-            )
+            rows = self._fetchall(BATCHES_OLDER, (after.created_at, after.seq, limit))
         else:
-            rows = self._fetchall(
-                f"SELECT {BATCH_COLUMNS} FROM batches ORDER BY created_at DESC, seq DESC LIMIT ?", (limit,))
+            rows = self._fetchall(BATCHES_NEWEST, (limit,))
         return [BatchRow(*row) for row in rows]
 
     def has_batch_beyond(self, row: BatchRow, *, newer: bool) -> bool:
-        comparison = ">" if newer else "<"
-        found = self._fetchone(
-            f"SELECT 1 FROM batches WHERE (created_at, seq) {comparison} (?, ?) LIMIT 1", (row.created_at, row.seq))
-        return found is not None
+        query = ("SELECT 1 FROM batches WHERE (created_at, seq) > (?, ?) LIMIT 1" if newer
+                 else "SELECT 1 FROM batches WHERE (created_at, seq) < (?, ?) LIMIT 1")
+        return self._fetchone(query, (row.created_at, row.seq)) is not None
 
     def batches_possibly_unended(self, now: float, expiry_seconds: float) -> list[BatchRow]:
         """Every batch that may not have ended at ``now`` (a superset; callers check exactly).
@@ -286,13 +295,7 @@ class Store:
         that comes first; with one it ends ``cancel_delay`` after the cancel. A second of
         slack keeps floating-point edges on the safe side.
         """
-        rows = self._fetchall(
-            f"SELECT {BATCH_COLUMNS} FROM batches "
-            "WHERE MIN(created_at + CASE WHEN rate > 0 THEN request_count / rate ELSE 0 END, "
-            "created_at + ?) > ? "
-            "OR (cancel_initiated_at IS NOT NULL AND cancel_initiated_at + COALESCE(cancel_delay, 0) > ?)",
-            (expiry_seconds, now - 1.0, now - 1.0),
-        )
+        rows = self._fetchall(BATCHES_POSSIBLY_UNENDED, (expiry_seconds, now - 1.0, now - 1.0))
         return [BatchRow(*row) for row in rows]
 
     def mark_canceled(self, batch_id: str, at: float, delay: float) -> None:

@@ -60,6 +60,7 @@ def test_the_run_cost_is_the_sum_of_its_items_and_the_warmup(app_db, emulator):
     assert Decimal(0) < costs["savings_pct"] < Decimal(100)
 
 
+@pytest.mark.xfail(strict=True, reason="Nightshift sends a forced tool_choice to claude-sonnet-5-5, which refuses it (and thinks by default): issue 15")
 def test_a_prefix_under_the_minimum_earns_no_cache_tokens_and_the_log_says_why(app_db, emulator, caplog):
     seed(app_db, products=10)
     with caplog.at_level(logging.WARNING, logger="nightshift.batch.costing"):
