@@ -1,6 +1,7 @@
 """Deterministic model replies: the content of a Message as a pure function of its params.
 
-The reply never depends on ``custom_id``, the batch, the time or the path it came through
+The reply never depends on ``custom_id``, the batch, the time, the path it came through or the
+model (see :func:`reply_seed`),
 so the same params give the identical content through ``POST /v1/messages`` (streamed or not)
 and through a batch — parity tests rely on this. ``max_tokens`` and ``stop_sequences`` only cut
 the reply short; like ``stream`` and ``metadata`` they do not change what would be said.
@@ -76,9 +77,6 @@ class Reply:
     thinking_tokens: int | None = None  # None when the model did not think
 
 
-#: Params that only cut a reply short (or do not touch it), so they do not change its content.
-#: ``thinking`` too: how the model thinks changes what the reply costs, not what it says.
-_NOT_IN_REPLY_SEED = frozenset({"stream", "max_tokens", "stop_sequences", "metadata", "service_tier", "thinking"})
 
 
 def params_hash(params: dict[str, Any]) -> str:
@@ -87,8 +85,11 @@ def params_hash(params: dict[str, Any]) -> str:
 
 
 def reply_seed(params: dict[str, Any]) -> str:
-    """What the reply's content is derived from: the prompt, not the limits that truncate it."""
-    prompt = {key: value for key, value in params.items() if key not in _NOT_IN_REPLY_SEED}
+    """What the reply's content is derived from: what the prompt says (system and messages), not
+    the model, the way the answer's shape is asked for (a forced tool or ``output_config``), or the
+    limits that truncate it. The same question gets the same answer from every model and in
+    either shape, so a workload moved between models or shapes can be compared row for row."""
+    prompt = {key: params.get(key) for key in ("system", "messages")}
     return hex_digest(prompt, length=32)
 
 

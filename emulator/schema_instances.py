@@ -77,6 +77,25 @@ def earliest_enum_match(values: list[Any], text: str) -> int | None:
     return None if best is None else best[1]
 
 
+#: The ``{key: value, …}`` that the SDK's ``transform_schema`` (and Nightshift's copy of it) appends
+#: to a description for a constraint structured outputs cannot enforce: a model reads and
+#: follows it, so the emulator's replies do too.
+_DESCRIBED = re.compile(r"\{((?:\s*[A-Za-z]+: -?[0-9.]+,?)+)\s*\}\s*$")
+
+
+def described_constraints(schema: dict[str, Any]) -> dict[str, Any]:
+    description = schema.get("description")
+    match = _DESCRIBED.search(description) if isinstance(description, str) else None
+    if match is None:
+        return {}
+    found: dict[str, Any] = {}
+    for pair in match.group(1).split(","):
+        if ":" in pair:
+            key, value = (part.strip() for part in pair.split(":", 1))
+            found[key] = float(value) if "." in value else int(value)
+    return found
+
+
 class InstanceBuilder:
     def __init__(self, root_schema: dict[str, Any], hints: TextHints) -> None:
         self.root = root_schema
@@ -116,7 +135,7 @@ class InstanceBuilder:
                 chosen = next((option for option in options if option.get("type") != "null"), fallback)
                 rest = {k: v for k, v in schema.items() if k != key}
                 schema = {**rest, **chosen}
-        return schema
+        return {**described_constraints(schema), **schema}
 
     def _follow_ref(self, ref: str) -> dict[str, Any]:
         if not ref.startswith("#"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import anthropic
 import psycopg
@@ -11,7 +12,7 @@ import psycopg
 from nightshift.batch.collect import collect
 from nightshift.batch.finalize import RunSummary, finalize_run
 from nightshift.batch.land import land_round
-from nightshift.batch.ledger import Run, batches, ensure_run
+from nightshift.batch.ledger import Run, batches, ensure_run, get_run
 from nightshift.batch.submit import Caps, submit_round
 from nightshift.workloads.definition import Workload
 
@@ -39,9 +40,14 @@ def wait_until_ended(client: anthropic.Anthropic, batch_ids: list[str], emulator
 def run_night(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, *,
               caps: Caps | None = None, airflow_run_id: str = "manual__night", emulator=None,
               rounds: int | None = None, mode: str = "queue", data_interval=(None, None),
-              reprocess: bool = False) -> Night:
+              reprocess: bool = False, started_at: datetime | None = None) -> Night:
+    """``started_at`` back-dates the run (the day it is billed, so the price row in force then applies)."""
     run = ensure_run(conn, workload, dag_id=f"test_{workload.name}", airflow_run_id=airflow_run_id, mode=mode,
                      data_interval=data_interval)
+    if started_at is not None:
+        conn.execute("UPDATE nightshift.runs SET created_at = %s WHERE run_pk = %s", (started_at, run.run_pk))
+        conn.commit()
+        run = get_run(conn, dag_id=run.dag_id, airflow_run_id=run.airflow_run_id)
     night = Night(run)
     if collect(conn, workload, run, reprocess=reprocess) == 0:
         night.summary = finalize_run(conn, run)

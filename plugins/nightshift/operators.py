@@ -144,6 +144,7 @@ class SubmitBatchesOperator(_RoundOperator):
     operator_extra_links = (AnthropicConsoleBatchLink(), NightshiftRunLink())
 
     def execute(self, context) -> dict:
+        from nightshift.batch.preflight import PreflightRefused
         from nightshift.batch.submit import Caps, NotAdmitted, submit_round
 
         with self.db() as conn:
@@ -168,6 +169,8 @@ class SubmitBatchesOperator(_RoundOperator):
 
                 self.log.info("%s", waiting)
                 self._defer_until_admitted(context, waiting, run, in_flight_batch_ids(conn, run))
+            except PreflightRefused as refused:  # retrying sends the same params: fail now, no retries
+                raise AirflowFailException(str(refused)) from None
         if not result.batch_ids:
             raise AirflowSkipException(f"round {self.round}: no request to submit")
         return result.as_dict()

@@ -72,17 +72,22 @@ def run_streaming(
     claim_size: int = 25,
 ) -> StreamingSummary:
     """Process the workload's pending requests one API call at a time."""
+    from nightshift.batch.preflight import confirm_shape
+
     summary = StreamingSummary(workload.name)
     upsert = upsert_statement(workload)
+    shape = None
     while limit is None or summary.requests < limit:
         size = claim_size if limit is None else min(claim_size, limit - summary.requests)
         claimed = queue.claim(conn, workload, claimer, size)
         if not claimed:
             break
         rows = queue.fetch_source_rows(conn, workload, [key for _, key in claimed])
+        shape = shape or confirm_shape(client, workload).shape  # once a run, when there is work
         for request_id, source_key in claimed:
             summary.requests += 1
-            outcome = _process_one(conn, client, workload, upsert, request_id, source_key, rows.get(source_key))
+            outcome = _process_one(conn, client, workload, upsert, request_id, source_key, rows.get(source_key),
+                                   shape)
             if outcome == "succeeded":
                 summary.succeeded += 1
             elif outcome == "deferred":
@@ -97,13 +102,13 @@ def run_streaming(
     return summary
 
 
-def _process_one(conn, client, workload, upsert, request_id, source_key, row) -> str:
+def _process_one(conn, client, workload, upsert, request_id, source_key, row, shape=None) -> str:
     """Call the API for one request and record its outcome; returns the outcome's name."""
     where = f"request {request_id} ({workload.source.table} {workload.source.key}={source_key})"
     if row is None:
         return _fail(conn, request_id, "invalid_input", f"{where}: source row does not exist")
     try:
-        params = build_params(workload, row)
+        params = build_params(workload, row, shape)
     except InvalidInput as exc:
         return _fail(conn, request_id, exc.error_type, str(exc))
     try:

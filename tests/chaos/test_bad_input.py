@@ -107,7 +107,8 @@ GOOD_BODIES = {
 # Bad source rows -------------------------------------------------------------------------------
 
 def test_bad_request_rows_fail_alone_naming_the_row_and_the_night_goes_on(app_db, emulator):
-    over_context = "refund please " * 70_000  # ~980,000 characters: well over the model's 200,000-token window
+    # ~3.2 million characters: over claude-haiku-5-5's 1,000,000-token window (13 tokens per 40 characters)
+    over_context = "refund please " * 230_000
     requests = insert_tickets(app_db, {
         **GOOD_BODIES,
         7: None,
@@ -129,7 +130,7 @@ def test_bad_request_rows_fail_alone_naming_the_row_and_the_night_goes_on(app_db
         requests[7]: Expect("failed", "invalid_input", r"app\.support_tickets\.ticket_id=7: column 'body' is NULL"),
         requests[8]: Expect("failed", "invalid_input", r"ticket_id=8: column 'body' is empty"),
         requests[9]: Expect("failed", "invalid_input", r"ticket_id=9: column 'body' is empty"),
-        requests[12]: Expect("failed", "invalid_request", r"prompt is too long: \d+ tokens > 200000"),
+        requests[12]: Expect("failed", "invalid_request", r"prompt is too long: \d+ tokens > 1000000"),
         not_a_number: Expect("failed", "invalid_input",
                              rf"source key '=HYPERLINK.* of request {not_a_number} is not a valid bigint "
                              r"\(app\.support_tickets\.ticket_id\)"),
@@ -158,7 +159,7 @@ def documents_workload() -> Workload:
     """A workload over a source with a ``json`` column: Postgres ``json`` (unlike ``text`` and
     ``jsonb``) stores ``\\u0000`` and unpaired ``\\ud800`` escapes, and psycopg hands them over as is."""
     return Workload.model_validate({
-        "name": "chaos_documents", "model": TICKETS.model, "max_tokens": TICKETS.max_tokens,
+        "name": "chaos_documents", "model": TICKETS.model, "max_tokens": TICKETS.max_tokens, "effort": TICKETS.effort,
         "instructions": TICKETS.instructions,
         "source": {"table": "app.chaos_documents", "key": "doc_id", "columns": ["title", "body", "attrs"],
                    "required_columns": ["title"]},
@@ -174,8 +175,8 @@ def documents_workload() -> Workload:
 def test_json_attributes_with_control_characters_surrogates_or_huge_fail_alone(app_db, emulator):
     app_db.execute(DOCS_TABLES)
     workload = documents_workload()
-    huge = {"notes": "x" * 1_200_000}  # ~300,000 tokens: over the context window, under the body cap
-    bigger = {"notes": "y" * 3_500_000}  # over the 3 MB body cap set below: never sent at all
+    huge = {"notes": "x" * 3_200_000}  # ~1,040,000 tokens: over the 1M context window, under the body cap
+    bigger = {"notes": "y" * 9_000_000}  # over the 8 MB body cap set below: never sent at all
     attrs = {
         1: '{"colour": "red", "tags": ["a", "b"]}',
         2: '{"note": "before\\u0000after\\u0007\\u001b[31m"}',  # NUL and control characters, escaped in JSON
@@ -192,7 +193,7 @@ def test_json_attributes_with_control_characters_surrogates_or_huge_fail_alone(a
                        (doc_id, f"Document {doc_id}", "A billing question about an invoice.", value))
         requests[doc_id] = queue_request(app_db, workload.name, str(doc_id))
 
-    night = run_night(app_db, sdk_client(emulator), workload, caps=Caps(max_bytes=3_000_000))
+    night = run_night(app_db, sdk_client(emulator), workload, caps=Caps(max_bytes=8_000_000))
 
     assert_night(app_db, night.run.run_pk, workload, {
         requests[1]: OK, requests[2]: OK, requests[4]: OK, requests[5]: OK,
@@ -201,7 +202,7 @@ def test_json_attributes_with_control_characters_surrogates_or_huge_fail_alone(a
         requests[8]: Expect("failed", "invalid_input", r"doc_id=8: column 'attrs' is not valid Unicode"),
         requests[6]: Expect("failed", "invalid_request", r"prompt is too long"),
         requests[7]: Expect("failed", "invalid_input", r"request r\d+-q\d+ alone is \d+ bytes, over the batch body cap "
-                                                       r"of 3000000 bytes"),
+                                                       r"of 8000000 bytes"),
     })
     assert emulator.stats()["batch_requests_total"] == 5
 
@@ -226,7 +227,8 @@ REPLY_FAULTS = {
     3: ({"kind": "perturb", "mode": "unapproved_value"},
         Expect("failed", "invalid_output", r"violates the output schema at label: 'urgent_vip .*' is not one of")),
     4: ({"kind": "perturb", "mode": "max_tokens"},
-        Expect("failed", "invalid_output", r"stopped at max_tokens \(300\) before it was complete")),
+        Expect("failed", "invalid_output",
+               rf"stopped at max_tokens \({TICKETS.max_tokens}\) before it was complete; thinking used \d+ of them")),
     5: ({"kind": "perturb", "mode": "nul_character"},
         Expect("failed", "invalid_output", r"reply has a NUL character at rationale .*cannot store")),
     6: ({"kind": "perturb", "mode": "lone_surrogate"},
@@ -307,7 +309,7 @@ MISSING = [
      lambda d: d["output"]["schema"].update(required=["label"]),
      "destination.columns.rationale maps output field 'rationale', which the output schema does not require"),
     ("an unknown model", lambda d: d.update(model="claude-imaginary-9"),
-     "field model: model 'claude-imaginary-9' is not in the price table"),
+     "field model: model 'claude-imaginary-9' is not in Nightshift's model table"),
 ]
 
 

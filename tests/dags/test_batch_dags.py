@@ -58,7 +58,7 @@ def ledger_run(conn, dag_run):
     return get_run(conn, dag_id=dag_run.dag_id, airflow_run_id=dag_run.run_id)
 
 
-@pytest.mark.parametrize("workload_name", ["ticket_classification", pytest.param("product_enrichment", marks=pytest.mark.xfail(strict=True, reason="Nightshift sends a forced tool_choice to claude-sonnet-5-5, which refuses it (and thinks by default): issue 15"))])
+@pytest.mark.parametrize("workload_name", ["ticket_classification", "product_enrichment"])
 def test_batch_night_end_to_end_publishes_the_asset_downstream_consumes(
         airflow_db, app_db, anthropic_conn, pg_cluster, workload_name):
     workload = get_workload(workload_name)

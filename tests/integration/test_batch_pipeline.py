@@ -29,7 +29,7 @@ def created_batches(emulator) -> int:
     return emulator.stats()["batches_created"]
 
 
-@pytest.mark.parametrize("workload", [TICKETS, pytest.param(PRODUCTS, marks=pytest.mark.xfail(strict=True, reason="Nightshift sends a forced tool_choice to claude-sonnet-5-5, which refuses it (and thinks by default): issue 15"))], ids=lambda w: w.name)
+@pytest.mark.parametrize("workload", [TICKETS, PRODUCTS], ids=lambda w: w.name)
 def test_a_night_lands_every_request(app_db, emulator, workload):
     seed(app_db, tickets=60, products=60, bad_every=20)
     night = run_night(app_db, sdk_client(emulator), workload)
@@ -43,7 +43,6 @@ def test_a_night_lands_every_request(app_db, emulator, workload):
     assert versions == [(workload.prompt_version, workload.model)]
 
 
-@pytest.mark.xfail(strict=True, reason="Nightshift sends a forced tool_choice to claude-sonnet-5-5, which refuses it (and thinks by default): issue 15")
 def test_batch_rows_equal_streaming_rows_for_the_same_replies(app_db, emulator):
     """Row-for-row parity: the emulator answers the same params identically on both paths."""
     seed(app_db, tickets=25, products=15, bad_every=10)
@@ -173,7 +172,6 @@ def test_land_cut_half_way_lands_every_result_exactly_once_on_rerun(app_db, emul
     assert_every_request_terminal(app_db, run.run_pk, "app.ticket_classifications", "ticket_id")
 
 
-@pytest.mark.xfail(strict=True, reason="Nightshift sends a forced tool_choice to claude-sonnet-5-5, which refuses it (and thinks by default): issue 15")
 def test_slices_landed_at_once_that_share_a_source_key_neither_deadlock_nor_duplicate(app_db, emulator,
                                                                                     monkeypatch):
     import nightshift.batch.land as land

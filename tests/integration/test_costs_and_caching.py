@@ -60,14 +60,14 @@ def test_the_run_cost_is_the_sum_of_its_items_and_the_warmup(app_db, emulator):
     assert Decimal(0) < costs["savings_pct"] < Decimal(100)
 
 
-@pytest.mark.xfail(strict=True, reason="Nightshift sends a forced tool_choice to claude-sonnet-5-5, which refuses it (and thinks by default): issue 15")
 def test_a_prefix_under_the_minimum_earns_no_cache_tokens_and_the_log_says_why(app_db, emulator, caplog):
+    short = PRODUCTS.model_copy(update={"instructions": "Enrich the product: a summary, a category, attributes."})
     seed(app_db, products=10)
     with caplog.at_level(logging.WARNING, logger="nightshift.batch.costing"):
-        night = run_night(app_db, sdk_client(emulator), PRODUCTS)
+        night = run_night(app_db, sdk_client(emulator), short)
     reads, writes, succeeded = item_cache_counts(app_db, night.run.run_pk)
     assert succeeded == 10 and reads == 0 and writes == 0
-    assert "under claude-sonnet-5-5's minimum cacheable length of 1024" in caplog.text
+    assert "under claude-sonnet-5-5's minimum cacheable length of 512" in caplog.text
     caching = app_db.execute("SELECT details -> 'caching' FROM nightshift.runs WHERE run_pk = %s",
                              (night.run.run_pk,)).fetchone()[0]
     assert caching["cacheable"] is False and caching["warmup"] is False

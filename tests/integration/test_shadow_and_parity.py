@@ -33,7 +33,7 @@ def shadow_night(conn, client, workload):
     return finalize_run(conn, run)
 
 
-@pytest.mark.parametrize("workload", [TICKETS, pytest.param(PRODUCTS, marks=pytest.mark.xfail(strict=True, reason="Nightshift sends a forced tool_choice to claude-sonnet-5-5, which refuses it (and thinks by default): issue 15"))], ids=lambda w: w.name)
+@pytest.mark.parametrize("workload", [TICKETS, PRODUCTS], ids=lambda w: w.name)
 def test_shadow_mode_fills_the_shadow_table_and_leaves_the_destination_alone(app_db, emulator, workload):
     seed(app_db, tickets=15, products=15)
     client = sdk_client(emulator)
@@ -64,7 +64,6 @@ def test_parity_is_complete_on_deterministic_replies_and_costs_both_paths(app_db
     assert 0 < report.batch_cost_usd < report.streaming_cost_usd
 
 
-@pytest.mark.xfail(strict=True, reason="Nightshift sends a forced tool_choice to claude-sonnet-5-5, which refuses it (and thinks by default): issue 15")
 def test_parity_catches_a_perturbed_reply(app_db, emulator):
     seed(app_db, products=12)
     client = sdk_client(emulator)
@@ -77,7 +76,6 @@ def test_parity_catches_a_perturbed_reply(app_db, emulator):
     assert {d.key for d in report.differences} == {"3", "7"}
 
 
-@pytest.mark.xfail(strict=True, reason="Nightshift sends a forced tool_choice to claude-sonnet-5-5, which refuses it (and thinks by default): issue 15")
 def test_the_switch_refuses_below_the_threshold_with_the_numbers(app_db, emulator):
     seed(app_db, products=10)
     client = sdk_client(emulator)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 from nightshift.streaming import run_streaming
 from nightshift.workloads import get_workload
 from tests.helpers import queue_states, sdk_client, seed
 
 
-@pytest.mark.xfail(strict=True, reason="Nightshift sends a forced tool_choice to claude-sonnet-5-5, which refuses it (and thinks by default): issue 15")
 def test_streaming_path_writes_destination_rows_and_records_failures(app_db, emulator):
     seed(app_db, tickets=40, products=25, bad_every=10)
     client = sdk_client(emulator)

@@ -162,7 +162,6 @@ def listed(body) -> list[tuple]:
     return [(f["run_pk"], f["custom_id"]) for f in body["failures"]]
 
 
-@pytest.mark.xfail(strict=True, reason="Nightshift sends a forced tool_choice to claude-sonnet-5-5, which refuses it (and thinks by default): issue 15")
 def test_failures_filter_by_workload_reason_run_and_dates(dashboard, app_db, two_nights):
     everything = dashboard.get("/api/failures", params={"limit": 500}).json()
     assert everything["total"] == len(failed_items(app_db)) > 5

@@ -57,7 +57,7 @@ def test_a_workload_with_an_unpriced_model_is_refused_at_load(tmp_path):
     data = yaml.safe_load(path.read_text())
     data["model"] = "claude-imaginary-1"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(WorkloadDefinitionError, match=r"workload 'ticket_classification' .*field model: .*price table"):
+    with pytest.raises(WorkloadDefinitionError, match=r"workload 'ticket_classification' .*field model: .*(price|model) table"):
         load_workloads(target)
 
 
@@ -77,18 +77,62 @@ def test_a_cache_busting_prefix_is_refused_naming_the_differing_part(tmp_path):
 
 
 def test_warmup_only_when_the_saving_exceeds_its_cost():
-    workload = get_workload("ticket_classification")
-    # 2 requests x 0.5 expected misses x 4,500 tokens x (2.00 - 0.10) x 0.5 / 1e6 = $0.0042750
-    # warm-up: 4,500 x 2.00 / 1e6 + one output token $0.000005 = $0.009005
+    workload = get_workload("ticket_classification")  # claude-haiku-5-5: 1h write $0.20, read $0.01, output $0.50
+    # 2 requests x 0.5 expected misses x 4,500 tokens x (0.20 - 0.01) x 0.5 / 1e6 = $0.0004275
+    # warm-up: 4,500 x 0.20 / 1e6 + one output token $0.0000005 = $0.0009005
     small = decide_warmup(workload, price_table(), prefix_tokens=4500, requests=2)
     assert (small.cacheable, small.warmup) == (True, False)
-    assert small.expected_saving_usd == pytest.approx(0.004275)
-    assert small.warmup_cost_estimate_usd == pytest.approx(0.009005)
+    assert small.expected_saving_usd == pytest.approx(0.0004275)
+    assert small.warmup_cost_estimate_usd == pytest.approx(0.0009005)
     large = decide_warmup(workload, price_table(), prefix_tokens=4500, requests=1000)
-    assert large.warmup and large.expected_saving_usd == pytest.approx(2.1375)
+    assert large.warmup and large.expected_saving_usd == pytest.approx(0.21375)
 
 
 def test_a_prefix_under_the_minimum_is_not_cached_and_says_why():
-    plan = decide_warmup(get_workload("ticket_classification"), price_table(), prefix_tokens=4000, requests=10_000)
+    plan = decide_warmup(get_workload("ticket_classification"), price_table(), prefix_tokens=500, requests=10_000)
     assert (plan.cacheable, plan.warmup) == (False, False)
-    assert "under claude-haiku-4-5's minimum cacheable length of 4096" in plan.reason
+    assert "under claude-haiku-5-5's minimum cacheable length of 512" in plan.reason
+
+
+def test_every_priced_model_is_in_the_model_table_and_every_figure_names_its_page():
+    import yaml
+
+    from nightshift.model_table import model_table
+
+    assert set(price_table().rows) == set(model_table().models)
+    raw = yaml.safe_load((paths.include_dir() / "prices.yaml").read_text())
+    for model, spec in raw["models"].items():
+        for row in spec["prices"]:
+            assert row["source"] in raw["pages"], (model, row["from"])
+        assert spec["min_cacheable_source"] in raw["pages"], model
+    assert all(str(page["read_on"]) == "2026-12-01" for page in raw["pages"].values())
+
+
+def test_rows_are_effective_dated_and_the_long_prompt_band_covers_every_token():
+    from datetime import date
+
+    from nightshift.costs import Usage
+
+    table = price_table()
+    assert table.price("claude-sonnet-5-5", date(2026, 10, 6)).cache_read == Decimal("0.20")
+    assert table.price("claude-sonnet-5-5", date(2026, 10, 7)).cache_read == Decimal("0.10")
+    with pytest.raises(UnknownModel, match="no price in force on 2026-01-01"):
+        table.price("claude-haiku-5-5", date(2026, 1, 1))
+    at_threshold = Usage(input_tokens=60_000, cache_read_tokens=40_000, output_tokens=1_000)
+    over = Usage(input_tokens=60_000, cache_read_tokens=40_001, output_tokens=1_000)
+    # up to 100,000 prompt tokens: 60,000 x $0.10 + 40,000 x $0.01 + 1,000 x $0.50 = $0.0069
+    assert table.cost(at_threshold, "claude-haiku-5-5", batch=False) == Decimal("0.0069")
+    # over it, every token at the band's rates: 60,000 x $0.50 + 40,001 x $0.05 + 1,000 x $2.50
+    assert table.cost(over, "claude-haiku-5-5", batch=False) == Decimal("0.03450005")
+    assert table.cost(over, "claude-haiku-5-5", batch=True) == Decimal("0.03450005") * Decimal("0.5")
+
+
+def test_a_retired_model_is_refused_at_load(tmp_path):
+    target = tmp_path / "workloads"
+    shutil.copytree(paths.workloads_dir(), target)
+    path = target / "ticket_classification.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.update(model="claude-sonnet-4-5", effort=None)
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(WorkloadDefinitionError, match="was retired on 2026-11-30"):
+        load_workloads(target)

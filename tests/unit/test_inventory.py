@@ -155,17 +155,18 @@ def test_caching_a_shared_prefix_above_the_minimum(tmp_path):
     # sonnet, 10 requests over 2 days (5 a day), each 5,000 input of which a 2,000-token prefix, 100 output.
     # today: 10 x (5,000 x $2 + 100 x $10) / 1e6 = $0.11; batch alone $0.055
     # batch + cache: 30,000 plain x $2 = $0.06; 2 writes (one a day) x 2,000 x $4 = $0.016;
-    #   8 reads x 2,000 x $0.20 = $0.0032; 1,000 output x $10 = $0.01 -> $0.0892, half = $0.0446
+    #   8 reads x 2,000 x $0.10 (Sonnet 5.5's cache read since 2026-10-07) = $0.0016; 1,000 output x $10 = $0.01
+    #   -> $0.0876, half = $0.0438
     rows = [row("enrich", model=SONNET, input_tokens=5000, output_tokens=100, prefix_hash="p1", prefix_tokens=2000,
                 time=f"2026-11-{16 + day}T02:0{i}:00Z") for day in range(2) for i in range(5)]
     inv = inventory_of(write_jsonl(tmp_path / "t.jsonl", rows), days_in_month=30)
     p = by_feature(inv)["enrich"].projection
     assert p.today_in_file == Decimal("0.11")
     assert p.batch_alone_in_file == Decimal("0.055")
-    assert p.batch_cache_in_file == Decimal("0.0446")
+    assert p.batch_cache_in_file == Decimal("0.0438")
     assert inv.month_factor == 15  # two days of traffic, a 30-day month
-    assert p.batch_cache_monthly == Decimal("0.669")
-    assert p.saving_share == 1 - Decimal("0.0446") / Decimal("0.11")
+    assert p.batch_cache_monthly == Decimal("0.657")
+    assert p.saving_share == 1 - Decimal("0.0438") / Decimal("0.11")
     assert p.cached_requests == 8
     assert "written once a day at the 1-hour rate on 2 of 2 day(s)" in p.caching_notes[0]
 

@@ -74,7 +74,7 @@ def test_duplicate_names_are_refused(workload_dir):
 
 def test_prompt_version_changes_with_anything_that_changes_output(workload_dir):
     before = load_workloads(workload_dir)["ticket_classification"].prompt_version
-    edit(workload_dir / "ticket_classification.yaml", lambda d: d.update(max_tokens=301))
+    edit(workload_dir / "ticket_classification.yaml", lambda d: d.update(max_tokens=601))
     after = load_workloads(workload_dir)["ticket_classification"].prompt_version
     assert before != after
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +22,7 @@ from nightshift.batch.ledger import Run
 from nightshift.costs import MILLION, PriceTable, Usage
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.requests import stable_prefix
+from nightshift.workloads.shape import RequestShape
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +42,15 @@ class CachingPlan:
     warmup_usage: dict[str, int] | None = None
 
 
-def decide_warmup(workload: Workload, prices: PriceTable, *, prefix_tokens: int, requests: int) -> CachingPlan:
+def decide_warmup(workload: Workload, prices: PriceTable, *, prefix_tokens: int, requests: int,
+                  on: date | None = None) -> CachingPlan:
     """Warm up only when the expected saving exceeds the warm-up request's full-price cost.
 
     Without a warm-up, a batch's items run in parallel and several may write the prefix before
     any can read it: we expect ``batch.expected_cache_hit_rate`` of them to read. With a
     warm-up, the prefix is written once at the standard rate and every item can read it.
     """
-    price = prices.price(workload.model)
+    price = prices.price(workload.model, on)
     minimum = price.min_cacheable_tokens
     if prefix_tokens < minimum:
         return CachingPlan(prefix_tokens, minimum, False, False,
@@ -65,24 +68,23 @@ def decide_warmup(workload: Workload, prices: PriceTable, *, prefix_tokens: int,
 
 
 def plan_caching(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, run: Run,
-                 prices: PriceTable) -> CachingPlan:
+                 prices: PriceTable, shape: RequestShape | None = None) -> CachingPlan:
     """Measure the prefix, decide on a warm-up (and send it), and record both on the run, once."""
     recorded = conn.execute("SELECT details -> 'caching' FROM nightshift.runs WHERE run_pk = %s",
                             (run.run_pk,)).fetchone()[0]
     if recorded:
         return CachingPlan(**recorded)
-    prefix = stable_prefix(workload)
-    counted = client.messages.count_tokens(model=workload.model, tools=prefix["tools"], system=prefix["system"],
-                                           messages=[{"role": "user", "content": "."}])
+    prefix = stable_prefix(workload, shape)
+    counted = client.messages.count_tokens(model=workload.model, **prefix, messages=[{"role": "user", "content": "."}])
     requests = conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s AND status = 'pending'",
                             (run.run_pk,)).fetchone()[0]
-    plan = decide_warmup(workload, prices, prefix_tokens=counted.input_tokens, requests=requests)
+    plan = decide_warmup(workload, prices, prefix_tokens=counted.input_tokens, requests=requests, on=run.billed_on)
     if plan.warmup:
         reply = client.messages.create(
             model=workload.model, max_tokens=1, **prefix, messages=[{"role": "user", "content": WARMUP_MESSAGE}])
         usage = usage_of(reply.usage.model_dump(), workload)
         plan.warmup_usage = asdict(usage)
-        plan.warmup_cost_usd = float(prices.cost(usage, workload.model, batch=False))
+        plan.warmup_cost_usd = float(prices.cost(usage, workload.model, batch=False, on=run.billed_on))
     (log.info if plan.cacheable else log.warning)("caching plan for run %s: %s", run.run_pk, plan.reason)
     conn.execute(
         "UPDATE nightshift.runs SET prefix_tokens = %s, warmup_cost_usd = %s, "
@@ -105,25 +107,40 @@ def usage_of(usage: dict[str, Any], workload: Workload) -> Usage:
                  cache_read_tokens=usage.get("cache_read_input_tokens") or 0)
 
 
+# The run's usage in two sums: requests whose prompt is over the price row's long-prompt threshold
+# (if it has one) pay other rates on every token, so they are priced apart.
 RUN_USAGE = """
-SELECT coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cache_write_5m_tokens), 0),
+SELECT input_tokens + cache_write_5m_tokens + cache_write_1h_tokens + cache_read_input_tokens > %(over)s AS long_prompt,
+       coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cache_write_5m_tokens), 0),
        coalesce(sum(cache_write_1h_tokens), 0), coalesce(sum(cache_read_input_tokens), 0),
        coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE status = 'failed' AND cost_usd > 0)
-  FROM nightshift.items WHERE run_pk = %s
+  FROM nightshift.items WHERE run_pk = %(run_pk)s GROUP BY 1
 """
 
 
 def record_run_costs(conn: psycopg.Connection, run: Run, model: str, prices: PriceTable) -> dict[str, Any]:
-    """The run's cost record: actual (items + warm-up) against both streaming baselines."""
-    *tokens, items_cost, billed_failed = conn.execute(RUN_USAGE, (run.run_pk,)).fetchone()
+    """The run's cost record: actual (items + warm-up) against both streaming baselines, each
+    priced with the row in force on the day the run was billed."""
+    price = prices.price(model, run.billed_on)
+    over = price.long_prompt_over if price.long_prompt_over is not None else 2**62
+    groups = conn.execute(RUN_USAGE, {"run_pk": run.run_pk, "over": over}).fetchall()
     warmup, caching = conn.execute("SELECT warmup_cost_usd, details -> 'caching' FROM nightshift.runs "
                                    "WHERE run_pk = %s", (run.run_pk,)).fetchone()
     # The warm-up request is part of the night's work: its tokens count in both baselines too.
-    usage = Usage(*tokens) + Usage(**((caching or {}).get("warmup_usage") or {}))
+    parts = [Usage(*tokens) for _, *tokens, _, _ in groups]
+    parts.append(Usage(**((caching or {}).get("warmup_usage") or {})))
+    usage = sum(parts, Usage())
+    items_cost = sum((cost for *_, cost, _ in groups), Decimal(0))
+    billed_failed = sum(billed for *_, billed in groups)
+
+    def streaming(cached: bool) -> Decimal:
+        return sum((prices.cost(part, model, batch=False, cached=cached, on=run.billed_on) for part in parts),
+                   Decimal(0))
+
     record = {
         "cost_usd": items_cost + warmup,
-        "streaming_cached_usd": prices.cost(usage, model, batch=False),
-        "streaming_uncached_usd": prices.cost(usage, model, batch=False, cached=False),
+        "streaming_cached_usd": streaming(True),
+        "streaming_uncached_usd": streaming(False),
         "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
         "cache_write_tokens": usage.cache_write_5m_tokens + usage.cache_write_1h_tokens,
         "cache_read_tokens": usage.cache_read_tokens, "billed_failed": billed_failed,

@@ -46,7 +46,7 @@ def text_tokens(text: str) -> int:
 
 def prefix_tokens(workload: Workload) -> int:
     prefix = stable_prefix(workload)
-    tools = sum(text_tokens(json.dumps(t, sort_keys=True, separators=(",", ":"))) for t in prefix["tools"])
+    tools = sum(text_tokens(json.dumps(t, sort_keys=True, separators=(",", ":"))) for t in prefix.get("tools", []))
     return tools + sum(text_tokens(block["text"]) for block in prefix["system"])
 
 

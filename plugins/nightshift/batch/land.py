@@ -190,6 +190,7 @@ class _OutcomeReader:
     def __init__(self, workload: Workload, run: Run, round_: int, prices: PriceTable) -> None:
         self.workload = workload
         self.prices = prices
+        self.billed_on = run.billed_on
         self.retry_invalid_output = round_ < workload.batch.validation_retries
         self.fields = tuple(workload.destination.columns.values())
         self.no_destination = (None,) * (len(self.fields) + 1)
@@ -210,7 +211,7 @@ class _OutcomeReader:
         costed = self._costed.get(key)
         if costed is None:
             usage = usage_of(raw, self.workload)
-            cost = self.prices.cost(usage, model, batch=True)
+            cost = self.prices.cost(usage, model, batch=True, on=self.billed_on)
             costed = (usage.input_tokens, usage.output_tokens, raw.get("cache_creation_input_tokens") or 0,
                       usage.cache_read_tokens, usage.cache_write_5m_tokens, usage.cache_write_1h_tokens, cost)
             if len(self._costed) > 100_000:

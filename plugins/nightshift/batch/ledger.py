@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import psycopg
 from psycopg import sql
@@ -20,6 +20,12 @@ class Run:
     deadline_at: datetime
     status: str
     mode: str = "queue"
+    created_at: datetime | None = None
+
+    @property
+    def billed_on(self) -> date | None:
+        """The day the API bills this run's work (its start, UTC): the price row in force then applies."""
+        return None if self.created_at is None else self.created_at.astimezone(timezone.utc).date()
 
     @property
     def shadow(self) -> bool:
@@ -48,7 +54,7 @@ class BatchRow:
 
 
 # The columns of Run and BatchRow, in their order.
-_RUN_COLUMNS = sql.SQL("run_pk, workload, dag_id, airflow_run_id, deadline_at, status, mode")
+_RUN_COLUMNS = sql.SQL("run_pk, workload, dag_id, airflow_run_id, deadline_at, status, mode, created_at")
 _BATCH_COLUMNS = sql.SQL("batch_pk, round, seq, anthropic_batch_id, status, request_count, body_bytes, intent_at")
 
 

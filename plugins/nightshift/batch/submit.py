@@ -13,6 +13,7 @@ batch, and a blind retry would pay for the same requests twice.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from nightshift.batch.body import BatchBody, encode_request
 from nightshift.batch.ledger import BatchRow, Run, batches
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.requests import InvalidInput, build_params
+from nightshift.workloads.shape import RequestShape
 
 log = logging.getLogger(__name__)
 
@@ -86,22 +88,25 @@ class SubmitResult:
 
 def submit_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, run: Run,
                  round_: int, caps: Caps) -> SubmitResult:
+    from nightshift.batch.preflight import run_shape
+
     result = SubmitResult(round_)
     past_deadline = run.past_deadline()
+    shape = run_shape(conn, client, workload, run)
     if round_ > 0:
         _promote_retries(conn, run, round_)
     elif not past_deadline:
         from nightshift.batch.costing import plan_caching
         from nightshift.costs import price_table
 
-        plan_caching(conn, client, workload, run, price_table())
+        plan_caching(conn, client, workload, run, price_table(), shape)
     for intent in batches(conn, run, round_, statuses=("intent",)):
         _recover_intent(conn, client, workload, run, intent, result)
     if past_deadline:  # e.g. it waited for room in the queue until then: what is in flight is all
         log.warning("run %s is past its deadline (%s): the round's unsubmitted requests stay unsubmitted",
                     run.run_pk, run.deadline_at.isoformat())
     else:
-        _submit_unassigned(conn, client, workload, run, round_, caps, result)
+        _submit_unassigned(conn, client, workload, run, round_, caps, result, shape)
     result.batch_ids = [b.anthropic_batch_id for b in batches(conn, run, round_) if b.anthropic_batch_id]
     log.info(
         "round %d of run %s: %d batches (%s), %d requests submitted now, %d invalid inputs failed",
@@ -146,7 +151,7 @@ def _pending_rows(conn: psycopg.Connection, workload: Workload, run: Run, round_
     return cursor
 
 
-def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list):
+def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list, shape: RequestShape | None = None):
     """Yield ``(custom_id, encoded request)``; bad source rows go to ``invalid`` instead."""
     columns = [workload.source.key, *workload.source.columns]
     key = queue.source_key_cast(conn, workload)
@@ -161,23 +166,26 @@ def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list):
                                 f"{source_key} does not exist"))
                 continue
             try:
-                params = build_params(workload, dict(zip(columns, values, strict=True)))
+                params = build_params(workload, dict(zip(columns, values, strict=True)), shape)
             except InvalidInput as exc:
                 invalid.append((custom_id, request_id, str(exc)))
                 continue
             yield custom_id, encode_request(custom_id, params)
 
 
-def _submit_unassigned(conn, client, workload, run, round_, caps, result) -> None:
+def _submit_unassigned(conn, client, workload, run, round_, caps, result, shape: RequestShape) -> None:
     invalid: list[tuple[str, int | None, str]] = []
+    samples = _Samples(round_ == 0 and not _any_batch(conn, run))
     seq = conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM nightshift.batches WHERE run_pk = %s AND round = %s",
                        (run.run_pk, round_)).fetchone()[0]
     # A batch never holds more than the queue cap: a larger night goes through in turns.
     max_requests = min(caps.max_requests, caps.max_queued or caps.max_requests)
     body = BatchBody()
     try:
-        for custom_id, encoded in _encoded_requests(conn, workload, run, round_, None, invalid):
+        for custom_id, encoded in _encoded_requests(conn, workload, run, round_, None, invalid, shape):
+            samples.offer(encoded)
             if body.count and (body.count >= max_requests or body.size_with(encoded) > caps.max_bytes):
+                samples.check(conn, client, workload, run, invalid, result)
                 _create_batch(conn, client, run, round_, seq, body, invalid, result, caps)
                 seq += 1
                 body.close()
@@ -191,12 +199,51 @@ def _submit_unassigned(conn, client, workload, run, round_, caps, result) -> Non
                 continue
             body.add(custom_id, encoded)
         if body.count:
+            samples.check(conn, client, workload, run, invalid, result)
             _create_batch(conn, client, run, round_, seq, body, invalid, result, caps)
         else:
             _fail_invalid(conn, run, invalid, result)
             conn.commit()
     finally:
         body.close()
+
+
+def _any_batch(conn: psycopg.Connection, run: Run) -> bool:
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM nightshift.batches WHERE run_pk = %s)",
+                        (run.run_pk,)).fetchone()[0]
+
+
+class _Samples:
+    """The requests the preflight checks before the run's first create call: the first and the longest."""
+
+    def __init__(self, wanted: bool) -> None:
+        self.wanted = wanted
+        self.first: bytes | None = None
+        self.longest: bytes | None = None
+
+    def offer(self, encoded: bytes) -> None:
+        if not self.wanted:
+            return
+        if self.first is None:
+            self.first = encoded
+        if self.longest is None or len(encoded) > len(self.longest):
+            self.longest = encoded
+
+    def check(self, conn, client, workload: Workload, run: Run, invalid: list, result: SubmitResult) -> None:
+        """Once, before the first create: a refusal fails the run's waiting requests, then raises."""
+        if not self.wanted or self.first is None:
+            return
+        from nightshift.batch.preflight import PreflightRefused, fail_refused_run, preflight
+
+        self.wanted = False
+        distinct = [self.first] if self.longest in (None, self.first) else [self.first, self.longest]
+        try:
+            preflight(client, workload, [json.loads(encoded)["params"] for encoded in distinct])
+        except PreflightRefused as refused:
+            _fail_invalid(conn, run, invalid, result)  # bad rows keep their own reason
+            count = fail_refused_run(conn, run, refused)
+            log.error("%s; %d requests failed invalid_request, no batch created", refused, count)
+            raise
 
 
 def admit(conn: psycopg.Connection, count: int, cap: int | None) -> None:

@@ -2,7 +2,9 @@
 
 Reports the ratio of the night's actual cost to (a) what the same tokens cost on the old
 streaming path without caching and (b) the theoretical floor: every request at the batch
-rate, the prefix written once and read by every other request.
+rate, the prefix written once and read by every other request. The same night also runs on the
+model the workload used before (Claude Haiku 4.5, through a forced tool, as it was sent then),
+to show what the move to the workload's model saves.
 """
 
 from __future__ import annotations
@@ -24,15 +26,37 @@ from nightshift.batch.ledger import ensure_run
 from nightshift.batch.submit import Caps, submit_round
 from nightshift.costs import MILLION, price_table
 from nightshift.workloads import get_workload
+from nightshift.workloads.definition import Workload
+from nightshift.workloads.shape import Delivery
 
 ITEM_REPEAT = 9  # demo ticket bodies repeated to ~200 tokens per item
 
 
+#: The model the reference workload ran on before Haiku 5.5, and how its answer was asked for then.
+PREVIOUS_MODEL = "claude-haiku-4-5"
+
+
+def _on_previous_model(workload: Workload) -> Workload:
+    output = workload.output.model_copy(update={"delivery": Delivery.FORCED_TOOL})
+    return workload.model_copy(update={"model": PREVIOUS_MODEL, "effort": None, "output": output})
+
+
 def run(requests: int = 1000, out: Path = Path("artifacts/cost-bench.json")) -> dict:
+    current = get_workload("ticket_classification")
+    result = _night(current, requests)
+    previous = _night(_on_previous_model(current), requests)
+    result["previous_model"] = {"model": PREVIOUS_MODEL, "actual_usd": previous["actual_usd"],
+                                "streaming_uncached_usd": previous["streaming_uncached_usd"],
+                                "actual_over_previous": round(result["actual_usd"] / previous["actual_usd"], 4)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _night(workload: Workload, requests: int) -> dict:
     from emulator.testing import EmulatorServer
     from nightshift.localdev.environment import profile
 
-    workload = get_workload("ticket_classification")
     cluster = profile("test").cluster
     started = cluster.ensure_started()
     try:
@@ -60,7 +84,7 @@ def run(requests: int = 1000, out: Path = Path("artifacts/cost-bench.json")) -> 
         if started:
             cluster.stop()
     actual, uncached, cached, prefix, item_input, output, reads, writes = row
-    price = price_table().price(workload.model)
+    price = price_table().price(workload.model)  # the night ran today: today's row
     n = summary.succeeded
     floor = price_table().batch_discount * (
         item_input * price.input + output * price.output + prefix * price.cache_write_1h
@@ -74,8 +98,6 @@ def run(requests: int = 1000, out: Path = Path("artifacts/cost-bench.json")) -> 
         "actual_over_floor": round(float(actual / floor), 4),
         "cache_read_tokens": reads, "cache_write_tokens": writes, "prices_as_of": str(price_table().as_of),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -83,7 +105,8 @@ def print_result(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Cost of a reference {result['workload']} night ({result['requests']} requests, "
+    table = Table(title=f"Cost of a reference {result['workload']} night on {result['model']} "
+                        f"({result['requests']} requests, "
                         f"{result['prefix_tokens']}-token prefix, ~{result['mean_item_input_tokens']}-token items, "
                         f"~{result['mean_output_tokens']}-token outputs, prices as of {result['prices_as_of']})",
                   title_justify="left")
@@ -96,4 +119,8 @@ def print_result(result: dict) -> None:
                   f"{result['actual_usd'] / result['streaming_cached_usd']:.3f}")
     table.add_row("theoretical floor (batch, one write, all reads)", f"${result['floor_usd']:.4f}",
                   f"{result['actual_over_floor']:.3f}")
+    previous = result.get("previous_model")
+    if previous:
+        table.add_row(f"the same night on {previous['model']} (batch + cache)", f"${previous['actual_usd']:.4f}",
+                      f"{previous['actual_over_previous']:.3f}")
     Console(width=120).print(table)

@@ -397,6 +397,9 @@ class Bench:
                                   baseline_name="streaming, no cache"))
         self.report.add(ratio_row("cost", "  against the theoretical floor", result["actual_usd"], result["floor_usd"],
                                   "$", baseline_name="floor"))
+        previous = result["previous_model"]
+        self.report.add(ratio_row("cost", f"  against the same night on {previous['model']}", result["actual_usd"],
+                                  previous["actual_usd"], "$", baseline_name=previous["model"]))
 
 
 def _headers(emulator) -> dict[str, str]:

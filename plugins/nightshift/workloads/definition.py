@@ -18,6 +18,9 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from nightshift.model_table import ModelCapabilities
+from nightshift.workloads.shape import Delivery, RequestShape, Thinking, UnsupportedRequest, request_shape
+
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 QUALIFIED_TABLE = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 
@@ -67,6 +70,9 @@ class Output(_Strict):
     tool_name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     tool_description: str = ""
     json_schema: dict[str, Any] = Field(alias="schema")
+    #: How the answer is asked for: ``auto`` (structured outputs where the model has them, else a
+    #: forced tool), ``json_schema`` or ``forced_tool``; checked against the model's capabilities.
+    delivery: Delivery = Delivery.AUTO
 
     @field_validator("json_schema")
     @classmethod
@@ -123,13 +129,25 @@ class MigrationSettings(_Strict):
     text_similarity: float = Field(default=0.9, ge=0, le=1)
 
 
+SAMPLING_PARAMETERS = ("temperature", "top_p", "top_k")
+
+
 class Workload(_Strict):
     """A validated workload definition. Build with :func:`load_workload_file`."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
     description: str = ""
     model: str = Field(min_length=1)
+    #: The budget thinking and the answer share (thinking tokens are output tokens): checked at
+    #: load against what Nightshift plans for thinking at the workload's effort.
     max_tokens: int = Field(gt=0, le=128_000)
+    #: ``default`` (what the model does when not told), ``adaptive``, or ``off``.
+    thinking: Thinking = Thinking.DEFAULT
+    #: ``output_config.effort``; None sends none and the model's default is in force.
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    #: Params merged into every request as they are (an escape hatch for what Nightshift does not
+    #: model). Nothing checks them at load; the preflight before the first batch does.
+    request_overrides: dict[str, Any] = {}
     source: Source
     prompt: Prompt
     output: Output
@@ -138,6 +156,56 @@ class Workload(_Strict):
     failure_threshold: float = Field(default=0.05, ge=0, le=1)
     batch: BatchSettings = BatchSettings()
     migration: MigrationSettings = MigrationSettings()
+
+    @field_validator("model")
+    @classmethod
+    def _in_the_model_table(cls, model: str) -> str:
+        from nightshift.model_table import model_table
+
+        model_table().capabilities(model)  # UnknownModel (a ValueError) names the table and what it knows
+        return model
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_sampling(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            for name in SAMPLING_PARAMETERS:
+                if name in raw:
+                    raise ValueError(
+                        f"{name} is not a workload setting: the API rejects sampling parameters ({raw.get('model')} "
+                        "refuses a non-default temperature, top_p or top_k, and anthropic-version 2026-10-21, which "
+                        "the SDK sends, removed them for every model). Use effort to trade depth for cost")
+        return raw
+
+    @model_validator(mode="after")
+    def _fits_the_model(self) -> Workload:
+        from nightshift.model_table import model_table
+
+        table = model_table()
+        try:
+            shape = self.table_shape
+        except UnsupportedRequest as exc:
+            raise ValueError(str(exc)) from None
+        if shape.thinks:
+            thinking = table.thinking_allowance(shape.effort_in_force)
+            needed = thinking + table.answer_allowance_tokens
+            if self.max_tokens < needed:
+                raise ValueError(
+                    f"max_tokens {self.max_tokens} leaves no room for the answer: {self.model} thinks at effort "
+                    f"{shape.effort_in_force}, for which Nightshift plans {thinking} thinking tokens (they share "
+                    f"max_tokens with the answer), plus {table.answer_allowance_tokens} for the answer. Raise max_tokens "
+                    f"to at least {needed}, lower effort, or set thinking: off")
+        return self
+
+    @property
+    def table_shape(self) -> RequestShape:
+        """The request shape by Nightshift's model table (a run may correct it from the Models API)."""
+        from nightshift.model_table import model_table
+
+        return self.shape_for(model_table().capabilities(self.model))
+
+    def shape_for(self, caps: ModelCapabilities) -> RequestShape:
+        return request_shape(caps, delivery=self.output.delivery, thinking=self.thinking, effort=self.effort)
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
@@ -183,6 +251,7 @@ class Workload(_Strict):
                 "item_template": self.prompt.item_template,
                 "tool": [self.output.tool_name, self.output.tool_description],
                 "schema": self.output.json_schema,
+                "request": [str(self.output.delivery), str(self.thinking), self.effort, self.request_overrides],
             },
             sort_keys=True,
         )
@@ -231,7 +300,7 @@ def load_workload_file(path: Path, include_dir: Path) -> Workload:
         return Workload.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"field {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            f"field {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
         raise WorkloadDefinitionError(f"workload {label!r} ({path}): {problems}", label) from None

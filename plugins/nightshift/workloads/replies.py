@@ -1,4 +1,5 @@
-"""How a reply becomes destination values: find the forced tool call and validate it.
+"""How a reply becomes destination values: find the answer (a forced tool call, or the JSON text of
+structured outputs; ``thinking`` blocks are never the answer) and validate it.
 
 Anything that is not exactly a schema-valid tool call is an :class:`InvalidOutput` with a
 reason a person can act on. A value outside the schema's enum (a prompt-injected label,
@@ -63,7 +64,9 @@ def extract_output(workload: Workload, message: dict[str, Any]) -> dict[str, Any
     """The validated tool input of a reply, or :class:`InvalidOutput` saying what is wrong."""
     stop_reason = message.get("stop_reason")
     if stop_reason == "max_tokens":
-        raise InvalidOutput(f"reply stopped at max_tokens ({workload.max_tokens}) before it was complete")
+        thinking = ((message.get("usage") or {}).get("output_tokens_details") or {}).get("thinking_tokens")
+        spent = f"; thinking used {thinking} of them" if thinking else ""
+        raise InvalidOutput(f"reply stopped at max_tokens ({workload.max_tokens}) before it was complete{spent}")
     if stop_reason == "refusal":
         raise InvalidOutput("the model refused to answer")
     output = None
@@ -106,7 +109,7 @@ def _check_storable(value: Any, where: str) -> None:
 
 
 def _json_from_text(workload: Workload, message: dict[str, Any]) -> Any:
-    text = "".join(str(b.get("text", "")) for b in _blocks(message) if b.get("type") == "text")
+    text = "".join(str(b.get("text", "")) for b in _blocks(message) if b.get("type") == "text")  # not thinking
     if not text.strip():
         raise InvalidOutput(f"reply has no {workload.output.tool_name!r} tool call and no text")
     try:

@@ -1,9 +1,11 @@
-"""How a source row becomes Messages API params.
+"""How a source row becomes Messages API params, in the shape its model accepts.
 
-The stable part (tool definition, then instructions) comes first and is identical for every
-item, with a ``cache_control`` breakpoint on its last block; the per-item text follows.
-The streaming path and the batch path call the same function, so the same row yields the
-same params on both.
+The stable part (the output tool when the answer is a forced tool call, then the instructions)
+comes first and is identical for every item, with a ``cache_control`` breakpoint on its last
+block; the per-item text follows. Where the model has structured outputs the answer's schema
+goes in ``output_config.format`` instead, reduced to the subset the API accepts
+(``structured.py``); thinking and effort are as the :class:`RequestShape` says. The streaming
+path and the batch path call the same function, so the same row yields the same params on both.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from nightshift.workloads.definition import Workload
+from nightshift.workloads.shape import Delivery, RequestShape
+from nightshift.workloads.structured import strict_schema
 
 # C0 control characters other than tab and newline carry no meaning in a prompt and have
 # been seen to confuse downstream parsers; NUL cannot even be stored in Postgres text.
@@ -31,24 +35,17 @@ class InvalidInput(ValueError):
     error_type = "invalid_input"
 
 
-def stable_prefix(workload: Workload) -> dict[str, Any]:
-    """The cached part of every request: tools and system, in the API's cache order."""
-    return {
-        "tools": [
-            {
-                "name": workload.output.tool_name,
-                "description": workload.output.tool_description or workload.description,
-                "input_schema": workload.output.json_schema,
-            }
-        ],
-        "system": [
-            {
-                "type": "text",
-                "text": workload.instructions,
-                "cache_control": {"type": "ephemeral", "ttl": workload.prompt.cache_ttl},
-            }
-        ],
-    }
+def stable_prefix(workload: Workload, shape: RequestShape | None = None) -> dict[str, Any]:
+    """The cached part of every request, in the API's cache order: the output tool (only when the
+    answer is a forced tool call) and the system instructions."""
+    shape = shape or workload.table_shape
+    system = [{"type": "text", "text": workload.instructions,
+               "cache_control": {"type": "ephemeral", "ttl": workload.prompt.cache_ttl}}]
+    if shape.delivery is not Delivery.FORCED_TOOL:
+        return {"system": system}
+    tool = {"name": workload.output.tool_name, "description": workload.output.tool_description or workload.description,
+            "input_schema": workload.output.json_schema}
+    return {"tools": [tool], "system": system}
 
 
 def render_item(workload: Workload, row: Mapping[str, Any]) -> str:
@@ -77,26 +74,44 @@ def _text(workload: Workload, source_key: Any, column: str, value: Any) -> str:
     return _CONTROL_CHARACTERS.sub("", text)
 
 
-def build_params(workload: Workload, row: Mapping[str, Any]) -> dict[str, Any]:
+def build_params(workload: Workload, row: Mapping[str, Any], shape: RequestShape | None = None) -> dict[str, Any]:
     """Messages API params for one source row; raises :class:`InvalidInput` for a bad row.
 
-    The stable part is built once per workload and shared by every request's params (a night
-    builds 100,000 of them): treat the returned params as read-only.
+    ``shape`` is the run's (confirmed against the Models API); without it, the model table's.
+    The stable part is built once per workload and shape and shared by every request's params
+    (a night builds 100,000 of them): treat the returned params as read-only.
     """
-    return {**_stable_params(workload), "messages": [{"role": "user", "content": render_item(workload, row)}]}
+    stable = _stable_params(workload, shape or workload.table_shape)
+    return {**stable, "messages": [{"role": "user", "content": render_item(workload, row)}]}
 
 
-_stable: dict[int, tuple[Workload, dict[str, Any]]] = {}
+def request_without_prompt(workload: Workload, shape: RequestShape) -> dict[str, Any]:
+    """Everything a request sends but its messages (what the preflight and the warm-up share)."""
+    return _stable_params(workload, shape)
 
 
-def _stable_params(workload: Workload) -> dict[str, Any]:
-    """Everything but the messages, once per workload object (kept alive beside it, so its id is not reused)."""
-    cached = _stable.get(id(workload))
+_stable: dict[tuple[int, RequestShape], tuple[Workload, dict[str, Any]]] = {}
+
+
+def _stable_params(workload: Workload, shape: RequestShape) -> dict[str, Any]:
+    """Everything but the messages, once per workload object and shape (the workload is kept
+    alive beside it, so its id is not reused)."""
+    key = (id(workload), shape)
+    cached = _stable.get(key)
     if cached is None or cached[0] is not workload:
-        cached = _stable[id(workload)] = (workload, {
-            "model": workload.model,
-            "max_tokens": workload.max_tokens,
-            **stable_prefix(workload),
-            "tool_choice": {"type": "tool", "name": workload.output.tool_name},
-        })
+        params: dict[str, Any] = {"model": workload.model, "max_tokens": workload.max_tokens,
+                                  **stable_prefix(workload, shape)}
+        output_config: dict[str, Any] = {}
+        if shape.delivery is Delivery.FORCED_TOOL:
+            params["tool_choice"] = {"type": "tool", "name": workload.output.tool_name}
+        else:
+            output_config["format"] = {"type": "json_schema", "schema": strict_schema(workload.output.json_schema)}
+        if shape.effort:
+            output_config["effort"] = shape.effort
+        if output_config:
+            params["output_config"] = output_config
+        if shape.thinking:
+            params["thinking"] = shape.thinking
+        params.update(workload.request_overrides)
+        cached = _stable[key] = (workload, params)
     return cached[1]
