@@ -18,6 +18,8 @@ class NightReport:
     destination: str
     run_pk: int | None = None
     status: str = "no run yet"
+    model: str = ""
+    request_shape: str = ""
     requests: int = 0
     succeeded: int = 0
     failed: dict[str, int] = field(default_factory=dict)
@@ -35,10 +37,13 @@ def latest_nights(conn: psycopg.Connection) -> list[NightReport]:
         table = sql.Identifier(*workload.destination.table.split("."))
         report.destination_rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
         row = conn.execute(
-            "SELECT run_pk, status FROM nightshift.runs WHERE workload = %s ORDER BY run_pk DESC LIMIT 1",
+            "SELECT run_pk, status, model, concat_ws(', ', details -> 'request_shape' ->> 'delivery', "
+            "'effort ' || (details -> 'request_shape' ->> 'effort_in_force'), "
+            "CASE WHEN (details -> 'request_shape' ->> 'thinks')::boolean THEN 'thinking' END) "
+            "FROM nightshift.runs WHERE workload = %s ORDER BY run_pk DESC LIMIT 1",
             (workload.name,)).fetchone()
         if row:
-            report.run_pk, report.status = row
+            report.run_pk, report.status, report.model, report.request_shape = row
             _fill_from_ledger(conn, report)
         reports.append(report)
     return reports
@@ -71,10 +76,11 @@ def print_report(conn: psycopg.Connection, console: Console | None = None) -> li
     console = console or Console(width=max(Console().width, 120))
     reports = latest_nights(conn)
     table = Table(title="Nightshift — the latest night", title_justify="left")
-    for column in ("workload", "run", "requests", "succeeded", "failed", "rounds", "batches", "rows in"):
-        table.add_column(column, justify="left" if column in {"workload", "run", "rows in"} else "right")
+    for column in ("workload", "run", "model", "requests", "succeeded", "failed", "rounds", "batches", "rows in"):
+        table.add_column(column, justify="left" if column in {"workload", "run", "model", "rows in"} else "right")
     for r in reports:
-        table.add_row(r.workload, f"#{r.run_pk} {r.status}" if r.run_pk else r.status, str(r.requests),
+        model = f"{r.model} ({r.request_shape})" if r.request_shape else r.model
+        table.add_row(r.workload, f"#{r.run_pk} {r.status}" if r.run_pk else r.status, model, str(r.requests),
                       str(r.succeeded), str(sum(r.failed.values())), str(r.rounds), str(len(r.batches)),
                       f"{r.destination} ({r.destination_rows})")
     console.print(table)

@@ -170,3 +170,13 @@ def test_a_workload_that_sends_what_its_model_refuses_is_refused_at_load(tmp_pat
         path.write_text(yaml.safe_dump({**source, **changes}))
         with pytest.raises(WorkloadDefinitionError, match=message):
             load_workload_file(path, paths.include_dir())
+
+
+def test_the_report_names_each_nights_model_and_request_shape(app_db, emulator):
+    from nightshift.report import latest_nights
+
+    seed(app_db, tickets=3)
+    run_night(app_db, sdk_client(emulator), TICKETS)
+    (report,) = [r for r in latest_nights(app_db) if r.workload == TICKETS.name]
+    assert report.model == "claude-haiku-5-5"
+    assert report.request_shape == "json_schema, effort low, thinking"
