@@ -77,26 +77,6 @@ class ModelPrice:
     long_prompt_over: int | None = None
     long_prompt: Rates | None = None
 
-    @property
-    def input(self) -> Decimal:
-        return self.rates.input
-
-    @property
-    def output(self) -> Decimal:
-        return self.rates.output
-
-    @property
-    def cache_write_5m(self) -> Decimal:
-        return self.rates.cache_write_5m
-
-    @property
-    def cache_write_1h(self) -> Decimal:
-        return self.rates.cache_write_1h
-
-    @property
-    def cache_read(self) -> Decimal:
-        return self.rates.cache_read
-
     def rates_for(self, usage: Usage) -> Rates:
         if self.long_prompt is not None and usage.total_input_tokens > (self.long_prompt_over or 0):
             return self.long_prompt

@@ -114,8 +114,8 @@ def test_rows_are_effective_dated_and_the_long_prompt_band_covers_every_token():
     from nightshift.costs import Usage
 
     table = price_table()
-    assert table.price("claude-sonnet-5-5", date(2026, 10, 6)).cache_read == Decimal("0.20")
-    assert table.price("claude-sonnet-5-5", date(2026, 10, 7)).cache_read == Decimal("0.10")
+    assert table.price("claude-sonnet-5-5", date(2026, 10, 6)).rates.cache_read == Decimal("0.20")
+    assert table.price("claude-sonnet-5-5", date(2026, 10, 7)).rates.cache_read == Decimal("0.10")
     with pytest.raises(UnknownModel, match="no price in force on 2026-01-01"):
         table.price("claude-haiku-5-5", date(2026, 1, 1))
     at_threshold = Usage(input_tokens=60_000, cache_read_tokens=40_000, output_tokens=1_000)

@@ -56,10 +56,11 @@ def decide_warmup(workload: Workload, prices: PriceTable, *, prefix_tokens: int,
         return CachingPlan(prefix_tokens, minimum, False, False,
                            f"the stable prefix is {prefix_tokens} tokens, under {workload.model}'s minimum cacheable "
                            f"length of {minimum}: it is not cached (the breakpoint is harmless but earns nothing)")
-    write = price.cache_write_1h if workload.prompt.cache_ttl == "1h" else price.cache_write_5m
+    rates = price.rates  # a warm-up prefix is far under any long-prompt band
+    write = rates.cache_write_1h if workload.prompt.cache_ttl == "1h" else rates.cache_write_5m
     missed = Decimal(requests) * Decimal(str(1 - workload.batch.expected_cache_hit_rate))
-    saving = missed * prefix_tokens * (write - price.cache_read) * prices.batch_discount / MILLION
-    warmup_cost = (prefix_tokens * write + price.output) / MILLION
+    saving = missed * prefix_tokens * (write - rates.cache_read) * prices.batch_discount / MILLION
+    warmup_cost = (prefix_tokens * write + rates.output) / MILLION
     mode = workload.batch.warmup
     warmup = mode == "always" or (mode == "auto" and saving > warmup_cost)
     reason = (f"warm-up {mode}" if mode != "auto" else

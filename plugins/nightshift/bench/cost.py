@@ -84,7 +84,7 @@ def _night(workload: Workload, requests: int) -> dict:
         if started:
             cluster.stop()
     actual, uncached, cached, prefix, item_input, output, reads, writes = row
-    price = price_table().price(workload.model)  # the night ran today: today's row
+    price = price_table().price(workload.model).rates  # the night ran today: today's row
     n = summary.succeeded
     floor = price_table().batch_discount * (
         item_input * price.input + output * price.output + prefix * price.cache_write_1h
