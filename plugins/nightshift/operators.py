@@ -144,7 +144,7 @@ class SubmitBatchesOperator(_RoundOperator):
     operator_extra_links = (AnthropicConsoleBatchLink(), NightshiftRunLink())
 
     def execute(self, context) -> dict:
-        from nightshift.batch.preflight import PreflightRefused
+        from nightshift.batch.errors import RetryWontHelp
         from nightshift.batch.submit import Caps, NotAdmitted, submit_round
 
         with self.db() as conn:
@@ -169,8 +169,8 @@ class SubmitBatchesOperator(_RoundOperator):
 
                 self.log.info("%s", waiting)
                 self._defer_until_admitted(context, waiting, run, in_flight_batch_ids(conn, run))
-            except PreflightRefused as refused:  # retrying sends the same params: fail now, no retries
-                raise AirflowFailException(str(refused)) from None
+            except RetryWontHelp as final:  # the same params, the same account: fail now, no task retries
+                raise AirflowFailException(str(final)) from None
         if not result.batch_ids:
             raise AirflowSkipException(f"round {self.round}: no request to submit")
         return result.as_dict()
@@ -197,11 +197,15 @@ class LandResultsOperator(_RoundOperator):
     """Stream ended batches' results into the destination table, the ledger and the queue."""
 
     def execute(self, context) -> dict:
+        from nightshift.batch.errors import RetryWontHelp
         from nightshift.batch.land import land_round
 
         with self.db() as conn:
             run = self.ledger_run(conn, context)
-            return land_round(conn, self.client(), self.workload, run, self.round).as_dict()
+            try:
+                return land_round(conn, self.client(), self.workload, run, self.round).as_dict()
+            except RetryWontHelp as final:  # what landed is committed; later rounds would fail the same way
+                raise AirflowFailException(str(final)) from None
 
 
 class FinalizeRunOperator(_NightshiftOperator):

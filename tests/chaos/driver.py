@@ -21,6 +21,7 @@ from typing import Any, Callable
 import psycopg
 
 from nightshift.batch.collect import collect
+from nightshift.batch.errors import RetryWontHelp
 from nightshift.batch.finalize import RunSummary, finalize_run
 from nightshift.batch.land import land_round
 from nightshift.batch.ledger import Run, ensure_run, get_run
@@ -62,6 +63,7 @@ class ChaosNight:
     airflow_run_id: str = "chaos"
     caps: Caps = field(default_factory=lambda: Caps(max_requests=4))
     failures: list[tuple[str, str]] = field(default_factory=list)
+    stopped: Exception | None = None  # what failed a step for good (the DAG goes on to finalize)
 
     def task(self, name: str, body: Callable[[psycopg.Connection], Any]) -> Any:
         for attempt in range(1, TASK_TRIES + 1):
@@ -70,7 +72,7 @@ class ChaosNight:
                     return body(conn)
             except Exception as exc:
                 self.failures.append((name, repr(exc)))
-                if attempt == TASK_TRIES:
+                if attempt == TASK_TRIES or isinstance(exc, RetryWontHelp):  # the operator's AirflowFailException
                     raise
 
     def start(self) -> Run:
@@ -106,17 +108,21 @@ class ChaosNight:
                             (run.run_pk,)).fetchone()[0] > 0
 
     def whole_night(self, before_wait: Callable[[int], None] = lambda round_: None) -> tuple[Run, RunSummary]:
+        """The DAG's order; a step failing for good stops the rounds, and finalize still runs (all_done)."""
         run = self.start()
-        for round_ in range(TICKETS.batch.retry_rounds + 1):
-            if round_:
-                with psycopg.connect(self.dsn) as conn:
-                    if not self.retries_pending(conn, run):
-                        break
-            batch_ids = self.submit(round_)
-            if batch_ids:
-                before_wait(round_)
-                self.wait(batch_ids)
-                self.land(round_)
+        try:
+            for round_ in range(TICKETS.batch.retry_rounds + 1):
+                if round_:
+                    with psycopg.connect(self.dsn) as conn:
+                        if not self.retries_pending(conn, run):
+                            break
+                batch_ids = self.submit(round_)
+                if batch_ids:
+                    before_wait(round_)
+                    self.wait(batch_ids)
+                    self.land(round_)
+        except RetryWontHelp as final:
+            self.stopped = final
         return run, self.finalize()
 
     def in_child(self, step: str, **args: Any) -> subprocess.Popen:

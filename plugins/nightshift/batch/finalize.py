@@ -75,7 +75,11 @@ def finalize_run(conn: psycopg.Connection, run: Run) -> RunSummary:
         "SELECT coalesce(max(round) + 1, 0), count(*) FROM nightshift.batches WHERE run_pk = %s", (run.run_pk,)
     ).fetchone()
     requests = sum(counts.values())
-    unfinished = {"deadline_exceeded", "not_landed", "not_submitted", "results_archived"} & set(failed)
+    from nightshift.batch.land import ACCOUNT_ITEM_ERRORS
+
+    # an account error stops the night (the land step fails on it): the night did not finish
+    unfinished = ({"deadline_exceeded", "not_landed", "not_submitted", "results_archived"} | ACCOUNT_ITEM_ERRORS) \
+        & set(failed)
     status = "empty" if requests == 0 else "failed" if unfinished else "succeeded"
     summary = RunSummary(run.run_pk, run.workload, requests, counts.get("succeeded", 0), failed, rounds,
                          batch_count, status)

@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 
 from nightshift.batch.costing import usage_of
 from nightshift.batch.ledger import BatchRow, Run, batches, record_batch_state
+from nightshift.batch.errors import AccountProblem
 from nightshift.costs import PriceTable, price_table
 from nightshift.batch.polling import BatchSnapshot
 from nightshift.destination import upsert_statement
@@ -39,7 +40,10 @@ log = logging.getLogger(__name__)
 
 SLICE = 10_000  # results per transaction (5,000: 20% slower at 100,000; 20,000: no faster)
 WRITERS = 2  # connections writing slices at once
-RETRYABLE_ITEM_ERRORS = {"overloaded_error", "api_error"}
+#: batch-processing: an item error other than invalid_request_error can be retried directly, except the
+#: account's own problems, which a resubmission would meet again: those stop the night (``AccountProblem``).
+ACCOUNT_ITEM_ERRORS = frozenset({"authentication_error", "permission_error", "not_found_error", "billing_error"})
+FINAL_ITEM_ERRORS = frozenset({"invalid_request_error"}) | ACCOUNT_ITEM_ERRORS
 ITEM_COLUMNS = ("custom_id", "status", "error_type", "error_message", "stop_reason", "input_tokens", "output_tokens",
                 "cache_creation_input_tokens", "cache_read_input_tokens", "cache_write_5m_tokens",
                 "cache_write_1h_tokens", "cost_usd")
@@ -93,6 +97,11 @@ def land_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload: 
         for c in extra:
             c.close()
     log.info("landed round %d of run %s: %s", round_, run.run_pk, dict(result.outcomes) or "nothing to land")
+    account = dict(conn.execute(
+        "SELECT error_type, count(*) FROM nightshift.items WHERE run_pk = %s AND round = %s AND status = 'failed' "
+        "AND error_type = ANY(%s) GROUP BY 1", (run.run_pk, round_, sorted(ACCOUNT_ITEM_ERRORS))).fetchall())
+    if account:
+        raise AccountProblem(run.run_pk, account)
     return result
 
 
@@ -241,7 +250,7 @@ class _OutcomeReader:
         if kind == "errored":
             error = (result.get("error") or {}).get("error") or {}
             error_type = error.get("type", "api_error")
-            status = "retry" if error_type in RETRYABLE_ITEM_ERRORS else "failed"
+            status = "failed" if error_type in FINAL_ITEM_ERRORS else "retry"
             reason = "invalid_request" if error_type == "invalid_request_error" else error_type
             return (custom_id, status, reason, error.get("message"), None, *_NO_USAGE, *self.no_destination)
         if kind == "expired":

@@ -54,12 +54,17 @@ def all_ended(snapshots: list[BatchSnapshot]) -> bool:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors worth polling through: rate limits, server-side trouble, dropped connections."""
+    """Errors worth polling through: rate limits, server-side trouble, dropped connections. Not the
+    spend-limit 429: it is a rate_limit_error too, but no wait mends it (``errors.is_spend_limit``)."""
     import anthropic  # not at module level: DAG files import this module and must parse fast
+
+    from nightshift.batch.errors import is_spend_limit
 
     if isinstance(exc, (anthropic.APIConnectionError, anthropic.APITimeoutError)):
         return True
     if isinstance(exc, anthropic.APIStatusError):
+        if is_spend_limit(exc):
+            return False
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
     return False
 

@@ -23,6 +23,7 @@ import anthropic
 import psycopg
 from psycopg.types.json import Jsonb
 
+from nightshift.batch.errors import RetryWontHelp
 from nightshift.batch.ledger import Run
 from nightshift.model_table import model_table, reconcile
 from nightshift.workloads.definition import Workload
@@ -38,7 +39,7 @@ MESSAGES_ONLY = frozenset({"max_tokens", "stream", "metadata", "service_tier", "
 _FIELD = re.compile(r'^\W*([a-z_][a-z0-9_]*)')
 
 
-class PreflightRefused(Exception):
+class PreflightRefused(RetryWontHelp):
     """The API refused the run's params before any batch was created."""
 
     error_type = "invalid_request"
@@ -103,12 +104,12 @@ def preflight(client: anthropic.Anthropic, workload: Workload, samples: list[dic
         try:
             client.messages.count_tokens(**kwargs, **({"extra_body": extra} if extra else {}))
         except anthropic.BadRequestError as exc:
-            message = _api_message(exc)
+            message = api_message(exc)
             match = _FIELD.match(message)
             raise PreflightRefused(workload.name, match.group(1) if match else "(request)", message) from None
 
 
-def _api_message(exc: anthropic.APIStatusError) -> str:
+def api_message(exc: anthropic.APIStatusError) -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
     return str(error.get("message") or exc.message)

@@ -285,7 +285,9 @@ def _create_batch(conn, client, run, round_, seq, body: BatchBody, invalid, resu
 def _create_or_adopt(conn, client: anthropic.Anthropic, intent_pk: int, intent_at, body: BatchBody
                      ) -> tuple[MessageBatch, str | None]:
     """Create the intent's batch; after a failure that may have reached the API, adopt rather than repeat."""
+    from nightshift.batch.errors import SpendLimitReached, is_spend_limit
     from nightshift.batch.polling import is_transient, next_interval
+    from nightshift.batch.preflight import api_message
 
     once = client.with_options(max_retries=0)
     unanswered: list[str] = []
@@ -294,6 +296,8 @@ def _create_or_adopt(conn, client: anthropic.Anthropic, intent_pk: int, intent_a
             batch = _create_call(once, body)
             return batch, (f"{UNANSWERED_CREATE}: {'; '.join(unanswered)}"[:500] if unanswered else None)
         except Exception as exc:
+            if is_spend_limit(exc):
+                raise SpendLimitReached(f"the create call of intent #{intent_pk}", api_message(exc)) from exc
             if not is_transient(exc) or attempt == CREATE_ATTEMPTS:
                 raise
             delay = _retry_after(exc) or next_interval(0.5, attempt - 1, 8.0)
