@@ -34,3 +34,17 @@ def outcomes(conn: psycopg.Connection, run_pk: int) -> dict[str, int]:
 def fired(emulator) -> list[int]:
     """How often each injected fault fired: proof the scenario really happened."""
     return [fault["fired"] for fault in emulator.faults()]
+
+
+def assert_every_billed_request_has_a_cost(conn: psycopg.Connection, emulator, run_pk: int) -> None:
+    """Every request the API answered with a billed message has its usage and cost on its item."""
+    conn.commit()
+    client = sdk_client(emulator)
+    batch_ids = [b for (b,) in conn.execute(
+        "SELECT anthropic_batch_id FROM nightshift.batches WHERE run_pk = %s AND anthropic_batch_id IS NOT NULL "
+        "AND status <> 'abandoned'", (run_pk,))]
+    billed = {result.custom_id for batch_id in batch_ids for result in client.messages.batches.results(batch_id)
+              if result.result.type == "succeeded"}
+    costed = {custom_id for (custom_id,) in conn.execute(
+        "SELECT custom_id FROM nightshift.items WHERE run_pk = %s AND cost_usd > 0", (run_pk,))}
+    assert billed <= costed, f"billed requests with no recorded cost: {sorted(billed - costed)[:10]}"

@@ -10,7 +10,7 @@ import pytest
 
 from nightshift.batch.errors import AccountProblem, SpendLimitReached
 from tests.chaos.driver import ChaosNight
-from tests.chaos.invariants import assert_nothing_lost_or_doubled, fired, outcomes
+from tests.chaos.invariants import assert_every_billed_request_has_a_cost, assert_nothing_lost_or_doubled, fired, outcomes
 from tests.helpers import seed
 
 pytestmark = pytest.mark.chaos
@@ -58,3 +58,39 @@ def test_the_spend_limit_429_fails_the_submit_at_once(app_db, app_dsn, anthropic
     assert emulator.endpoint_calls("create") == 1 and emulator.stats()["batches_created"] == 0
     assert summary.status == "failed" and outcomes(app_db, run.run_pk) == {"not_submitted": TICKETS_PER_NIGHT}
     assert_nothing_lost_or_doubled(app_db, emulator, run.run_pk)
+
+
+def test_a_paid_batch_that_could_not_be_landed_still_records_its_cost(app_db, app_dsn, anthropic_conn):
+    """The destination lost a column after the batch was created: nothing can land, but it was billed."""
+    from decimal import Decimal
+
+    from nightshift.batch.costing import usage_of
+    from nightshift.costs import price_table
+    from tests.chaos.driver import TICKETS
+    from tests.helpers import sdk_client
+
+    emulator = anthropic_conn
+    seed(app_db, tickets=TICKETS_PER_NIGHT)
+    night = ChaosNight(app_dsn)
+    night.start()
+    batch_ids = night.submit(0)
+    night.wait(batch_ids)
+    app_db.execute("ALTER TABLE app.ticket_classifications DROP COLUMN rationale")
+    app_db.commit()
+    with pytest.raises(Exception, match="rationale"):
+        night.land(0)
+    assert [name for name, _ in night.failures] == ["land"] * 3  # the task's tries
+    summary = night.finalize()
+    run = night.run(app_db)
+    assert outcomes(app_db, run.run_pk) == {"not_landed": TICKETS_PER_NIGHT}
+    client = sdk_client(emulator)
+    billed = Decimal(0)
+    for batch_id in batch_ids:
+        for result in client.messages.batches.results(batch_id):
+            usage = usage_of(result.result.message.usage.model_dump(), TICKETS)
+            billed += price_table().cost(usage, result.result.message.model, batch=True, on=run.billed_on)
+    recorded, warmup = app_db.execute("SELECT cost_usd, warmup_cost_usd FROM nightshift.runs WHERE run_pk = %s",
+                                      (run.run_pk,)).fetchone()
+    assert billed > 0 and recorded == billed + warmup  # every billed request has a recorded cost
+    assert summary.status == "failed"
+    assert_every_billed_request_has_a_cost(app_db, emulator, run.run_pk)

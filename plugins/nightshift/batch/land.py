@@ -49,6 +49,13 @@ ITEM_COLUMNS = ("custom_id", "status", "error_type", "error_message", "stop_reas
                 "cache_write_1h_tokens", "cost_usd")
 
 
+#: The usage of a result that was billed but not landed (the item stays ``submitted``).
+RECORD_BILLED = (
+    "UPDATE nightshift.items SET input_tokens = %s, output_tokens = %s, cache_creation_input_tokens = %s, "
+    "cache_read_input_tokens = %s, cache_write_5m_tokens = %s, cache_write_1h_tokens = %s, cost_usd = %s, "
+    "updated_at = now() WHERE run_pk = %s AND round = %s AND custom_id = %s AND status = 'submitted'")
+
+
 class BatchNotEnded(RuntimeError):
     pass
 
@@ -89,13 +96,20 @@ def land_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload: 
     cancel_late_duplicates(conn, client, run, round_)
     to_land = batches(conn, run, round_, statuses=("submitted", "ended"))
     extra = _extra_connections(conn, WRITERS - 1) if to_land else []
+    refused: psycopg.Error | None = None
     try:
         writers = [SliceWriter(c, workload, run, round_) for c in (conn, *extra)]
         for batch in to_land:
-            _land_batch(conn, client, workload, run, batch, writers, result)
+            try:
+                _land_batch(conn, client, workload, run, batch, writers, result)
+            except psycopg.Error as exc:  # the destination refused it: the other batches still record their cost
+                log.error("batch %s could not be landed: %r", batch.anthropic_batch_id, exc)
+                refused = refused or exc
     finally:
         for c in extra:
             c.close()
+    if refused is not None:
+        raise refused
     log.info("landed round %d of run %s: %s", round_, run.run_pk, dict(result.outcomes) or "nothing to land")
     account = dict(conn.execute(
         "SELECT error_type, count(*) FROM nightshift.items WHERE run_pk = %s AND round = %s AND status = 'failed' "
@@ -329,14 +343,38 @@ class SliceWriter:
         self.land = sql.SQL("WITH {} SELECT count(*) FROM landed").format(sql.SQL(", ").join(parts))
 
     def write(self, rows: list[tuple]) -> Counter:
-        """Land one slice (rows from :class:`_OutcomeReader`) and commit; returns the outcome counts."""
+        """Land one slice (rows from :class:`_OutcomeReader`) and commit; returns the outcome counts.
+
+        When the slice cannot be landed (the destination refuses it: a missing or mistyped
+        column, say), what the API billed for it is still recorded on its items, which stay
+        ``submitted`` for a retry: cost comes from the results, landed or not.
+        """
         counts: Counter = Counter(row[1] if row[1] == "succeeded" else f"{row[1]}:{row[2]}" for row in rows)
-        with self.conn.cursor() as cur:
-            cur.execute(self.create_staging)
-            with cur.copy(self.copy) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cur.execute(self.analyze_staging)
-            cur.execute(self.land, self.params)
-        self.conn.commit()
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(self.create_staging)
+                with cur.copy(self.copy) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cur.execute(self.analyze_staging)
+                cur.execute(self.land, self.params)
+            self.conn.commit()
+        except psycopg.Error:
+            self.conn.rollback()
+            self._record_billed(rows)
+            raise
         return counts
+
+    def _record_billed(self, rows: list[tuple]) -> None:
+        usage_at = ITEM_COLUMNS.index("input_tokens")
+        billed = [(*row[usage_at:usage_at + 7], self.params["run_pk"], self.params["round"], row[0])
+                  for row in rows if row[usage_at] is not None]
+        try:
+            with self.conn.cursor() as cur:
+                cur.executemany(RECORD_BILLED, billed)
+            self.conn.commit()
+            log.warning("a slice of %d results could not be landed; the usage and cost of its %d billed requests "
+                        "are recorded on their items", len(rows), len(billed))
+        except psycopg.Error as exc:
+            self.conn.rollback()
+            log.error("could not record the billed usage of a slice that failed to land: %r", exc)
