@@ -41,8 +41,10 @@ def upsert_statement(workload: Workload, select: sql.Composable | None = None, t
     """``INSERT … ON CONFLICT (key) DO UPDATE`` from VALUES placeholders, or from ``select``
     (which must yield :func:`destination_columns` in order).
 
-    A conflicting row is overwritten: the newest result for a source key wins, which is
-    what the streaming path always did when a request was re-queued.
+    A conflicting row is overwritten by the result of the newest request for its key, in queue
+    order (``request_id``, which the queue hands out in order): results and retry rounds land in
+    any order, so a result of an older request never replaces that of a newer one. A row or
+    result with no queue request (interval mode) is ordered by landing, as before.
     """
     columns = destination_columns(workload)
     key = workload.destination.key
@@ -51,8 +53,12 @@ def upsert_statement(workload: Workload, select: sql.Composable | None = None, t
     ]
     updates.append(sql.SQL("{} = now()").format(sql.Identifier(workload.destination.written_at_column)))
     source = select or sql.SQL("VALUES ({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
-    return sql.SQL("INSERT INTO {table} ({columns}) {source} ON CONFLICT ({key}) DO UPDATE SET {updates}").format(
-        table=_table(table or workload.destination.table),
+    target = _table(table or workload.destination.table)
+    return sql.SQL(
+        "INSERT INTO {table} AS t ({columns}) {source} ON CONFLICT ({key}) DO UPDATE SET {updates} "
+        "WHERE t.request_id IS NULL OR EXCLUDED.request_id IS NULL OR t.request_id <= EXCLUDED.request_id"
+    ).format(
+        table=target,
         columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
         source=source,
         key=sql.Identifier(key),

@@ -17,6 +17,11 @@ def assert_nothing_lost_or_doubled(conn: psycopg.Connection, emulator, run_pk: i
         f"SELECT count(*) FROM {destination} d JOIN nightshift.items i ON i.source_key = d.{key}::text "
         "WHERE i.run_pk = %s AND i.status = 'failed'", (run_pk,)).fetchone()[0]
     assert extra_rows == 0, f"{extra_rows} failed items have a destination row anyway"
+    stale = conn.execute(
+        f"SELECT d.{key}, d.request_id, max(i.request_id) FROM {destination} d JOIN nightshift.items i "
+        f"ON i.source_key = d.{key}::text AND i.status = 'succeeded' AND i.request_id IS NOT NULL "
+        "GROUP BY 1, 2 HAVING d.request_id < max(i.request_id)").fetchall()
+    assert not stale, f"destination rows older than a later landed request for their key: {stale[:5]}"
     ledger = [b for (b,) in conn.execute(
         "SELECT anthropic_batch_id FROM nightshift.batches WHERE anthropic_batch_id IS NOT NULL")]
     assert len(ledger) == len(set(ledger)), "one API batch recorded for two intents"

@@ -94,3 +94,24 @@ def test_a_paid_batch_that_could_not_be_landed_still_records_its_cost(app_db, ap
     assert billed > 0 and recorded == billed + warmup  # every billed request has a recorded cost
     assert summary.status == "failed"
     assert_every_billed_request_has_a_cost(app_db, emulator, run.run_pk)
+
+
+def test_an_older_request_landing_last_never_overwrites_a_newer_one(app_db, app_dsn, anthropic_conn):
+    """One ticket queued twice in a night; the older request's result comes back errored and lands
+    a round later than the newer one's. The row must be the newer request's (queue order)."""
+    from tests.chaos.test_bad_input import queue_request
+
+    emulator = anthropic_conn
+    seed(app_db, tickets=TICKETS_PER_NIGHT)
+    ticket = app_db.execute("SELECT min(ticket_id) FROM app.support_tickets").fetchone()[0]
+    older = app_db.execute("SELECT request_id FROM app.llm_requests WHERE source_key = %s",
+                           (str(ticket),)).fetchone()[0]
+    newer = queue_request(app_db, "ticket_classification", str(ticket))
+    emulator.add_fault(kind="item_error", error_type="overloaded_error", custom_id=rf"r\d+-q{older}", count=1)
+    run, summary = ChaosNight(app_dsn).whole_night()
+    assert fired(emulator) == [1] and summary.rounds == 2
+    assert outcomes(app_db, run.run_pk) == {"succeeded": TICKETS_PER_NIGHT + 1}
+    (writer,) = app_db.execute("SELECT request_id FROM app.ticket_classifications WHERE ticket_id = %s",
+                               (ticket,)).fetchone()
+    assert writer == newer != older
+    assert_nothing_lost_or_doubled(app_db, emulator, run.run_pk)
