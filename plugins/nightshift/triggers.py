@@ -112,11 +112,16 @@ class BatchesEndedTrigger(BaseTrigger):
                     unfinished = [s.id for s in snapshots if not s.ended]
                     yield TriggerEvent({"status": "deadline", "batches": batches, "unfinished": unfinished})
                     return
-                await asyncio.sleep(min(await self._interval(), seconds_until(self.deadline)))
+                # the budget counts calls, not polls: a poll that took three calls waits three intervals
+                paced = await self._interval() * max(1, self.calls_last_poll)
+                await asyncio.sleep(min(paced, seconds_until(self.deadline)))
 
     async def poll_once(self, client) -> list[BatchSnapshot]:
-        """One call per poll: retrieve a single batch; list a run's several batches at once
-        (newest first) and retrieve any the page missed.
+        """As few calls as it takes: retrieve a single batch; list a run's several batches at once
+        (newest first), paging on (``after_id``) while a page still misses more of them than one
+        more call could, then retrieve what is left. ``calls_last_poll`` says what it cost: the
+        workspace's other batches (another team's) can crowd a page, and the wait paces itself by
+        the calls it really made.
 
         A single batch is never listed: a page covering every active batch of the account costs
         the API and the triggerer O(active batches) per poll, so N single-batch waits polling
@@ -125,12 +130,26 @@ class BatchesEndedTrigger(BaseTrigger):
         """
         wanted = set(self.batch_ids)
         found: dict[str, BatchSnapshot] = {}
+        calls = 0
         if len(wanted) > 1:
-            page = await client.messages.batches.list(limit=min(1000, max(20, self._active_batches + 10)))
-            found = {b.id: BatchSnapshot.of(b) for b in page.data if b.id in wanted}
+            limit = min(1000, max(20, self._active_batches + 10))
+            after_id = None
+            while True:
+                page = await client.messages.batches.list(limit=limit, **({"after_id": after_id} if after_id else {}))
+                calls += 1
+                found.update((b.id, BatchSnapshot.of(b)) for b in page.data if b.id in wanted)
+                missing = len(wanted) - len(found)
+                # another page is worth it only while it could save more than one retrieve
+                if missing <= 1 or not page.has_more or not page.data or calls + 1 >= missing:
+                    break
+                after_id = page.data[-1].id
         for batch_id in sorted(wanted - found.keys()):
             found[batch_id] = BatchSnapshot.of(await client.messages.batches.retrieve(batch_id))
+            calls += 1
+        self.calls_last_poll = calls
         return [found[b] for b in self.batch_ids]
+
+    calls_last_poll = 1
 
     _active_waits = 1
     _active_batches = 1

@@ -10,6 +10,7 @@ night. The wait is the real trigger in an event loop. Steps can also run in a ch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -39,6 +40,17 @@ def provider_client():
     from airflow.providers.anthropic.hooks.anthropic import AnthropicHook
 
     return AnthropicHook(conn_id="anthropic_default").get_conn()
+
+
+@contextlib.asynccontextmanager
+async def provider_async_client():
+    from airflow.providers.anthropic.hooks.anthropic import AnthropicHook
+
+    client = await AnthropicHook(conn_id="anthropic_default").get_async_conn()
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 def wait_trigger(batch_ids: list[str], **overrides: Any) -> BatchesEndedTrigger:

@@ -115,3 +115,27 @@ def test_an_older_request_landing_last_never_overwrites_a_newer_one(app_db, app_
                                (ticket,)).fetchone()
     assert writer == newer != older
     assert_nothing_lost_or_doubled(app_db, emulator, run.run_pk)
+
+
+async def test_a_poll_crowded_by_another_teams_batches_pages_and_counts_its_calls(app_db, app_dsn, anthropic_conn):
+    """Foreign batches of the workspace, newer than the run's, fill the first page of list: the
+    wait pages on to its own instead of retrieving them one by one, and paces itself by the calls."""
+    from tests.chaos.driver import provider_async_client, wait_trigger
+
+    emulator = anthropic_conn
+    emulator.configure(rate=0.001)  # the run's batches stay in progress
+    seed(app_db, tickets=TICKETS_PER_NIGHT * 2)
+    night = ChaosNight(app_dsn)
+    night.start()
+    batch_ids = night.submit(0)  # 4 batches of 4
+    emulator.plant_foreign_batches(count=30, request_count=4, created_at_offset_seconds=1)  # newer than ours
+    trigger = wait_trigger(batch_ids)
+    trigger._active_batches = len(batch_ids)  # what the ledger counts: the page holds 20
+    before = {e: emulator.endpoint_calls(e) for e in ("list", "retrieve")}
+    async with provider_async_client() as client:
+        snapshots = await trigger.poll_once(client)
+    assert sorted(s.id for s in snapshots) == sorted(batch_ids)
+    made = {e: emulator.endpoint_calls(e) - before[e] for e in ("list", "retrieve")}
+    assert made == {"list": 2, "retrieve": 0}  # 20 foreign on page 1, the run's 4 on page 2
+    assert trigger.calls_last_poll == 2
+    assert emulator.stats()["canceled_batches"] == []  # nobody's batch touched
