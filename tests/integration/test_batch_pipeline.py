@@ -190,7 +190,7 @@ def test_slices_landed_at_once_that_share_a_source_key_neither_deadlock_nor_dupl
 
 def _crash_after_create(conn, client, workload, run, *, create: bool) -> str | None:
     """The state a submit task leaves when killed between the create call and recording its id."""
-    from nightshift.batch.body import BatchBody, encode_request
+    from nightshift.batch.body import BatchBody
     from nightshift.batch.submit import _create_call, _encoded_requests
 
     body = BatchBody()

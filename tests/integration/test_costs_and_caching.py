@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
-import pytest
 
 from nightshift.workloads import get_workload
 from tests.batch_night import run_night

@@ -6,7 +6,6 @@ import asyncio
 import importlib
 import time
 
-import pytest
 
 from nightshift.batch.collect import collect
 from nightshift.batch.ledger import ensure_run

@@ -85,11 +85,6 @@ def build_params(workload: Workload, row: Mapping[str, Any], shape: RequestShape
     return {**stable, "messages": [{"role": "user", "content": render_item(workload, row)}]}
 
 
-def request_without_prompt(workload: Workload, shape: RequestShape) -> dict[str, Any]:
-    """Everything a request sends but its messages (what the preflight and the warm-up share)."""
-    return _stable_params(workload, shape)
-
-
 _stable: dict[tuple[int, RequestShape], tuple[Workload, dict[str, Any]]] = {}
 
 
