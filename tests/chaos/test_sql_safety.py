@@ -122,7 +122,7 @@ def test_identifiers_reach_postgres_quoted(app_db):
 
     workload = get_workload("ticket_classification")
     text = upsert_statement(workload).as_string(app_db)
-    assert 'INSERT INTO "app"."ticket_classifications" ("ticket_id", "label", "rationale"' in text
+    assert 'INSERT INTO "app"."ticket_classifications" AS t ("ticket_id", "label", "rationale"' in text
     assert 'ON CONFLICT ("ticket_id")' in text
 
 
