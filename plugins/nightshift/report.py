@@ -76,14 +76,16 @@ def print_report(conn: psycopg.Connection, console: Console | None = None) -> li
     console = console or Console(width=max(Console().width, 120))
     reports = latest_nights(conn)
     table = Table(title="Nightshift — the latest night", title_justify="left")
-    for column in ("workload", "run", "model", "requests", "succeeded", "failed", "rounds", "batches", "rows in"):
-        table.add_column(column, justify="left" if column in {"workload", "run", "model", "rows in"} else "right")
+    for column in ("workload", "run", "requests", "succeeded", "failed", "rounds", "batches", "rows in"):
+        table.add_column(column, justify="left" if column in {"workload", "run", "rows in"} else "right")
     for r in reports:
-        model = f"{r.model} ({r.request_shape})" if r.request_shape else r.model
-        table.add_row(r.workload, f"#{r.run_pk} {r.status}" if r.run_pk else r.status, model, str(r.requests),
+        table.add_row(r.workload, f"#{r.run_pk} {r.status}" if r.run_pk else r.status, str(r.requests),
                       str(r.succeeded), str(sum(r.failed.values())), str(r.rounds), str(len(r.batches)),
                       f"{r.destination} ({r.destination_rows})")
     console.print(table)
+    for r in reports:
+        if r.model:
+            console.print(f"[bold]{r.workload}[/] ran on {r.model}" + (f" ({r.request_shape})" if r.request_shape else ""))
     _print_costs(console, reports)
     for r in reports:
         if r.failed:
