@@ -17,6 +17,10 @@ from typing import Any
 from nightshift import paths
 
 
+#: Every model's facts that must each name their page.
+SOURCED_FACTS = ("structured_outputs", "forced_tool_choice", "thinking", "effort")
+
+
 class UnknownModel(ValueError):
     pass
 
@@ -70,9 +74,11 @@ def load_model_table(path: Path | None = None) -> ModelTable:
 
     raw = yaml.safe_load((path or paths.include_dir() / "models.yaml").read_text(encoding="utf-8"))
     for name, spec in raw["models"].items():
-        unsourced = [fact for fact, page in spec.get("sources", {}).items() if page not in raw["pages"]]
-        if unsourced or not spec.get("sources"):
-            raise ValueError(f"include/models.yaml: model {name!r} names no page of 'pages' for {unsourced or 'its facts'}")
+        sources = spec.get("sources") or {}
+        facts = [*SOURCED_FACTS, *(["retired_on"] if spec.get("retired_on") else [])]
+        unsourced = [fact for fact in facts if sources.get(fact) not in raw["pages"]]
+        if unsourced:
+            raise ValueError(f"include/models.yaml: model {name!r} names no page of 'pages' for {unsourced}")
     models = {name: _capabilities(name, spec) for name, spec in raw["models"].items()}
     return ModelTable(str(raw["read_on"]), models, dict(raw["thinking_allowance_by_effort"]),
                       int(raw["answer_allowance_tokens"]))

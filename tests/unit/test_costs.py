@@ -136,3 +136,14 @@ def test_a_retired_model_is_refused_at_load(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(WorkloadDefinitionError, match="was retired on 2026-11-30"):
         load_workloads(target)
+
+
+def test_a_model_table_fact_without_a_page_is_refused(tmp_path):
+    from nightshift.model_table import load_model_table
+
+    raw = yaml.safe_load((paths.include_dir() / "models.yaml").read_text())
+    del raw["models"]["claude-haiku-5-5"]["sources"]["effort"]
+    broken = tmp_path / "models.yaml"
+    broken.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=r"'claude-haiku-5-5' names no page .*\['effort'\]"):
+        load_model_table(broken)
