@@ -145,6 +145,7 @@ class SubmitBatchesOperator(_RoundOperator):
 
     def execute(self, context) -> dict:
         from nightshift.batch.errors import RetryWontHelp
+        from nightshift.batch.ownership import AwaitingProof
         from nightshift.batch.submit import Caps, NotAdmitted, submit_round
 
         with self.db() as conn:
@@ -169,6 +170,9 @@ class SubmitBatchesOperator(_RoundOperator):
 
                 self.log.info("%s", waiting)
                 self._defer_until_admitted(context, waiting, run, in_flight_batch_ids(conn, run))
+            except AwaitingProof as waiting:
+                self.log.warning("%s", waiting)
+                self._defer_until_ended(context, waiting.batch_ids, run)
             except RetryWontHelp as final:  # the same params, the same account: fail now, no task retries
                 raise AirflowFailException(str(final)) from None
         if not result.batch_ids:
@@ -186,6 +190,28 @@ class SubmitBatchesOperator(_RoundOperator):
                                             conn_id=self.anthropic_conn_id or settings().anthropic_conn_id,
                                             own_batch_ids=own_batch_ids, deadline=run.deadline_at.timestamp()),
                    method_name="resume_after_admission")
+
+    def _defer_until_ended(self, context, batch_ids: list[str], run) -> None:
+        """Wait in the triggerer for batches that may be ours to end (or for a while: another of our
+        intents may record one meanwhile), then submit again, which proves them or looks again."""
+        import time
+
+        from nightshift.batch.ownership import PROOF_RECHECK_SECONDS
+        from nightshift.triggers import BatchesEndedTrigger
+
+        interval = float(self.param(context, "poll_interval_seconds", self.workload.batch.poll_interval_seconds))
+        self.defer(trigger=BatchesEndedTrigger(
+            conn_id=self.anthropic_conn_id or settings().anthropic_conn_id, batch_ids=batch_ids,
+            deadline=min(run.deadline_at.timestamp(), time.time() + max(PROOF_RECHECK_SECONDS, interval)),
+            poll_interval=interval,
+            max_poll_interval=max(interval, self.workload.batch.max_poll_interval_seconds),
+            max_consecutive_failures=self.workload.batch.max_consecutive_poll_failures,
+            db_conn_id=self.db_conn_id or settings().db_conn_id), method_name="resume_after_proof")
+
+    def resume_after_proof(self, context, event=None) -> dict:
+        """The suspects have ended (or the deadline came): submitting again proves them, then adopts
+        the one that is ours or creates what none was."""
+        return self.execute(context)
 
     def resume_after_admission(self, context, event=None) -> dict:
         """Submitting is idempotent: carry on where the last attempt stopped (past the deadline,
@@ -224,7 +250,7 @@ class FinalizeRunOperator(_NightshiftOperator):
                 run = self.ledger_run(conn, context)
             except LookupError:
                 raise AirflowSkipException("no ledger run: collect never started") from None
-            summary = finalize_run(conn, run)
+            summary = finalize_run(conn, run, self._client_if_possible(), self.workload)
         self.log.info("run summary: %s", summary.as_dict())
         if summary.succeeded == 0:
             raise AirflowSkipException(f"no {self.workload_name} result landed in this run: no Asset event")
@@ -232,6 +258,15 @@ class FinalizeRunOperator(_NightshiftOperator):
             raise AirflowSkipException(f"shadow run: {summary.succeeded} rows in the shadow table; the destination "
                                        "and its Asset belong to the streaming path until the switch")
         return summary.as_dict()
+
+
+    def _client_if_possible(self):
+        """Finalize closes the run even when the API connection cannot be built."""
+        try:
+            return self.client()
+        except Exception as exc:
+            self.log.warning("no API client (%r): suspected late duplicates are looked at next time", exc)
+            return None
 
 
 class NightVerdictOperator(_NightshiftOperator):

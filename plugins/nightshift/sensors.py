@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from nightshift.batch.polling import BatchSnapshot, all_ended, is_transient, progress_line
+from nightshift.batch.polling import CANCEL_GRACE_SECONDS, BatchSnapshot, all_ended, is_transient, progress_line
 from nightshift.operators import NightshiftTask
 from nightshift.ui.links import AnthropicConsoleBatchLink, NightshiftRunLink
 
@@ -33,6 +33,7 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
         self.db_conn_id = db_conn_id
         self.anthropic_conn_id = anthropic_conn_id
         self._consecutive_failures = 0
+        self._cancelled_at: float | None = None  # non-deferrable: when the deadline's cancel was sent
 
     def _round_batches(self, context) -> tuple[Any, list[str]]:
         from nightshift.batch.ledger import batches
@@ -85,8 +86,11 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
         self._record(snapshots)
         if all_ended(snapshots):
             return True
-        if time.time() >= run.deadline_at.timestamp():
-            self._deadline_passed([s.id for s in snapshots if not s.ended], run)
+        if self._cancelled_at is None and time.time() >= run.deadline_at.timestamp():
+            self._cancel_at_deadline([s.id for s in snapshots if not s.ended], run)
+            self._cancelled_at = time.time()
+        elif self._cancelled_at is not None and time.time() - self._cancelled_at > CANCEL_GRACE_SECONDS:
+            self._cancelled_batches_did_not_end([s.id for s in snapshots if not s.ended])
         return False
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> dict:
@@ -100,9 +104,37 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
             raise AirflowException(f"waiting for batches {', '.join(event.get('batch_ids', []))} failed: "
                                    f"{event.get('message')}")
         if event["status"] == "deadline":
-            run, _ = self._round_batches(context)
-            self._deadline_passed(event["unfinished"], run)
+            run, batch_ids = self._round_batches(context)
+            self._cancel_at_deadline(event["unfinished"], run)
+            self._defer_for_the_cancelled(context, batch_ids)
         return {"round": self.round, "batches": [s.as_dict() for s in snapshots]}
+
+    def _defer_for_the_cancelled(self, context, batch_ids: list[str]) -> None:
+        """After the deadline's cancel, wait (bounded) for the batches to end, so land takes what was paid."""
+        from nightshift.config import settings
+        from nightshift.triggers import BatchesEndedTrigger
+
+        interval = self._poll_interval(context)
+        self.defer(trigger=BatchesEndedTrigger(
+            conn_id=self.anthropic_conn_id or settings().anthropic_conn_id, batch_ids=batch_ids,
+            deadline=time.time() + CANCEL_GRACE_SECONDS, poll_interval=interval,
+            max_poll_interval=max(interval, self.workload.batch.max_poll_interval_seconds),
+            max_consecutive_failures=self.workload.batch.max_consecutive_poll_failures,
+            db_conn_id=self.db_conn_id or settings().db_conn_id), method_name="execute_after_cancel")
+
+    def execute_after_cancel(self, context, event: dict[str, Any] | None = None) -> dict:
+        """The cancelled batches have ended: landing goes on (the verdict fails the night later)."""
+        if not event or event.get("status") not in ("ended", "deadline", "error"):
+            raise AirflowException(f"unexpected trigger event: {event!r}")
+        snapshots = [BatchSnapshot(**b) for b in event.get("batches", [])]
+        if snapshots:
+            self._record(snapshots)
+            self.log.info("%s", progress_line(snapshots))
+        if event["status"] == "error":
+            raise AirflowException(f"waiting for the cancelled batches failed: {event.get('message')}")
+        if event["status"] == "deadline":
+            self._cancelled_batches_did_not_end(event["unfinished"])
+        return {"round": self.round, "batches": [s.as_dict() for s in snapshots], "deadline_passed": True}
 
     def _record(self, snapshots: list[BatchSnapshot]) -> None:
         from nightshift.batch.ledger import record_batch_state
@@ -112,16 +144,13 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
                 record_batch_state(conn, s.id, s.processing_status, s.request_counts, s.ended_at)
             conn.commit()
 
-    def _deadline_passed(self, unfinished: list[str], run) -> None:
-        client = self.client()
-        for batch_id in unfinished:
-            try:
-                client.messages.batches.cancel(batch_id)
-            except Exception as exc:
-                self.log.warning("could not cancel batch %s: %r", batch_id, exc)
-        message = (f"run {run.run_pk} passed its deadline ({run.deadline_at.isoformat()}) with "
-                   f"{len(unfinished)} batch(es) unfinished; cancelled: {', '.join(unfinished)}")
+    def _cancel_at_deadline(self, unfinished: list[str], run) -> None:
+        from nightshift.batch.deadline import cancel_at_deadline
+
         with self.db() as conn:
-            conn.execute("UPDATE nightshift.runs SET message = %s WHERE run_pk = %s", (message, run.run_pk))
-            conn.commit()
-        raise AirflowFailException(message)  # retrying cannot bring a deadline back
+            cancel_at_deadline(conn, self.client(), run, unfinished)
+
+    def _cancelled_batches_did_not_end(self, unfinished: list[str]) -> None:
+        raise AirflowFailException(  # retrying cannot bring a deadline back
+            f"batches {', '.join(unfinished)} were cancelled at the run's deadline but had not ended "
+            f"{CANCEL_GRACE_SECONDS:.0f} s later: their results cannot be landed")

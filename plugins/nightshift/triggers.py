@@ -204,17 +204,31 @@ class BatchesEndedTrigger(BaseTrigger):
             return False
 
     async def on_kill(self) -> None:
-        """Cancel the batches when a user kills or clears the deferred task (Airflow 3.3+)."""
+        """Cancel the batches when a user kills or clears the deferred task (Airflow 3.3+).
+
+        The cancel is recorded on each batch (``killed``): what it had processed is landed when
+        the task is retried, and what the cancel stopped goes to the next round.
+        """
         client = await self._client()
+        cancelled = []
         async with client:
             for batch_id in self.batch_ids:
                 try:
                     batch = await client.messages.batches.retrieve(batch_id)
                     if batch.processing_status == "in_progress":
                         await client.messages.batches.cancel(batch_id)
+                        cancelled.append(batch_id)
                         self.log.info("on_kill: cancelled batch %s", batch_id)
                 except Exception as exc:
                     self.log.warning("on_kill: could not cancel batch %s: %r", batch_id, exc)
+        if cancelled and self.db_conn_id:
+            from nightshift.batch.deadline import MARK_CANCELLED, CancelReason
+
+            try:
+                async with _ledger(self, self.db_conn_id) as conn:
+                    await conn.execute(MARK_CANCELLED, (CancelReason.KILLED, cancelled))
+            except Exception as exc:
+                self.log.warning("on_kill: could not record the cancel of %s: %r", ", ".join(cancelled), exc)
 
 
 class AdmissionTrigger(BaseTrigger):

@@ -26,6 +26,7 @@ from nightshift.batch.errors import RetryWontHelp
 from nightshift.batch.finalize import RunSummary, finalize_run
 from nightshift.batch.land import land_round
 from nightshift.batch.ledger import Run, ensure_run, get_run
+from nightshift.batch.ownership import AwaitingProof
 from nightshift.batch.submit import Caps, submit_round
 from nightshift.paths import PROJECT_ROOT
 from nightshift.triggers import BatchesEndedTrigger
@@ -33,6 +34,7 @@ from nightshift.workloads import get_workload
 
 TICKETS = get_workload("ticket_classification")
 TASK_TRIES = 3
+PROOF_WAITS = 4
 DAG_ID = "chaos_ticket_classification"
 
 
@@ -76,6 +78,7 @@ class ChaosNight:
     caps: Caps = field(default_factory=lambda: Caps(max_requests=4))
     failures: list[tuple[str, str]] = field(default_factory=list)
     stopped: Exception | None = None  # what failed a step for good (the DAG goes on to finalize)
+    awaited_proof: list[list[str]] = field(default_factory=list)  # suspects a submit waited for
 
     def task(self, name: str, body: Callable[[psycopg.Connection], Any]) -> Any:
         for attempt in range(1, TASK_TRIES + 1):
@@ -98,8 +101,17 @@ class ChaosNight:
         return get_run(conn, dag_id=DAG_ID, airflow_run_id=self.airflow_run_id)
 
     def submit(self, round_: int = 0) -> list[str]:
-        return self.task("submit", lambda conn: submit_round(
-            conn, provider_client(), TICKETS, self.run(conn), round_, self.caps).batch_ids)
+        """As the operator does: batches that may be the round's own but still run are waited for
+        (the operator defers to the wait trigger on them), then the round is submitted again."""
+        def body(conn):
+            for _ in range(PROOF_WAITS):
+                try:
+                    return submit_round(conn, provider_client(), TICKETS, self.run(conn), round_, self.caps).batch_ids
+                except AwaitingProof as waiting:
+                    self.awaited_proof.append(waiting.batch_ids)
+                    asyncio.run(first_event(wait_trigger(waiting.batch_ids, deadline=time.time() + 5)))
+            raise AssertionError(f"still awaiting proof after {PROOF_WAITS} waits: {self.awaited_proof}")
+        return self.task("submit", body)
 
     def wait(self, batch_ids: list[str], **trigger_overrides: Any) -> dict:
         def body(conn):
@@ -109,11 +121,35 @@ class ChaosNight:
             return event
         return self.task("wait", body)
 
+    def airflow_context(self, **params: Any) -> dict:
+        from types import SimpleNamespace
+
+        return {"dag": SimpleNamespace(dag_id=DAG_ID), "run_id": self.airflow_run_id, "params": params}
+
+    def wait_as_the_sensor(self, round_: int = 0) -> dict:
+        """The real ``BatchesEndedSensor`` as Airflow runs it: each deferral's trigger runs to its
+        first event, which goes to the method the deferral names. A failure fails the task for good
+        when it is an ``AirflowFailException`` (then land is upstream_failed and does not run)."""
+        from airflow.sdk.exceptions import TaskDeferred
+
+        from nightshift.sensors import BatchesEndedSensor
+
+        sensor = BatchesEndedSensor(task_id="wait", workload=TICKETS.name, round=round_)
+        context = self.airflow_context(poll_interval_seconds=0.05)
+        step = lambda: sensor.execute(context)  # noqa: E731
+        while True:
+            try:
+                return step()
+            except TaskDeferred as deferred:
+                event = asyncio.run(first_event(deferred.trigger))
+                method = getattr(sensor, deferred.method_name)
+                step = lambda method=method, event=event: method(context, event=event)  # noqa: E731
+
     def land(self, round_: int = 0):
         return self.task("land", lambda conn: land_round(conn, provider_client(), TICKETS, self.run(conn), round_))
 
     def finalize(self) -> RunSummary:
-        return self.task("finalize", lambda conn: finalize_run(conn, self.run(conn)))
+        return self.task("finalize", lambda conn: finalize_run(conn, self.run(conn), provider_client(), TICKETS))
 
     def retries_pending(self, conn: psycopg.Connection, run: Run) -> bool:
         return conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s AND status = 'retry'",

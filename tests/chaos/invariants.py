@@ -10,7 +10,9 @@ from tests.helpers import assert_every_request_terminal, sdk_client
 def assert_nothing_lost_or_doubled(conn: psycopg.Connection, emulator, run_pk: int, *,
                                    destination: str = "app.ticket_classifications", key: str = "ticket_id") -> None:
     """Every request terminal (succeeded with exactly one destination row, or failed with a
-    reason), no duplicate destination row, and no batch at the API the ledger does not know."""
+    reason), no duplicate destination row, no destination row older than a later landed request
+    for its key, no batch at the API the ledger does not know but another team's, and no batch
+    outside the ledger cancelled."""
     conn.commit()
     assert_every_request_terminal(conn, run_pk, destination, key)
     extra_rows = conn.execute(
@@ -25,9 +27,22 @@ def assert_nothing_lost_or_doubled(conn: psycopg.Connection, emulator, run_pk: i
     ledger = [b for (b,) in conn.execute(
         "SELECT anthropic_batch_id FROM nightshift.batches WHERE anthropic_batch_id IS NOT NULL")]
     assert len(ledger) == len(set(ledger)), "one API batch recorded for two intents"
+    stats = emulator.stats()
+    foreign = {b["id"] for b in stats["foreign_batches"]}
     at_api = [b.id for b in sdk_client(emulator).messages.batches.list(limit=1000)]
-    unknown = set(at_api) - set(ledger)
+    unknown = set(at_api) - set(ledger) - foreign
     assert not unknown, f"batches at the API that the ledger does not know (paid for twice?): {sorted(unknown)}"
+    adopted_foreign = foreign & set(ledger)
+    assert not adopted_foreign, f"another team's batches taken into the ledger: {sorted(adopted_foreign)}"
+    assert_no_batch_outside_the_ledger_cancelled(stats, set(ledger))
+
+
+def assert_no_batch_outside_the_ledger_cancelled(stats: dict, ledger: set[str]) -> None:
+    """Nightshift cancels only batches it recorded as its own; another team's are never touched."""
+    outside = set(stats["canceled_batches"]) - ledger
+    assert not outside, f"batches the ledger does not hold were cancelled: {sorted(outside)}"
+    foreign = [b["id"] for b in stats["foreign_batches"] if b["canceled"]]
+    assert not foreign, f"another team's batches were cancelled: {foreign}"
 
 
 def outcomes(conn: psycopg.Connection, run_pk: int) -> dict[str, int]:

@@ -65,24 +65,41 @@ def test_a_night_survives(scenario, app_db, app_dsn, slow_client_conn, monkeypat
     assert_nothing_lost_or_doubled(app_db, emulator, run.run_pk)
 
 
-def test_a_create_that_times_out_and_goes_through_late_is_cancelled_not_landed(app_db, app_dsn, slow_client_conn):
+def test_a_create_that_times_out_and_goes_through_late_is_recorded_as_a_paid_duplicate_not_landed(
+        app_db, app_dsn, slow_client_conn):
     """The nastiest create fault: the call times out before the API has even started it, the
     retry creates the batch, and then the first call goes through after all. The API has no
-    idempotency key, so the duplicate is found and cancelled before landing."""
+    idempotency key, and a running batch shows no custom_ids, so the duplicate cannot be told
+    from another team's batch of the same size until it ends: it is neither landed nor
+    cancelled on that likeness. Once it has ended, its results prove it ours, and the night's
+    cost includes what it was billed."""
+    from tests.helpers import sdk_client
+
     emulator = slow_client_conn
     emulator.configure(rate=1)  # each batch takes 4 s: landing comes after the late create
     seed(app_db, tickets=TICKETS_PER_NIGHT)
     emulator.add_fault(kind="delay", endpoint="create", seconds=2, count=1)
 
-    run, summary = ChaosNight(app_dsn).whole_night()
+    night = ChaosNight(app_dsn)
+    run, summary = night.whole_night()
 
     assert fired(emulator) == [1]
     assert emulator.stats()["batches_created"] == 4
-    (duplicate, recovery), = app_db.execute(
-        "SELECT anthropic_batch_id, recovery FROM nightshift.batches WHERE status = 'abandoned'").fetchall()
-    assert recovery.startswith("late duplicate of batch #") and recovery.endswith("cancelled")
-    from tests.helpers import sdk_client
-
-    assert sdk_client(emulator).messages.batches.retrieve(duplicate).cancel_initiated_at is not None
+    landed = {b for (b,) in app_db.execute("SELECT anthropic_batch_id FROM nightshift.batches WHERE status = 'landed'")}
+    late = [b["id"] for b in emulator.stats()["batches"] if b["id"] not in landed]
+    assert len(late) == 1 and sdk_client(emulator).messages.batches.retrieve(late[0]).cancel_initiated_at is None, \
+        "a batch was cancelled on its likeness alone"
+    (suspect,), = app_db.execute("SELECT backend_batch_id FROM nightshift.suspect_batches").fetchall()
+    assert suspect == late[0]
     assert outcomes(app_db, run.run_pk) == {"succeeded": TICKETS_PER_NIGHT}
+
+    emulator.advance(3600)  # the duplicate ends; the next finalize (or landing) of the workload settles it
+    night.finalize()
+    (duplicate, recovery, billed), = app_db.execute(
+        "SELECT anthropic_batch_id, recovery, billed_usd FROM nightshift.batches WHERE status = 'abandoned'").fetchall()
+    assert duplicate == suspect and recovery.startswith("late duplicate of batch #") and "proven" in recovery
+    items_cost, warmup, run_cost = app_db.execute(
+        "SELECT (SELECT sum(cost_usd) FROM nightshift.items WHERE run_pk = %s), warmup_cost_usd, cost_usd "
+        "FROM nightshift.runs WHERE run_pk = %s", (run.run_pk, run.run_pk)).fetchone()
+    assert billed > 0 and run_cost == items_cost + warmup + billed  # the night reports what it was billed
     assert_nothing_lost_or_doubled(app_db, emulator, run.run_pk)

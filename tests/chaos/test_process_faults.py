@@ -157,7 +157,7 @@ def test_submit_killed_between_the_create_call_and_recording_the_id(app_db, app_
     night.finalize()
     run = night.run(app_db)
     recovery = app_db.execute("SELECT recovery FROM nightshift.batches").fetchone()[0]
-    assert recovery == f"adopted orphan {batch_ids[0]}"
+    assert recovery == f"adopted orphan {batch_ids[0]}: its results' custom_ids are this intent's"
     assert outcomes(app_db, run.run_pk) == {"succeeded": TICKETS_PER_NIGHT}
     assert_nothing_lost_or_doubled(app_db, emulator, run.run_pk)
 

@@ -214,7 +214,7 @@ def test_a_crash_between_create_and_record_never_pays_twice(app_db, emulator, cr
     assert created_batches(emulator) == 1
     if created:
         assert result.adopted == [orphan] and result.batch_ids == [orphan]
-        assert "adopted batch" in caplog.text
+        assert "adopted orphan" in caplog.text
     else:
         assert result.resubmitted_intents and result.submitted_requests == 9
         assert "submitted again" in caplog.text

@@ -25,6 +25,7 @@ from nightshift.batch.budget import BatchApiBudget, limit_client
 from nightshift.batch.collect import collect
 from nightshift.batch.land import land_round
 from nightshift.batch.ledger import Run, ensure_run
+from nightshift.batch.ownership import AwaitingProof
 from nightshift.batch.submit import Caps, NotAdmitted, submit_round
 from nightshift.triggers import LEDGER_CONNECTIONS_PER_LOOP, AdmissionTrigger, BatchesEndedTrigger
 from nightshift.workloads import get_workload
@@ -72,6 +73,11 @@ class Airflowish:
             try:
                 submitted = await self.in_worker(self.submit, run)
                 break
+            except AwaitingProof as exc:  # a create that failed may have made a batch: look again soon
+                proof = BatchesEndedTrigger(conn_id="anthropic_default", batch_ids=exc.batch_ids,
+                                            deadline=time.time() + 2, poll_interval=0.5, max_poll_interval=5,
+                                            max_consecutive_failures=5, db_conn_id="nightshift_db")
+                await first_event(proof)
             except NotAdmitted as exc:  # the operator defers to this trigger; no worker slot held
                 self.admission_waits.add(run.run_pk)
                 admitted = AdmissionTrigger(db_conn_id="nightshift_db", needed=exc.needed, cap=exc.cap,

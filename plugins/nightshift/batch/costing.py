@@ -132,6 +132,9 @@ def record_run_costs(conn: psycopg.Connection, run: Run, model: str, prices: Pri
     parts.append(Usage(**((caching or {}).get("warmup_usage") or {})))
     usage = sum(parts, Usage())
     items_cost = sum((cost for *_, cost, _ in groups), Decimal(0))
+    # a proven late duplicate was billed too, though none of its results is landed
+    duplicates = conn.execute("SELECT coalesce(sum(billed_usd), 0) FROM nightshift.batches WHERE run_pk = %s "
+                              "AND status = 'abandoned'", (run.run_pk,)).fetchone()[0]
     billed_failed = sum(billed for *_, billed in groups)
 
     def streaming(cached: bool) -> Decimal:
@@ -139,7 +142,7 @@ def record_run_costs(conn: psycopg.Connection, run: Run, model: str, prices: Pri
                    Decimal(0))
 
     record = {
-        "cost_usd": items_cost + warmup,
+        "cost_usd": items_cost + warmup + duplicates,
         "streaming_cached_usd": streaming(True),
         "streaming_uncached_usd": streaming(False),
         "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,

@@ -62,10 +62,20 @@ class RunSummary:
         return {**self.__dict__, "costs": costs, "failed_total": self.failed_total}
 
 
-def finalize_run(conn: psycopg.Connection, run: Run) -> RunSummary:
+def finalize_run(conn: psycopg.Connection, run: Run, client: Any = None, workload: Any = None) -> RunSummary:
+    """``client`` and ``workload`` (when given) let it settle suspected late duplicates first, so a
+    proven one's bill is in the run's cost."""
     from nightshift.batch.costing import record_run_costs
     from nightshift.costs import price_table
 
+    if client is not None and workload is not None:
+        from nightshift.batch.ownership import settle_late_duplicates
+
+        try:
+            settle_late_duplicates(conn, client, workload)
+        except Exception as exc:  # closing the run matters more; the next landing or finalize looks again
+            conn.rollback()
+            log.warning("could not settle suspected late duplicates: %r", exc)
     past_deadline = run.past_deadline()
     with conn.cursor() as cur:
         cur.execute(CLOSE_OPEN_ITEMS, {"run_pk": run.run_pk, "past_deadline": past_deadline, "shadow": run.shadow})

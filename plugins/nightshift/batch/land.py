@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, deque
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from nightshift.batch.costing import usage_of
+from nightshift.batch.jsonl import jsonl_lines
 from nightshift.batch.ledger import BatchRow, Run, batches, record_batch_state
 from nightshift.batch.errors import AccountProblem
 from nightshift.costs import PriceTable, price_table
@@ -90,10 +90,12 @@ class LandResult:
 
 def land_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, run: Run,
                round_: int) -> LandResult:
-    from nightshift.batch.submit import cancel_late_duplicates
+    from nightshift.batch.ownership import settle_late_duplicates
+    from nightshift.batch.submit import find_late_duplicates
 
     result = LandResult(round_)
-    cancel_late_duplicates(conn, client, run, round_)
+    find_late_duplicates(conn, client, run, round_)
+    settle_late_duplicates(conn, client, workload)
     to_land = batches(conn, run, round_, statuses=("submitted", "ended"))
     extra = _extra_connections(conn, WRITERS - 1) if to_land else []
     refused: psycopg.Error | None = None
@@ -139,7 +141,9 @@ def _land_batch(conn, client, workload, run, batch: BatchRow, writers: list[Slic
     if not snapshot.ended:
         raise BatchNotEnded(f"batch {batch.anthropic_batch_id} is {snapshot.processing_status}, not ended: "
                             "nothing to land yet")
-    outcome_of = _OutcomeReader(workload, run, batch.round, price_table())
+    cancel_reason = conn.execute("SELECT cancel_reason FROM nightshift.batches WHERE batch_pk = %s",
+                                 (batch.batch_pk,)).fetchone()[0]
+    outcome_of = _OutcomeReader(workload, run, batch.round, price_table(), cancel_reason)
     # Slices are read and parsed while earlier ones are written, by WRITERS connections at once:
     # Python and Postgres work at the same time, and Postgres on more than one core. At most
     # WRITERS + 1 slices are in memory; a failure while reading still lets the slices being
@@ -156,7 +160,7 @@ def _land_batch(conn, client, workload, run, batch: BatchRow, writers: list[Slic
         pool = stack.enter_context(ThreadPoolExecutor(len(writers), thread_name_prefix="land-writer"))
         writing: deque = deque()
         try:
-            lines = _lines(response.iter_bytes())  # as the bytes arrive
+            lines = jsonl_lines(response.iter_bytes())  # as the bytes arrive
             for number, chunk in enumerate(iter(lambda: list(islice(lines, SLICE)), [])):
                 rows = [outcome_of(line) for line in chunk]
                 del chunk
@@ -195,23 +199,14 @@ def _results_archived(conn, run: Run, batch: BatchRow, retrieved, result: LandRe
     result.outcomes["failed:results_archived"] += failed
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Non-empty lines of a byte stream (JSONL), without decoding it to text first."""
-    tail = b""
-    for chunk in chunks:
-        lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
-        tail = lines.pop()
-        yield from (line for line in lines if line.strip())
-    if tail.strip():
-        yield tail
-
-
 class _OutcomeReader:
     """Turns one result line into one staging row: the item's columns (``ITEM_COLUMNS``), then
     the destination values and the model (NULL unless the result succeeded and validated)."""
 
-    def __init__(self, workload: Workload, run: Run, round_: int, prices: PriceTable) -> None:
+    def __init__(self, workload: Workload, run: Run, round_: int, prices: PriceTable,
+                 cancel_reason: str | None = None) -> None:
         self.workload = workload
+        self.canceled = CANCELED_OUTCOMES[cancel_reason]
         self.prices = prices
         self.billed_on = run.billed_on
         self.retry_invalid_output = round_ < workload.batch.validation_retries
@@ -270,10 +265,17 @@ class _OutcomeReader:
         if kind == "expired":
             return (custom_id, "retry", "expired", "the batch expired before this request was processed",
                     None, *_NO_USAGE, *self.no_destination)
-        return (custom_id, "failed", "canceled", "the batch was canceled before this request was processed",
-                None, *_NO_USAGE, *self.no_destination)
+        return (custom_id, *self.canceled, None, *_NO_USAGE, *self.no_destination)
 
 
+#: A canceled request's outcome, by who cancelled its batch: the run's deadline (final), a killed
+#: task (the retried night resubmits it), or someone outside Nightshift (final: they meant it).
+CANCELED_OUTCOMES = {
+    "deadline": ("failed", "deadline_exceeded",
+                 "the run's deadline passed and its batch was cancelled before this request was processed"),
+    "killed": ("retry", "canceled", "the task was killed and its batch cancelled before this request was processed"),
+    None: ("failed", "canceled", "the batch was canceled before this request was processed"),
+}
 _NO_USAGE = (None,) * 7  # errored, canceled and expired requests are not billed
 
 

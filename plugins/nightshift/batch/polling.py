@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 COUNT_NAMES = ("processing", "succeeded", "errored", "canceled", "expired")
+#: How long a wait gives the batches it cancelled at the run's deadline to reach ``ended`` (the
+#: API ends a cancelled batch once the requests in flight finish) before it gives up landing them.
+CANCEL_GRACE_SECONDS = 900.0
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,19 @@
 """Submit: turn a round's items into as many Message Batches as the limits need.
 
-Before each create call an intent row is committed (with the items assigned to it); right
-after, the batch id. A retried or cleared task therefore re-attaches to what is recorded.
-An intent without an id means a crash between the create call and recording it: the
-orphan is adopted when the API lists a batch created in the intent's window with the same
-request count and unknown to the ledger, otherwise the intent's items are submitted again.
+Before each create call an intent row is committed (with the items assigned to it); the
+call's answer is journalled the moment it arrives, then recorded on the intent. A retried or
+cleared task therefore re-attaches to what is recorded, and a retry never creates while a
+batch of its own may exist unrecorded:
 
-The same search runs before a failed create is tried again, which is why the create call
-has the SDK's own retries turned off: a create that timed out may still have created its
-batch, and a blind retry would pay for the same requests twice.
+* an intent whose answer was journalled adopts that batch (the answer is the proof);
+* an intent with no answer (a crash, a timeout that may have gone through) looks at the listed
+  batches of its window and request count that the ledger does not know; one is adopted only
+  once proven ours by its results' custom_ids (:mod:`nightshift.batch.ownership`). While such a
+  batch still runs it cannot be proven, so the round waits for it (:class:`AwaitingProof`)
+  instead of creating again; another team's batch is never adopted.
+
+The create call has the SDK's own retries turned off for the same reason: a create that timed
+out may still have created its batch, and a blind retry would pay for the same requests twice.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import anthropic
@@ -28,14 +32,13 @@ from psycopg import sql
 from nightshift import queue
 from nightshift.batch.body import BatchBody, encode_request
 from nightshift.batch.ledger import BatchRow, Run, batches
+from nightshift.batch.ownership import AwaitingProof, answered, candidates, identify, journal_answer, record_suspects
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.requests import InvalidInput, build_params
 from nightshift.workloads.shape import RequestShape
 
 log = logging.getLogger(__name__)
 
-ORPHAN_WINDOW_BEFORE = timedelta(minutes=2)
-ORPHAN_WINDOW_AFTER = timedelta(hours=1)
 CREATE_ATTEMPTS = 4
 #: Statuses with which the API refuses a call before doing any of it: no orphan to look for.
 REFUSED_BEFORE_WORK = (429, 529)
@@ -45,6 +48,17 @@ ROWS_PER_FETCH = 2_000
 
 
 QUEUED = "SELECT coalesce(sum(request_count), 0) FROM nightshift.batches WHERE status IN ('intent', 'submitted')"
+
+
+class BatchIdReissued(RuntimeError):
+    """The API answered a batch id the ledger already holds for another batch. The real API never
+    reissues ids; an emulator whose state was reset does. The answer is journalled, so a retry
+    adopts it rather than creating again, once the ledger's stale row is dealt with."""
+
+    def __init__(self, batch_id: str, batch_pk: int, holder_pk: int, holder_run: int) -> None:
+        super().__init__(f"batch {batch_id}, just created for intent #{batch_pk}, is already recorded for batch "
+                         f"#{holder_pk} of run {holder_run}: the API (an emulator whose state was reset?) reissued "
+                         "an id. Nothing is created again: the answer is kept and a retry adopts it")
 
 
 class NotAdmitted(RuntimeError):
@@ -81,6 +95,8 @@ class SubmitResult:
     invalid_inputs: int = 0
     adopted: list[str] = field(default_factory=list)
     resubmitted_intents: list[int] = field(default_factory=list)
+    #: batches that may be ours, still running: the intents they match wait for them to end
+    awaiting_proof: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -101,7 +117,7 @@ def submit_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload
 
         plan_caching(conn, client, workload, run, price_table(), shape)
     for intent in batches(conn, run, round_, statuses=("intent",)):
-        _recover_intent(conn, client, workload, run, intent, result)
+        _recover_intent(conn, client, workload, run, intent, result, past_deadline)
     if past_deadline:  # e.g. it waited for room in the queue until then: what is in flight is all
         log.warning("run %s is past its deadline (%s): the round's unsubmitted requests stay unsubmitted",
                     run.run_pk, run.deadline_at.isoformat())
@@ -113,6 +129,8 @@ def submit_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload
         round_, run.run_pk, len(result.batch_ids), ", ".join(result.batch_ids) or "none",
         result.submitted_requests, result.invalid_inputs,
     )
+    if result.awaiting_proof:
+        raise AwaitingProof(result.awaiting_proof)
     return result
 
 
@@ -274,7 +292,11 @@ def _create_batch(conn, client, run, round_, seq, body: BatchBody, invalid, resu
                  (intent_pk, run.run_pk, body.custom_ids))
     _fail_invalid(conn, run, invalid, result)
     conn.commit()
-    batch, recovery = _create_or_adopt(conn, client, intent_pk, intent_at, body)
+    try:
+        batch, recovery = _create_or_adopt(conn, client, intent_pk, intent_at, body)
+    except AwaitingProof as waiting:  # the rest of the round goes on; this intent waits for its suspects
+        result.awaiting_proof += waiting.batch_ids
+        return
     _record_created(conn, intent_pk, batch, recovery)
     if recovery and recovery.startswith("adopted"):
         result.adopted.append(batch.id)
@@ -294,6 +316,7 @@ def _create_or_adopt(conn, client: anthropic.Anthropic, intent_pk: int, intent_a
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
             batch = _create_call(once, body)
+            journal_answer(conn, intent_pk, batch.id)
             return batch, (f"{UNANSWERED_CREATE}: {'; '.join(unanswered)}"[:500] if unanswered else None)
         except Exception as exc:
             if is_spend_limit(exc):
@@ -307,45 +330,38 @@ def _create_or_adopt(conn, client: anthropic.Anthropic, intent_pk: int, intent_a
             if getattr(exc, "status_code", None) in REFUSED_BEFORE_WORK:
                 continue
             unanswered.append(repr(exc))
-            orphan = _find_orphan(conn, client, intent_at, body.count)
-            if orphan is not None:
-                log.warning("the failed create call had created batch %s anyway: adopted it", orphan.id)
-                return orphan, f"adopted {orphan.id} after a create call failed: {exc!r}"[:500]
+            ours, unproven = identify(conn, client, intent_pk, candidates(conn, client, intent_pk, intent_at, body.count))
+            if ours is not None:
+                log.warning("the failed create call had created batch %s anyway (proven by its results' "
+                            "custom_ids): adopted it", ours)
+                return client.messages.batches.retrieve(ours), f"adopted {ours} after a create call failed: {exc!r}"[:500]
+            if unproven:
+                record_suspects(conn, intent_pk, unproven)
+                raise AwaitingProof(unproven) from exc
     raise AssertionError("unreachable")
 
 
-def cancel_late_duplicates(conn: psycopg.Connection, client: anthropic.Anthropic, run: Run, round_: int) -> list[str]:
-    """Cancel batches that a create call which never answered made after all, too late to adopt.
+def find_late_duplicates(conn: psycopg.Connection, client: anthropic.Anthropic, run: Run, round_: int) -> list[str]:
+    """Record, as suspects, batches a create call that never answered may have made after all.
 
-    Runs before landing, long after submit: a batch matching such an intent (same window and
-    request count) that the ledger does not know duplicates one it does. It is cancelled and
-    recorded, so it is never landed and never left running up the bill.
+    Runs before landing, long after submit: a listed batch matching such an intent (its window
+    and request count) that the ledger does not know may duplicate one it does, or may be
+    another team's. Nothing is cancelled on that likeness; :func:`settle_suspects` decides once
+    the suspect has ended.
     """
     suspects = conn.execute(
-        "SELECT batch_pk, seq, intent_at, request_count FROM nightshift.batches "
+        "SELECT batch_pk, intent_at, request_count FROM nightshift.batches "
         "WHERE run_pk = %s AND round = %s AND recovery LIKE %s", (run.run_pk, round_, UNANSWERED_CREATE + "%"),
     ).fetchall()
-    cancelled = []
-    for batch_pk, _seq, intent_at, request_count in suspects:
-        duplicate = _find_orphan(conn, client, intent_at, request_count)
-        if duplicate is None:
-            continue
-        try:
-            client.messages.batches.cancel(duplicate.id)
-        except anthropic.BadRequestError:  # it has ended already; it is still never landed
-            pass
-        next_seq = conn.execute("SELECT max(seq) + 1 FROM nightshift.batches WHERE run_pk = %s AND round = %s",
-                                (run.run_pk, round_)).fetchone()[0]
-        conn.execute(
-            "INSERT INTO nightshift.batches (run_pk, round, seq, anthropic_batch_id, status, request_count, "
-            "body_bytes, intent_at, recovery) VALUES (%s, %s, %s, %s, 'abandoned', %s, 0, %s, %s)",
-            (run.run_pk, round_, next_seq, duplicate.id, request_count, intent_at,
-             f"late duplicate of batch #{batch_pk} (its create call went through after timing out): cancelled"))
-        conn.commit()
-        cancelled.append(duplicate.id)
-        log.warning("batch %s duplicates batch #%d: a create call that timed out went through late; cancelled it",
-                    duplicate.id, batch_pk)
-    return cancelled
+    found = []
+    for batch_pk, intent_at, request_count in suspects:
+        matching = [c.id for c in candidates(conn, client, batch_pk, intent_at, request_count)]
+        if matching:
+            record_suspects(conn, batch_pk, matching)
+            found += matching
+            log.warning("batch(es) %s may duplicate batch #%d (a create call that timed out may have gone through "
+                        "late): not landed, and not cancelled unless proven ours", ", ".join(matching), batch_pk)
+    return found
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -356,23 +372,6 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
-def _find_orphan(conn, client: anthropic.Anthropic, intent_at, request_count: int
-                 ) -> MessageBatch | None:
-    """A listed batch created in the intent's window, with its request count, that no ledger row knows."""
-    known = {row[0] for row in conn.execute(
-        "SELECT anthropic_batch_id FROM nightshift.batches WHERE anthropic_batch_id IS NOT NULL")}
-    conn.commit()
-    window_start, window_end = intent_at - ORPHAN_WINDOW_BEFORE, intent_at + ORPHAN_WINDOW_AFTER
-    for candidate in client.messages.batches.list(limit=100):
-        if candidate.created_at < window_start:
-            return None
-        counts = candidate.request_counts
-        total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
-        if candidate.id not in known and candidate.created_at <= window_end and total == request_count:
-            return candidate
-    return None
-
-
 def _create_call(client: anthropic.Anthropic, body: BatchBody) -> MessageBatch:
     return client.post(
         "/v1/messages/batches", cast_to=MessageBatch, content=body,
@@ -381,11 +380,19 @@ def _create_call(client: anthropic.Anthropic, body: BatchBody) -> MessageBatch:
 
 
 def _record_created(conn: psycopg.Connection, batch_pk: int, batch: MessageBatch, recovery: str | None = None) -> None:
-    conn.execute(
-        "UPDATE nightshift.batches SET anthropic_batch_id = %s, status = 'submitted', submitted_at = now(), "
-        "expires_at = %s, processing_status = %s, recovery = %s WHERE batch_pk = %s",
-        (batch.id, batch.expires_at, batch.processing_status, recovery, batch_pk),
-    )
+    try:
+        conn.execute(
+            "UPDATE nightshift.batches SET anthropic_batch_id = %s, status = 'submitted', submitted_at = now(), "
+            "expires_at = %s, processing_status = %s, recovery = %s WHERE batch_pk = %s",
+            (batch.id, batch.expires_at, batch.processing_status, recovery, batch_pk),
+        )
+    except psycopg.errors.UniqueViolation:
+        conn.rollback()
+        holder = conn.execute("SELECT batch_pk, run_pk FROM nightshift.batches WHERE anthropic_batch_id = %s",
+                              (batch.id,)).fetchone()
+        if holder is None:
+            raise
+        raise BatchIdReissued(batch.id, batch_pk, *holder) from None
     conn.execute("UPDATE nightshift.items SET status = 'submitted', updated_at = now() "
                  "WHERE batch_pk = %s AND status = 'pending'", (batch_pk,))
     conn.commit()
@@ -406,16 +413,26 @@ def _fail_invalid(conn: psycopg.Connection, run: Run, invalid: list, result: Sub
     invalid.clear()
 
 
-def _recover_intent(conn, client, workload: Workload, run: Run, intent: BatchRow, result: SubmitResult) -> None:
-    orphan = _find_orphan(conn, client, intent.intent_at, intent.request_count)
-    if orphan is not None:
-        _record_created(conn, intent.batch_pk, orphan, recovery=f"adopted orphan {orphan.id}")
-        result.adopted.append(orphan.id)
-        log.warning(
-            "recovered intent #%d (round %d, %d requests): adopted batch %s, created %s, which the ledger "
-            "did not know: the previous attempt crashed after the create call", intent.batch_pk,
-            intent.round, intent.request_count, orphan.id, orphan.created_at.isoformat(),
-        )
+def _recover_intent(conn, client, workload: Workload, run: Run, intent: BatchRow, result: SubmitResult,
+                    past_deadline: bool = False) -> None:
+    batch_id = answered(conn, intent.batch_pk)
+    if batch_id is not None:
+        _adopt(conn, client, intent, batch_id, f"adopted {batch_id}: the create call's journalled answer", result)
+        return
+    ours, unproven = identify(conn, client, intent.batch_pk,
+                              candidates(conn, client, intent.batch_pk, intent.intent_at, intent.request_count))
+    if ours is not None:
+        _adopt(conn, client, intent, ours, f"adopted orphan {ours}: its results' custom_ids are this intent's",
+               result)
+        return
+    if unproven:
+        record_suspects(conn, intent.batch_pk, unproven)
+        if past_deadline:
+            log.warning("intent #%d: batch(es) %s may be its own but are still running past the run's deadline: "
+                        "nothing adopted, nothing created; its requests stay unsubmitted", intent.batch_pk,
+                        ", ".join(unproven))
+        else:
+            result.awaiting_proof += unproven
         return
     invalid: list = []
     body = BatchBody()
@@ -432,14 +449,25 @@ def _recover_intent(conn, client, workload: Workload, run: Run, intent: BatchRow
         conn.execute("UPDATE nightshift.batches SET request_count = %s, body_bytes = %s WHERE batch_pk = %s",
                      (body.count, body.size, intent.batch_pk))
         conn.commit()
-        batch, adopted = _create_or_adopt(conn, client, intent.batch_pk, intent.intent_at, body)
-        _record_created(conn, intent.batch_pk, batch, adopted or "resubmitted: no orphan found")
+        try:
+            batch, adopted = _create_or_adopt(conn, client, intent.batch_pk, intent.intent_at, body)
+        except AwaitingProof as waiting:
+            result.awaiting_proof += waiting.batch_ids
+            return
+        _record_created(conn, intent.batch_pk, batch, adopted or "resubmitted: no batch of its own found")
     finally:
         body.close()
     result.resubmitted_intents.append(intent.batch_pk)
     result.submitted_requests += body.count
     log.warning(
-        "recovered intent #%d (round %d): no listed batch matched it (created %s ±, %d requests), so its "
+        "recovered intent #%d (round %d): no listed batch was proven its own (created %s ±, %d requests), so its "
         "requests were submitted again as %s", intent.batch_pk, intent.round, intent.intent_at.isoformat(),
         intent.request_count, batch.id,
     )
+
+
+def _adopt(conn, client, intent: BatchRow, batch_id: str, recovery: str, result: SubmitResult) -> None:
+    _record_created(conn, intent.batch_pk, client.messages.batches.retrieve(batch_id), recovery)
+    result.adopted.append(batch_id)
+    log.warning("recovered intent #%d (round %d, %d requests): %s; the previous attempt stopped before recording it",
+                intent.batch_pk, intent.round, intent.request_count, recovery)
