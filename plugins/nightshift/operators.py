@@ -52,6 +52,18 @@ class NightshiftTask:
 
         return get_run(conn, dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
 
+    def wait_trigger(self, context, batch_ids: list[str], deadline: float):
+        """The trigger that waits for ``batch_ids`` to end (or ``deadline``, epoch seconds), paced
+        by the run's poll interval: one wait policy for the sensor and the submit's waits."""
+        from nightshift.triggers import BatchesEndedTrigger
+
+        interval = float(self.param(context, "poll_interval_seconds", self.workload.batch.poll_interval_seconds))
+        return BatchesEndedTrigger(
+            conn_id=self.anthropic_conn_id or settings().anthropic_conn_id, batch_ids=batch_ids, deadline=deadline,
+            poll_interval=interval, max_poll_interval=max(interval, self.workload.batch.max_poll_interval_seconds),
+            max_consecutive_failures=self.workload.batch.max_consecutive_poll_failures,
+            db_conn_id=self.db_conn_id or settings().db_conn_id)
+
     @staticmethod
     def param(context, name: str, default: Any = None) -> Any:
         value = (context.get("params") or {}).get(name)
@@ -197,16 +209,10 @@ class SubmitBatchesOperator(_RoundOperator):
         import time
 
         from nightshift.batch.ownership import PROOF_RECHECK_SECONDS
-        from nightshift.triggers import BatchesEndedTrigger
 
         interval = float(self.param(context, "poll_interval_seconds", self.workload.batch.poll_interval_seconds))
-        self.defer(trigger=BatchesEndedTrigger(
-            conn_id=self.anthropic_conn_id or settings().anthropic_conn_id, batch_ids=batch_ids,
-            deadline=min(run.deadline_at.timestamp(), time.time() + max(PROOF_RECHECK_SECONDS, interval)),
-            poll_interval=interval,
-            max_poll_interval=max(interval, self.workload.batch.max_poll_interval_seconds),
-            max_consecutive_failures=self.workload.batch.max_consecutive_poll_failures,
-            db_conn_id=self.db_conn_id or settings().db_conn_id), method_name="resume_after_proof")
+        deadline = min(run.deadline_at.timestamp(), time.time() + max(PROOF_RECHECK_SECONDS, interval))
+        self.defer(trigger=self.wait_trigger(context, batch_ids, deadline), method_name="resume_after_proof")
 
     def resume_after_proof(self, context, event=None) -> dict:
         """The suspects have ended (or the deadline came): submitting again proves them, then adopts

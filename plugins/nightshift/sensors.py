@@ -53,22 +53,8 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
         if not self.deferrable:
             self.poke_interval = self._poll_interval(context)
             return super().execute(context)
-        from nightshift.config import settings
-        from nightshift.triggers import BatchesEndedTrigger
-
-        interval = self._poll_interval(context)
-        self.defer(
-            trigger=BatchesEndedTrigger(
-                conn_id=self.anthropic_conn_id or settings().anthropic_conn_id,
-                batch_ids=batch_ids,
-                deadline=run.deadline_at.timestamp(),
-                poll_interval=interval,
-                max_poll_interval=max(interval, self.workload.batch.max_poll_interval_seconds),
-                max_consecutive_failures=self.workload.batch.max_consecutive_poll_failures,
-                db_conn_id=self.db_conn_id or settings().db_conn_id,
-            ),
-            method_name="execute_complete",
-        )
+        self.defer(trigger=self.wait_trigger(context, batch_ids, run.deadline_at.timestamp()),
+                   method_name="execute_complete")
 
     def poke(self, context) -> bool:
         run, batch_ids = self._round_batches(context)
@@ -94,47 +80,36 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
         return False
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> dict:
-        if not event or event.get("status") not in ("ended", "deadline", "error"):
-            raise AirflowException(f"unexpected trigger event: {event!r}")
-        snapshots = [BatchSnapshot(**b) for b in event.get("batches", [])]
-        if snapshots:
-            self._record(snapshots)
-            self.log.info("%s", progress_line(snapshots))
+        snapshots = self._observed(event)
         if event["status"] == "error":
             raise AirflowException(f"waiting for batches {', '.join(event.get('batch_ids', []))} failed: "
                                    f"{event.get('message')}")
         if event["status"] == "deadline":
             run, batch_ids = self._round_batches(context)
             self._cancel_at_deadline(event["unfinished"], run)
-            self._defer_for_the_cancelled(context, batch_ids)
+            # wait (bounded) for the cancelled batches to end, so land takes what was paid for
+            self.defer(trigger=self.wait_trigger(context, batch_ids, time.time() + CANCEL_GRACE_SECONDS),
+                       method_name="execute_after_cancel")
         return {"round": self.round, "batches": [s.as_dict() for s in snapshots]}
-
-    def _defer_for_the_cancelled(self, context, batch_ids: list[str]) -> None:
-        """After the deadline's cancel, wait (bounded) for the batches to end, so land takes what was paid."""
-        from nightshift.config import settings
-        from nightshift.triggers import BatchesEndedTrigger
-
-        interval = self._poll_interval(context)
-        self.defer(trigger=BatchesEndedTrigger(
-            conn_id=self.anthropic_conn_id or settings().anthropic_conn_id, batch_ids=batch_ids,
-            deadline=time.time() + CANCEL_GRACE_SECONDS, poll_interval=interval,
-            max_poll_interval=max(interval, self.workload.batch.max_poll_interval_seconds),
-            max_consecutive_failures=self.workload.batch.max_consecutive_poll_failures,
-            db_conn_id=self.db_conn_id or settings().db_conn_id), method_name="execute_after_cancel")
 
     def execute_after_cancel(self, context, event: dict[str, Any] | None = None) -> dict:
         """The cancelled batches have ended: landing goes on (the verdict fails the night later)."""
+        snapshots = self._observed(event)
+        if event["status"] == "error":
+            raise AirflowException(f"waiting for the cancelled batches failed: {event.get('message')}")
+        if event["status"] == "deadline":
+            self._cancelled_batches_did_not_end(event["unfinished"])
+        return {"round": self.round, "batches": [s.as_dict() for s in snapshots], "deadline_passed": True}
+
+    def _observed(self, event: dict[str, Any] | None) -> list[BatchSnapshot]:
+        """A trigger event's batch states, recorded in the ledger and logged."""
         if not event or event.get("status") not in ("ended", "deadline", "error"):
             raise AirflowException(f"unexpected trigger event: {event!r}")
         snapshots = [BatchSnapshot(**b) for b in event.get("batches", [])]
         if snapshots:
             self._record(snapshots)
             self.log.info("%s", progress_line(snapshots))
-        if event["status"] == "error":
-            raise AirflowException(f"waiting for the cancelled batches failed: {event.get('message')}")
-        if event["status"] == "deadline":
-            self._cancelled_batches_did_not_end(event["unfinished"])
-        return {"round": self.round, "batches": [s.as_dict() for s in snapshots], "deadline_passed": True}
+        return snapshots
 
     def _record(self, snapshots: list[BatchSnapshot]) -> None:
         from nightshift.batch.ledger import record_batch_state
