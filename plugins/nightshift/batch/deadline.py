@@ -2,7 +2,7 @@
 
 Cancelling stops processing, but every request the API answered before the cancel is billed.
 So the wait does not fail at the deadline: it cancels, waits (bounded by
-``CANCEL_GRACE_SECONDS``) for the cancelled batches to reach ``ended``, and lets landing take
+``polling.CANCEL_GRACE_SECONDS``) for the cancelled batches to reach ``ended``, and lets landing take
 what succeeded and record the cost of everything billed. The requests the cancel stopped fail
 ``deadline_exceeded``, which closes the run ``failed`` and fails the DAG run at its verdict.
 """
@@ -16,7 +16,6 @@ from typing import Any
 import psycopg
 
 from nightshift.batch.ledger import Run
-from nightshift.batch.polling import CANCEL_GRACE_SECONDS  # noqa: F401 (the wait's bound, named here)
 
 log = logging.getLogger(__name__)
 
