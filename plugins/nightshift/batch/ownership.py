@@ -170,7 +170,8 @@ def settle(conn: psycopg.Connection, batch_id: str, batch_pk: int, verdict: Verd
 
 def identify(conn: psycopg.Connection, client: Any, batch_pk: int, found: list[Candidate]
              ) -> tuple[str | None, list[str]]:
-    """Among the candidates for an intent: the one proven ours, and those still unproven."""
+    """Among the candidates for an intent: the one proven ours, and those still unproven (each
+    candidate's verdict, unproven included, is recorded in ``nightshift.suspect_batches``)."""
     expected = intent_custom_ids(conn, batch_pk)
     unproven = []
     for candidate in found:

@@ -335,8 +335,7 @@ def _create_or_adopt(conn, client: anthropic.Anthropic, intent_pk: int, intent_a
                 log.warning("the failed create call had created batch %s anyway (proven by its results' "
                             "custom_ids): adopted it", ours)
                 return client.messages.batches.retrieve(ours), f"adopted {ours} after a create call failed: {exc!r}"[:500]
-            if unproven:
-                record_suspects(conn, intent_pk, unproven)
+            if unproven:  # identify has recorded them as the intent's suspects
                 raise AwaitingProof(unproven) from exc
     raise AssertionError("unreachable")
 
@@ -425,8 +424,7 @@ def _recover_intent(conn, client, workload: Workload, run: Run, intent: BatchRow
         _adopt(conn, client, intent, ours, f"adopted orphan {ours}: its results' custom_ids are this intent's",
                result)
         return
-    if unproven:
-        record_suspects(conn, intent.batch_pk, unproven)
+    if unproven:  # identify has recorded them as the intent's suspects
         if past_deadline:
             log.warning("intent #%d: batch(es) %s may be its own but are still running past the run's deadline: "
                         "nothing adopted, nothing created; its requests stay unsubmitted", intent.batch_pk,
