@@ -11,11 +11,14 @@ BENCH_ARGS ?=
 
 .PHONY: install test test-stack chaos demo up down report emulator inventory bench cost-bench audit lock clean
 
-$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml scripts/ensure-system-packages.sh
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml devtools/pyproject.toml scripts/ensure-system-packages.sh
 	bash scripts/ensure-system-packages.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . -e devtools
+	@# the build leaves its egg-info beside the sources, which are on sys.path: a second "nightshift"
+	@# distribution (two plugins, two providers) unless removed; the venv's dist-info is the real one
+	rm -rf src/*.egg-info devtools/*.egg-info
 	touch $@
 
 install: $(VENV)/.installed

@@ -32,14 +32,12 @@ QUERIES = {
 def nightly_insights():
     @task
     def summarize(triggering_asset_events=None) -> dict:
-        import os
-
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         # One run may stand for several producer events (after a backfill, say): name them all.
         events = triggering_asset_events or {}
         trigger = ", ".join(sorted(f"{asset.name} x{len(evts)}" for asset, evts in events.items())) or "manual"
-        hook = PostgresHook(postgres_conn_id=os.environ.get("NIGHTSHIFT_DB_CONN_ID", "nightshift_db"))
+        hook = PostgresHook(postgres_conn_id="nightshift_db")  # the app database, as the streaming path wrote it
         written = {}
         with hook.get_conn() as conn:
             for metric, query in QUERIES.items():

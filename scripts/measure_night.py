@@ -25,6 +25,7 @@ import sys, anthropic
 from nightshift import db
 from nightshift.batch.ledger import ensure_run, batches
 from nightshift.workloads import get_workload
+from nightshift_dev.localdev.schema import apply_schema
 dsn, url, key, step = sys.argv[1:5]
 workload = get_workload("ticket_classification")
 client = anthropic.Anthropic(base_url=url, api_key=key)
@@ -40,7 +41,7 @@ with db.connect(dsn) as conn:
         submit_round(conn, client, workload, run, 0, Caps.for_workload(workload))
     elif step == "wait":
         import time
-        ids = [b.anthropic_batch_id for b in batches(conn, run, 0)]
+        ids = [b.backend_batch_id for b in batches(conn, run, 0)]
         while any(client.messages.batches.retrieve(i).processing_status != "ended" for i in ids):
             time.sleep(0.5)
     elif step == "land":
@@ -70,8 +71,9 @@ def main() -> int:
     import psycopg
 
     from emulator.testing import EmulatorServer
-    from nightshift import db, demo_data
-    from nightshift.localdev.environment import profile
+    from nightshift import db
+    from nightshift_dev import demo_data
+    from nightshift_dev.localdev.environment import profile
 
     cluster = profile("test").cluster
     started_cluster = cluster.ensure_started()
@@ -80,7 +82,7 @@ def main() -> int:
         with psycopg.connect(dsn) as conn:
             conn.execute("DROP SCHEMA IF EXISTS app CASCADE")
             conn.execute("DROP SCHEMA IF EXISTS nightshift CASCADE")
-            db.apply_schema(conn)
+            apply_schema(conn)
             demo_data.generate(conn, tickets=args.requests, products=0, bad_every=0)
         with EmulatorServer(Path(tempfile.mkdtemp()), rate="inf") as emulator:
             results = [run_step(step, dsn, emulator.url, emulator.api_key)

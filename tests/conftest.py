@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from nightshift.localdev.environment import profile
+from nightshift_dev.localdev.environment import profile
 
 PROFILE = profile("test")
 SESSION_PREFIX = "app_session_"
@@ -37,10 +37,10 @@ def pytest_configure(config: pytest.Config) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{SESSION_DB}"')
         conn.execute(f'CREATE DATABASE "{SESSION_DB}"')
     dsn = PROFILE.cluster.dsn(SESSION_DB)
-    os.environ.update({"AIRFLOW_CONN_NIGHTSHIFT_DB": dsn, "NIGHTSHIFT_DB_URL": dsn})
+    os.environ["AIRFLOW_CONN_NIGHTSHIFT_DB"] = dsn
     # Tests poll fast against a local emulator; the load test sets a real budget itself.
-    os.environ.setdefault("NIGHTSHIFT_POLL_BUDGET_RPM", "60000")
-    os.environ.setdefault("NIGHTSHIFT_BATCH_API_RPM", "60000")
+    os.environ.setdefault("AIRFLOW__NIGHTSHIFT__POLL_BUDGET_RPM", "60000")
+    os.environ.setdefault("AIRFLOW__NIGHTSHIFT__BATCH_API_RPM", "60000")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -76,7 +76,7 @@ def app_dsn(pg_cluster) -> str:
 
 
 def reset_app_schema(dsn: str) -> None:
-    from nightshift.db import apply_schema
+    from nightshift_dev.localdev.schema import apply_schema
 
     with psycopg.connect(dsn) as conn:
         conn.execute("DROP SCHEMA IF EXISTS app CASCADE")

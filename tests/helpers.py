@@ -5,7 +5,7 @@ from __future__ import annotations
 import anthropic
 import psycopg
 
-from nightshift import demo_data
+from nightshift_dev import demo_data
 
 
 def seed(conn: psycopg.Connection, *, tickets: int = 0, products: int = 0, bad_every: int = 0) -> demo_data.DemoCounts:

@@ -25,7 +25,7 @@ def assert_nothing_lost_or_doubled(conn: psycopg.Connection, emulator, run_pk: i
         "GROUP BY 1, 2 HAVING d.request_id < max(i.request_id)").fetchall()
     assert not stale, f"destination rows older than a later landed request for their key: {stale[:5]}"
     ledger = [b for (b,) in conn.execute(
-        "SELECT anthropic_batch_id FROM nightshift.batches WHERE anthropic_batch_id IS NOT NULL")]
+        "SELECT backend_batch_id FROM nightshift.batches WHERE backend_batch_id IS NOT NULL")]
     assert len(ledger) == len(set(ledger)), "one API batch recorded for two intents"
     stats = emulator.stats()
     foreign = {b["id"] for b in stats["foreign_batches"]}
@@ -61,7 +61,7 @@ def assert_every_billed_request_has_a_cost(conn: psycopg.Connection, emulator, r
     conn.commit()
     client = sdk_client(emulator)
     batch_ids = [b for (b,) in conn.execute(
-        "SELECT anthropic_batch_id FROM nightshift.batches WHERE run_pk = %s AND anthropic_batch_id IS NOT NULL "
+        "SELECT backend_batch_id FROM nightshift.batches WHERE run_pk = %s AND backend_batch_id IS NOT NULL "
         "AND status <> 'abandoned'", (run_pk,))]
     billed = {result.custom_id for batch_id in batch_ids for result in client.messages.batches.results(batch_id)
               if result.result.type == "succeeded"}

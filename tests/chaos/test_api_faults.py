@@ -85,7 +85,7 @@ def test_a_create_that_times_out_and_goes_through_late_is_recorded_as_a_paid_dup
 
     assert fired(emulator) == [1]
     assert emulator.stats()["batches_created"] == 4
-    landed = {b for (b,) in app_db.execute("SELECT anthropic_batch_id FROM nightshift.batches WHERE status = 'landed'")}
+    landed = {b for (b,) in app_db.execute("SELECT backend_batch_id FROM nightshift.batches WHERE status = 'landed'")}
     late = [b["id"] for b in emulator.stats()["batches"] if b["id"] not in landed]
     assert len(late) == 1 and sdk_client(emulator).messages.batches.retrieve(late[0]).cancel_initiated_at is None, \
         "a batch was cancelled on its likeness alone"
@@ -96,7 +96,7 @@ def test_a_create_that_times_out_and_goes_through_late_is_recorded_as_a_paid_dup
     emulator.advance(3600)  # the duplicate ends; the next finalize (or landing) of the workload settles it
     night.finalize()
     (duplicate, recovery, billed), = app_db.execute(
-        "SELECT anthropic_batch_id, recovery, billed_usd FROM nightshift.batches WHERE status = 'abandoned'").fetchall()
+        "SELECT backend_batch_id, recovery, billed_usd FROM nightshift.batches WHERE status = 'abandoned'").fetchall()
     assert duplicate == suspect and recovery.startswith("late duplicate of batch #") and "proven" in recovery
     items_cost, warmup, run_cost = app_db.execute(
         "SELECT (SELECT sum(cost_usd) FROM nightshift.items WHERE run_pk = %s), warmup_cost_usd, cost_usd "

@@ -287,7 +287,7 @@ def test_the_streaming_path_refuses_the_same_bad_replies(app_db, emulator):
 @pytest.fixture
 def workload_dir(tmp_path):
     target = tmp_path / "workloads"
-    shutil.copytree(paths.workloads_dir(), target)
+    shutil.copytree((paths.PROJECT_ROOT / "workloads"), target)
     return target
 
 
@@ -347,7 +347,7 @@ def test_a_broken_definition_fails_its_own_dag_and_the_other_nights_run(
 
     edit(workload_dir / "product_enrichment.yaml", lambda d: (d.update(name="chaos_broken"),
                                                                d["destination"].update(key="product id")))
-    monkeypatch.setenv("NIGHTSHIFT_WORKLOADS_DIR", str(workload_dir))
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__WORKLOADS_FOLDER", str(workload_dir))
     registry._deployment.cache_clear()
     try:
         bag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags" / "nightshift_batch.py"))

@@ -208,10 +208,10 @@ REFUSE_THE_FIRST_BATCH_ID = """
 CREATE SEQUENCE public.chaos_refusals;
 CREATE FUNCTION public.chaos_refuse_batch_id() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.anthropic_batch_id IS NOT NULL AND OLD.anthropic_batch_id IS NULL
+    IF NEW.backend_batch_id IS NOT NULL AND OLD.backend_batch_id IS NULL
        AND nextval('public.chaos_refusals') <= %(refusals)s THEN
         RAISE EXCEPTION USING ERRCODE = 'unique_violation',
-            MESSAGE = 'duplicate key value violates unique constraint "batches_anthropic_batch_id_key"';
+            MESSAGE = 'duplicate key value violates unique constraint "batches_backend_batch_id_key"';
     END IF;
     RETURN NEW;
 END $$;
@@ -238,7 +238,7 @@ def test_a_failure_to_record_a_created_batch_id_adopts_that_batch_and_never_crea
     created = [b["id"] for b in emulator.stats()["batches"]]
     assert len(created) == 1, f"batches paid for: {created}"
     (created,) = created
-    (recorded, recovery), = app_db.execute("SELECT anthropic_batch_id, recovery FROM nightshift.batches").fetchall()
+    (recorded, recovery), = app_db.execute("SELECT backend_batch_id, recovery FROM nightshift.batches").fetchall()
     assert recorded == created and recovery == f"adopted {created}: the create call's journalled answer"
     assert outcomes(app_db, run.run_pk) == {"succeeded": TICKETS_PER_NIGHT} and summary.status == "succeeded"
     assert_nothing_lost_or_doubled(app_db, emulator, run.run_pk)
@@ -290,7 +290,7 @@ def test_another_teams_batch_of_the_same_size_in_the_same_window_is_left_alone(p
     stats = emulator.stats()
     (planted,) = [b["id"] for b in stats["foreign_batches"]]
     assert not [b for b in stats["foreign_batches"] if b["canceled"]], "another team's batch was cancelled"
-    ledger = {b for (b,) in app_db.execute("SELECT anthropic_batch_id FROM nightshift.batches")}
+    ledger = {b for (b,) in app_db.execute("SELECT backend_batch_id FROM nightshift.batches")}
     assert planted not in ledger, "another team's batch was taken for the run's own"
     if path != "late duplicate":
         ours = [b["id"] for b in stats["batches"]]

@@ -41,8 +41,8 @@ def own_postgres(monkeypatch):
     """A cluster of this test's own, so restarting it leaves the session's connections alone."""
     import socket
 
-    from nightshift.db import apply_schema
-    from nightshift.localdev.postgres import LocalCluster
+    from nightshift_dev.localdev.schema import apply_schema
+    from nightshift_dev.localdev.postgres import LocalCluster
     from tests.conftest import PROFILE
 
     with socket.socket() as probe:
@@ -56,7 +56,7 @@ def own_postgres(monkeypatch):
         conn.execute("DROP SCHEMA IF EXISTS nightshift CASCADE")
         apply_schema(conn)
     monkeypatch.setenv("AIRFLOW_CONN_NIGHTSHIFT_DB", dsn)
-    monkeypatch.setenv("NIGHTSHIFT_DB_URL", dsn)
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__DB_CONN_ID", dsn)
     yield cluster
     cluster.destroy()
 
@@ -147,7 +147,7 @@ def test_submit_killed_between_the_create_call_and_recording_the_id(app_db, app_
     until(lambda: emulator.stats()["batches_created"] == 1, "the create call to reach the API", child=submit)
     kill(submit)
     app_db.commit()
-    assert app_db.execute("SELECT status, anthropic_batch_id FROM nightshift.batches").fetchall() == [("intent", None)]
+    assert app_db.execute("SELECT status, backend_batch_id FROM nightshift.batches").fetchall() == [("intent", None)]
 
     night.caps.max_requests = 100
     batch_ids = night.submit()  # the task's retry

@@ -132,7 +132,7 @@ def test_the_api_key_appears_nowhere_but_the_connection(
 
     # The application database: the ledger and the destination tables.
     ledger = dump_schemas(app_dsn, ["nightshift", "app"])
-    batch_ids = [b for (b,) in app_db.execute("SELECT anthropic_batch_id FROM nightshift.batches")]
+    batch_ids = [b for (b,) in app_db.execute("SELECT backend_batch_id FROM nightshift.batches")]
     assert batch_ids and all(b.encode() in ledger["nightshift.batches"] for b in batch_ids)
     places |= {f"app table {t}": dump for t, dump in ledger.items()}
 
@@ -258,7 +258,7 @@ def test_the_nightshift_commands_start_the_emulator_without_widening_its_address
     """``make emulator`` / ``nightshift emulator`` and the demo pass no --host: loopback."""
     makefile = (PROJECT_ROOT / "Makefile").read_text()
     assert re.search(r"^emulator: .*\n\t\$\(NIGHTSHIFT\) emulator --port \d+$", makefile, re.M)
-    demo = (PROJECT_ROOT / "plugins" / "nightshift" / "localdev" / "demo.py").read_text()
+    demo = (PROJECT_ROOT / "devtools" / "nightshift_dev" / "localdev" / "demo.py").read_text()
     assert '"-m", "emulator"' in demo and "--host" not in demo
 
 

@@ -20,7 +20,7 @@ from tests.chaos.sql_lint import lint_paths, lint_source
 pytestmark = pytest.mark.chaos
 
 ROOT = paths.PROJECT_ROOT
-SHIPPED = ["plugins", "emulator", "dags", "scripts"]
+SHIPPED = ["src", "devtools", "dags", "scripts"]
 
 
 def shipped_python() -> list[Path]:
@@ -104,7 +104,7 @@ def test_an_unsafe_identifier_in_a_definition_is_refused_naming_the_field(tmp_pa
     import yaml
 
     folder = tmp_path / "workloads"
-    shutil.copytree(paths.workloads_dir(), folder)
+    shutil.copytree((paths.PROJECT_ROOT / "workloads"), folder)
     path = folder / "ticket_classification.yaml"
     data = yaml.safe_load(path.read_text())
     change(data)

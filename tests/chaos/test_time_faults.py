@@ -70,7 +70,7 @@ def night_past_its_deadline(app_db, tickets: int, deadline_seconds: float):
     assert str(dag_run.state) == "failed"
     run = ledger_run(app_db, dag_run)
     (batch_id,) = [row[0] for row in app_db.execute(
-        "SELECT anthropic_batch_id FROM nightshift.batches WHERE run_pk = %s", (run.run_pk,))]
+        "SELECT backend_batch_id FROM nightshift.batches WHERE run_pk = %s", (run.run_pk,))]
     return task_states(dag_run), run, batch_id
 
 
@@ -92,7 +92,7 @@ def test_a_run_past_its_deadline_cancels_its_batches_and_closes_every_request(ai
 def test_a_run_waiting_for_room_past_its_deadline_submits_nothing_more(airflow_db, app_db, anthropic_conn, monkeypatch):
     """In a long backfill room may come hours late: a run waiting for it stops at its deadline,
     cancels what it has in flight, and closes every request, submitted or not."""
-    monkeypatch.setenv("NIGHTSHIFT_MAX_QUEUED_REQUESTS", "12")
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__MAX_QUEUED_REQUESTS", "12")
     anthropic_conn.configure(rate=1, cancel_delay_seconds=0)
     anthropic_conn.set_speed(0)  # the run's first turn never ends: its second waits for room
     states, run, batch_id = night_past_its_deadline(app_db, tickets=30, deadline_seconds=4)

@@ -80,7 +80,7 @@ def test_batch_night_end_to_end_publishes_the_asset_downstream_consumes(
 
 def test_a_night_larger_than_the_queue_cap_lands_whole_in_turns(airflow_db, app_db, anthropic_conn, monkeypatch):
     """Each turn's submit defers until the run's own previous batch ends; nothing waits forever."""
-    monkeypatch.setenv("NIGHTSHIFT_MAX_QUEUED_REQUESTS", "12")
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__MAX_QUEUED_REQUESTS", "12")
     workload = get_workload("ticket_classification")
     seed(app_db, tickets=30)
 

@@ -28,7 +28,7 @@ class RecordingNotifier(BaseNotifier):
 @pytest.fixture
 def recording(monkeypatch):
     SENT.clear()
-    monkeypatch.setenv("NIGHTSHIFT_NOTIFIER", f"{__name__}.RecordingNotifier")
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__NOTIFIER", f"{__name__}.RecordingNotifier")
     return SENT
 
 

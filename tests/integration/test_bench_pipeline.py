@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from nightshift.bench import pipeline
-from nightshift.bench.harness import Target
+from nightshift_dev.bench import pipeline
+from nightshift_dev.bench.harness import Target
 
 
 def test_a_tiny_bench_measures_every_row_and_a_miss_fails_it(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from nightshift import demo_data
+from nightshift_dev import demo_data
 from nightshift.workloads import get_workload
 from tests.batch_night import run_night
 from tests.helpers import sdk_client

@@ -8,7 +8,7 @@ triggerer holds them. The budget and the cap are the project's own, so the test 
 call site slips past the budget or a submit past admission.
 
 The rate window is shortened from a minute to ``WINDOW`` seconds on both sides (the emulator's
-``rate_window_seconds`` and ``NIGHTSHIFT_BATCH_API_WINDOW_SECONDS``) so the test takes about a
+``rate_window_seconds`` and ``AIRFLOW__NIGHTSHIFT__BATCH_API_WINDOW_SECONDS``) so the test takes about a
 minute instead of half an hour; the counting is the same. The measured peak is printed (run
 with ``-s``) and quoted in the README.
 """
@@ -99,9 +99,9 @@ async def until(predicate, what: str, timeout: float = 300.0) -> None:
 
 def test_300_runs_in_flight_stay_under_the_rate_limit_and_the_queue_cap(app_db, app_dsn, anthropic_conn, monkeypatch):
     emulator = anthropic_conn
-    monkeypatch.setenv("NIGHTSHIFT_BATCH_API_RPM", str(BUDGET))
-    monkeypatch.setenv("NIGHTSHIFT_BATCH_API_WINDOW_SECONDS", str(WINDOW))
-    monkeypatch.setenv("NIGHTSHIFT_POLL_BUDGET_RPM", str(POLL_SHARE))
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__BATCH_API_RPM", str(BUDGET))
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__BATCH_API_WINDOW_SECONDS", str(WINDOW))
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__POLL_BUDGET_RPM", str(POLL_SHARE))
     emulator.set_speed(0)  # frozen: nothing ends until the test lets it
     emulator.configure(rate=1, batch_rpm_limit=API_LIMIT, rate_window_seconds=WINDOW, max_queued_requests=QUEUE_CAP)
     seed(app_db, tickets=RUNS * PER_RUN)

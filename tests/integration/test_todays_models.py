@@ -156,7 +156,7 @@ def test_a_workload_that_sends_what_its_model_refuses_is_refused_at_load(tmp_pat
 
     from nightshift import paths
 
-    source = yaml.safe_load((paths.workloads_dir() / "product_enrichment.yaml").read_text())
+    source = yaml.safe_load(((paths.PROJECT_ROOT / "workloads") / "product_enrichment.yaml").read_text())
     cases = {
         "forced tool on sonnet 5.5": ({"output": {**source["output"], "delivery": "forced_tool"}},
                                       "refuses a forced tool_choice"),
@@ -169,7 +169,7 @@ def test_a_workload_that_sends_what_its_model_refuses_is_refused_at_load(tmp_pat
         path = tmp_path / "product_enrichment.yaml"
         path.write_text(yaml.safe_dump({**source, **changes}))
         with pytest.raises(WorkloadDefinitionError, match=message):
-            load_workload_file(path, paths.include_dir())
+            load_workload_file(path)
 
 
 def test_the_report_names_each_nights_model_and_request_shape(app_db, emulator):

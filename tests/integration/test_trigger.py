@@ -37,7 +37,7 @@ async def first_event(t: BatchesEndedTrigger):
 
 def ledger_states(app_db) -> dict[str, str | None]:
     app_db.commit()
-    return dict(app_db.execute("SELECT anthropic_batch_id, processing_status FROM nightshift.batches").fetchall())
+    return dict(app_db.execute("SELECT backend_batch_id, processing_status FROM nightshift.batches").fetchall())
 
 
 async def wait_for(predicate, timeout=30.0):

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nightshift.localdev.services import Service
+from nightshift_dev.localdev.services import Service
 
 pytestmark = pytest.mark.stack
 

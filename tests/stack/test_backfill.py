@@ -9,7 +9,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from nightshift import demo_data
+from nightshift_dev import demo_data
 
 DAG_ID = "nightshift_backfill_ticket_classification"
 FIRST_DAY = datetime(2026, 3, 1, tzinfo=timezone.utc)

@@ -66,16 +66,16 @@ def test_nights_paginate_and_filter_by_workload(dashboard, two_nights):
 
 
 def test_a_night_lists_its_batches_rounds_and_console_links(dashboard, app_db, two_nights, monkeypatch):
-    monkeypatch.setenv("NIGHTSHIFT_CONSOLE_BATCH_URL", "https://console.example/batches/{batch_id}?ws=night")
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__CONSOLE_BATCH_URL", "https://console.example/batches/{batch_id}?ws=night")
     body = dashboard.get(f"/api/nights/{two_nights.tickets}").json()
 
     night = body["night"]
     assert {k: night[k] for k in expected_night(app_db, two_nights.tickets)} == expected_night(app_db, two_nights.tickets)
     rows = app_db.execute(
-        "SELECT anthropic_batch_id, round, seq, status, processing_status, request_count, request_counts, "
+        "SELECT backend_batch_id, round, seq, status, processing_status, request_count, request_counts, "
         "submitted_at, ended_at, landed_at FROM nightshift.batches WHERE run_pk = %s ORDER BY round, seq",
         (two_nights.tickets,)).fetchall()
-    assert [(b["anthropic_batch_id"], b["round"], b["seq"], b["status"], b["processing_status"], b["request_count"],
+    assert [(b["backend_batch_id"], b["round"], b["seq"], b["status"], b["processing_status"], b["request_count"],
              b["request_counts"]) for b in body["batches"]] == [tuple(r[:7]) for r in rows]
     assert [(b["submitted_at"], b["ended_at"], b["landed_at"]) for b in body["batches"]] == [
         tuple(t.isoformat() for t in r[7:]) for r in rows]

@@ -89,7 +89,7 @@ def task_links(api_server, token, dag_run, task_id) -> dict:
 
 def round_batches(conn, dag_run, round_: int) -> list[str]:
     return [b for (b,) in conn.execute(
-        "SELECT b.anthropic_batch_id FROM nightshift.batches b JOIN nightshift.runs r USING (run_pk) "
+        "SELECT b.backend_batch_id FROM nightshift.batches b JOIN nightshift.runs r USING (run_pk) "
         "WHERE r.dag_id = %s AND r.airflow_run_id = %s AND b.round = %s ORDER BY b.seq",
         (dag_run.dag_id, dag_run.run_id, round_))]
 
@@ -97,7 +97,7 @@ def round_batches(conn, dag_run, round_: int) -> list[str]:
 def test_task_links_of_a_real_night_lead_to_the_console_and_the_dashboard(
         api_server, app_db, anthropic_conn, pg_cluster, monkeypatch):
     """As the plugin registers them today: computed live by the API server from XCom."""
-    monkeypatch.setenv("NIGHTSHIFT_CONSOLE_BATCH_URL", CONSOLE)
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__CONSOLE_BATCH_URL", CONSOLE)
     seed(app_db, tickets=16, bad_every=5)
     dag_run = run_batch_dag(pg_cluster)
     batches = round_batches(app_db, dag_run, 0)
@@ -146,7 +146,7 @@ def test_links_declared_on_the_operators_are_stored_by_the_worker(
     from nightshift.sensors import BatchesEndedSensor
     from nightshift.ui.links import AnthropicConsoleBatchLink, NightshiftRunLink
 
-    monkeypatch.setenv("NIGHTSHIFT_CONSOLE_BATCH_URL", CONSOLE)
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__CONSOLE_BATCH_URL", CONSOLE)
     for operator in (SubmitBatchesOperator, BatchesEndedSensor):
         monkeypatch.setattr(operator, "operator_extra_links", (AnthropicConsoleBatchLink(), NightshiftRunLink()))
     monkeypatch.setattr(CollectRequestsOperator, "operator_extra_links", (NightshiftRunLink(),))

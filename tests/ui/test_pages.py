@@ -80,11 +80,11 @@ def test_the_workload_filter_and_pagination_of_nights(dashboard, two_nights, mon
 
 
 def test_a_run_page_shows_batches_rounds_and_failures(dashboard, app_db, two_nights, monkeypatch):
-    monkeypatch.setenv("NIGHTSHIFT_CONSOLE_BATCH_URL", "https://console.example/b/{batch_id}")
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__CONSOLE_BATCH_URL", "https://console.example/b/{batch_id}")
     html = dashboard.get(f"/runs/{two_nights.tickets}").text
 
     batch_ids = [b for (b,) in app_db.execute(
-        "SELECT anthropic_batch_id FROM nightshift.batches WHERE run_pk = %s ORDER BY round, seq",
+        "SELECT backend_batch_id FROM nightshift.batches WHERE run_pk = %s ORDER BY round, seq",
         (two_nights.tickets,))]
     assert len(batch_ids) == 3
     for batch_id in batch_ids:

@@ -8,8 +8,8 @@ import math
 import pytest
 
 from nightshift import cli
-from nightshift.bench import pipeline
-from nightshift.bench.harness import Report, Row, Target, ratio_row
+from nightshift_dev.bench import pipeline
+from nightshift_dev.bench.harness import Report, Row, Target, ratio_row
 
 
 @pytest.mark.parametrize(("target", "number", "met"), [

@@ -52,7 +52,7 @@ def test_unknown_model_is_an_error_not_a_zero():
 
 def test_a_workload_with_an_unpriced_model_is_refused_at_load(tmp_path):
     target = tmp_path / "workloads"
-    shutil.copytree(paths.workloads_dir(), target)
+    shutil.copytree((paths.PROJECT_ROOT / "workloads"), target)
     path = target / "ticket_classification.yaml"
     data = yaml.safe_load(path.read_text())
     data["model"] = "claude-imaginary-1"
@@ -63,15 +63,14 @@ def test_a_workload_with_an_unpriced_model_is_refused_at_load(tmp_path):
 
 def test_a_cache_busting_prefix_is_refused_naming_the_differing_part(tmp_path):
     target = tmp_path / "workloads"
-    shutil.copytree(paths.workloads_dir(), target)
-    shutil.copytree(paths.include_dir() / "prompts", tmp_path / "prompts")
-    (tmp_path / "prompts" / "busting.md").write_text("You route tickets for a {customer_tier} customer.\n")
+    shutil.copytree((paths.PROJECT_ROOT / "workloads"), target)
+    (target / "prompts" / "busting.md").write_text("You route tickets for a {customer_tier} customer.\n")
     path = target / "ticket_classification.yaml"
     data = yaml.safe_load(path.read_text())
     data["prompt"]["instructions_file"] = "prompts/busting.md"
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(WorkloadDefinitionError) as raised:
-        load_workloads(target, include_dir=tmp_path)
+        load_workloads(target)
     assert "workload 'ticket_classification'" in str(raised.value)
     assert "instructions renders per-item value(s) {customer_tier}" in str(raised.value)
 
@@ -100,7 +99,7 @@ def test_every_priced_model_is_in_the_model_table_and_every_figure_names_its_pag
     from nightshift.model_table import model_table
 
     assert set(price_table().rows) == set(model_table().models)
-    raw = yaml.safe_load((paths.include_dir() / "prices.yaml").read_text())
+    raw = yaml.safe_load((paths.package_data("prices.yaml")).read_text())
     for model, spec in raw["models"].items():
         for row in spec["prices"]:
             assert row["source"] in raw["pages"], (model, row["from"])
@@ -129,7 +128,7 @@ def test_rows_are_effective_dated_and_the_long_prompt_band_covers_every_token():
 
 def test_a_retired_model_is_refused_at_load(tmp_path):
     target = tmp_path / "workloads"
-    shutil.copytree(paths.workloads_dir(), target)
+    shutil.copytree((paths.PROJECT_ROOT / "workloads"), target)
     path = target / "ticket_classification.yaml"
     data = yaml.safe_load(path.read_text())
     data.update(model="claude-sonnet-4-5", effort=None)
@@ -141,7 +140,7 @@ def test_a_retired_model_is_refused_at_load(tmp_path):
 def test_a_model_table_fact_without_a_page_is_refused(tmp_path):
     from nightshift.model_table import load_model_table
 
-    raw = yaml.safe_load((paths.include_dir() / "models.yaml").read_text())
+    raw = yaml.safe_load((paths.package_data("models.yaml")).read_text())
     del raw["models"]["claude-haiku-5-5"]["sources"]["effort"]
     broken = tmp_path / "models.yaml"
     broken.write_text(yaml.safe_dump(raw))

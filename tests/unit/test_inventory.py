@@ -1,6 +1,6 @@
 """`nightshift inventory`: reading traffic files, verdicts with their evidence, savings arithmetic, outputs.
 
-Dollar figures are worked by hand from include/prices.yaml in the comments beside them:
+Dollar figures are worked by hand from src/nightshift/data/prices.yaml in the comments beside them:
 claude-haiku-4-5 $1 in / $5 out per million, 1-hour cache write $2, read $0.10, minimum 4,096
 tokens; claude-sonnet-5-5 $2 / $10, write 1 h $4, read $0.20, minimum 1,024; batch = half.
 """

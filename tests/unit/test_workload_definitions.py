@@ -12,7 +12,7 @@ import yaml
 from nightshift import paths
 from nightshift.workloads import WorkloadDefinitionError, load_workloads
 
-SHIPPED = paths.workloads_dir()
+SHIPPED = (paths.PROJECT_ROOT / "workloads")
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_prompt_version_changes_with_anything_that_changes_output(workload_dir):
 
 def test_label_set_matches_destination_check_constraint():
     """The DB refuses an unapproved label even if a reply slipped past validation."""
-    schema_sql = (paths.sql_dir() / "001_app_schema.sql").read_text()
+    schema_sql = (paths.include_dir() / "sql" / "001_app_schema.sql").read_text()
     constraint = re.search(r"CHECK \(label IN \(([^)]*)\)\)", schema_sql).group(1)
     allowed = {v.strip().strip("'") for v in constraint.split(",")}
     workload = load_workloads()["ticket_classification"]

@@ -1,0 +1,471 @@
+"""Submit: turn a round's items into as many Message Batches as the limits need.
+
+Before each create call an intent row is committed (with the items assigned to it); the
+call's answer is journalled the moment it arrives, then recorded on the intent. A retried or
+cleared task therefore re-attaches to what is recorded, and a retry never creates while a
+batch of its own may exist unrecorded:
+
+* an intent whose answer was journalled adopts that batch (the answer is the proof);
+* an intent with no answer (a crash, a timeout that may have gone through) looks at the listed
+  batches of its window and request count that the ledger does not know; one is adopted only
+  once proven ours by its results' custom_ids (:mod:`nightshift.batch.ownership`). While such a
+  batch still runs it cannot be proven, so the round waits for it (:class:`AwaitingProof`)
+  instead of creating again; another team's batch is never adopted.
+
+The create call has the SDK's own retries turned off for the same reason: a create that timed
+out may still have created its batch, and a blind retry would pay for the same requests twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import psycopg
+from anthropic.types.messages import MessageBatch
+from psycopg import sql
+
+from nightshift import queue
+from nightshift.batch.body import BatchBody, encode_request
+from nightshift.batch.ledger import BatchRow, Run, batches
+from nightshift.batch.ownership import AwaitingProof, answered, candidates, identify, journal_answer, record_suspects
+from nightshift.workloads.definition import Workload
+from nightshift.workloads.requests import InvalidInput, build_params
+from nightshift.workloads.shape import RequestShape
+
+log = logging.getLogger(__name__)
+
+CREATE_ATTEMPTS = 4
+#: Statuses with which the API refuses a call before doing any of it: no orphan to look for.
+REFUSED_BEFORE_WORK = (429, 529)
+#: Marks a batch created after a create call that may still go through late (see land).
+UNANSWERED_CREATE = "created after an unanswered create call"
+ROWS_PER_FETCH = 2_000
+
+
+QUEUED = "SELECT coalesce(sum(request_count), 0) FROM nightshift.batches WHERE status IN ('intent', 'submitted')"
+
+
+class BatchIdReissued(RuntimeError):
+    """The API answered a batch id the ledger already holds for another batch. The real API never
+    reissues ids; an emulator whose state was reset does. The answer is journalled, so a retry
+    adopts it rather than creating again, once the ledger's stale row is dealt with."""
+
+    def __init__(self, batch_id: str, batch_pk: int, holder_pk: int, holder_run: int) -> None:
+        super().__init__(f"batch {batch_id}, just created for intent #{batch_pk}, is already recorded for batch "
+                         f"#{holder_pk} of run {holder_run}: the API (an emulator whose state was reset?) reissued "
+                         "an id. Nothing is created again: the answer is kept and a retry adopts it")
+
+
+class NotAdmitted(RuntimeError):
+    """The account's processing queue has no room for the next batch yet; wait and try again."""
+
+    def __init__(self, needed: int, queued: int, cap: int) -> None:
+        super().__init__(f"{needed} more requests would make {queued + needed} queued across all runs, "
+                         f"over the cap of {cap}: waiting for batches to end")
+        self.needed, self.queued, self.cap = needed, queued, cap
+
+
+@dataclass
+class Caps:
+    max_requests: int = 100_000
+    max_bytes: int = 256_000_000
+    max_queued: int | None = None  # across all runs; None: no admission control
+
+    @classmethod
+    def for_workload(cls, workload: Workload, **overrides: Any) -> Caps:
+        from nightshift.config import settings
+
+        caps = cls(workload.batch.max_requests_per_batch, workload.batch.max_batch_bytes, settings().max_queued_requests)
+        for name, value in overrides.items():
+            if value is not None:
+                setattr(caps, name, int(value))
+        return caps
+
+
+@dataclass
+class SubmitResult:
+    round: int
+    batch_ids: list[str] = field(default_factory=list)
+    submitted_requests: int = 0
+    invalid_inputs: int = 0
+    adopted: list[str] = field(default_factory=list)
+    resubmitted_intents: list[int] = field(default_factory=list)
+    #: batches that may be ours, still running: the intents they match wait for them to end
+    awaiting_proof: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def submit_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, run: Run,
+                 round_: int, caps: Caps) -> SubmitResult:
+    from nightshift.batch.preflight import run_shape
+
+    result = SubmitResult(round_)
+    past_deadline = run.past_deadline()
+    shape = run_shape(conn, client, workload, run)
+    if round_ > 0:
+        _promote_retries(conn, run, round_)
+    elif not past_deadline:
+        from nightshift.batch.costing import plan_caching
+        from nightshift.costs import price_table
+
+        plan_caching(conn, client, workload, run, price_table(), shape)
+    for intent in batches(conn, run, round_, statuses=("intent",)):
+        _recover_intent(conn, client, workload, run, intent, result, past_deadline)
+    if past_deadline:  # e.g. it waited for room in the queue until then: what is in flight is all
+        log.warning("run %s is past its deadline (%s): the round's unsubmitted requests stay unsubmitted",
+                    run.run_pk, run.deadline_at.isoformat())
+    else:
+        _submit_unassigned(conn, client, workload, run, round_, caps, result, shape)
+    result.batch_ids = [b.backend_batch_id for b in batches(conn, run, round_) if b.backend_batch_id]
+    log.info(
+        "round %d of run %s: %d batches (%s), %d requests submitted now, %d invalid inputs failed",
+        round_, run.run_pk, len(result.batch_ids), ", ".join(result.batch_ids) or "none",
+        result.submitted_requests, result.invalid_inputs,
+    )
+    if result.awaiting_proof:
+        raise AwaitingProof(result.awaiting_proof)
+    return result
+
+
+def _promote_retries(conn: psycopg.Connection, run: Run, round_: int) -> None:
+    """Move the items the previous round marked for retry into this round, unassigned."""
+    conn.execute(
+        "UPDATE nightshift.items SET round = %s, status = 'pending', batch_pk = NULL, updated_at = now() "
+        "WHERE run_pk = %s AND status = 'retry' AND round < %s",
+        (round_, run.run_pk, round_),
+    )
+    conn.commit()
+
+
+def _pending_rows(conn: psycopg.Connection, workload: Workload, run: Run, round_: int,
+                  batch_pk: int | None, key: queue.KeyCast) -> psycopg.Cursor:
+    """The round's items with their source rows, from a server-side cursor (held across commits)."""
+    columns = [workload.source.key, *workload.source.columns]
+    schema, table = workload.source.table.split(".")
+    assigned = sql.SQL("i.batch_pk IS NULL") if batch_pk is None else sql.SQL("i.batch_pk = %s")
+    source_key = sql.SQL("i.source_key")
+    query = sql.SQL(
+        "SELECT i.custom_id, i.source_key, i.request_id, {valid}, s.{key} IS NOT NULL, {columns} "
+        "FROM nightshift.items i LEFT JOIN {table} s ON s.{key} = {cast} "
+        "WHERE i.run_pk = %s AND i.round = %s AND i.status = 'pending' AND {assigned} ORDER BY i.custom_id"
+    ).format(
+        key=sql.Identifier(workload.source.key),
+        columns=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns),
+        table=sql.Identifier(schema, table),
+        valid=key.valid(source_key),
+        cast=key.cast(source_key),
+        assigned=assigned,
+    )
+    cursor = conn.cursor(name=f"nightshift_submit_{run.run_pk}_{round_}", withhold=True)
+    cursor.itersize = ROWS_PER_FETCH
+    cursor.execute(query, (run.run_pk, round_) if batch_pk is None else (run.run_pk, round_, batch_pk))
+    return cursor
+
+
+def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list, shape: RequestShape | None = None):
+    """Yield ``(custom_id, encoded request)``; bad source rows go to ``invalid`` instead."""
+    columns = [workload.source.key, *workload.source.columns]
+    key = queue.source_key_cast(conn, workload)
+    with _pending_rows(conn, workload, run, round_, batch_pk, key) as cursor:
+        for custom_id, source_key, request_id, valid_key, exists, *values in cursor:
+            if not valid_key:
+                invalid.append((custom_id, request_id, f"source key {source_key[:100]!r} of request {request_id} is "
+                                f"not a valid {key.type_name} ({workload.source.table}.{workload.source.key})"))
+                continue
+            if not exists:
+                invalid.append((custom_id, request_id, f"source row {workload.source.table}.{workload.source.key}="
+                                f"{source_key} does not exist"))
+                continue
+            try:
+                params = build_params(workload, dict(zip(columns, values, strict=True)), shape)
+            except InvalidInput as exc:
+                invalid.append((custom_id, request_id, str(exc)))
+                continue
+            yield custom_id, encode_request(custom_id, params)
+
+
+def _submit_unassigned(conn, client, workload, run, round_, caps, result, shape: RequestShape) -> None:
+    invalid: list[tuple[str, int | None, str]] = []
+    samples = _Samples(round_ == 0 and not _any_batch(conn, run))
+    seq = conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM nightshift.batches WHERE run_pk = %s AND round = %s",
+                       (run.run_pk, round_)).fetchone()[0]
+    # A batch never holds more than the queue cap: a larger night goes through in turns.
+    max_requests = min(caps.max_requests, caps.max_queued or caps.max_requests)
+    body = BatchBody()
+    try:
+        for custom_id, encoded in _encoded_requests(conn, workload, run, round_, None, invalid, shape):
+            samples.offer(encoded)
+            if body.count and (body.count >= max_requests or body.size_with(encoded) > caps.max_bytes):
+                samples.check(conn, client, workload, run, invalid, result)
+                _create_batch(conn, client, run, round_, seq, body, invalid, result, caps)
+                seq += 1
+                body.close()
+                body = BatchBody()
+            if body.size_with(encoded) > caps.max_bytes:
+                # with its request_id, so its queue row is closed with the reason, not left claimed
+                request_id = conn.execute("SELECT request_id FROM nightshift.items WHERE run_pk = %s AND custom_id = %s",
+                                          (run.run_pk, custom_id)).fetchone()[0]
+                invalid.append((custom_id, request_id, f"request {custom_id} alone is {len(encoded)} bytes, "
+                                f"over the batch body cap of {caps.max_bytes} bytes"))
+                continue
+            body.add(custom_id, encoded)
+        if body.count:
+            samples.check(conn, client, workload, run, invalid, result)
+            _create_batch(conn, client, run, round_, seq, body, invalid, result, caps)
+        else:
+            _fail_invalid(conn, run, invalid, result)
+            conn.commit()
+    finally:
+        body.close()
+
+
+def _any_batch(conn: psycopg.Connection, run: Run) -> bool:
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM nightshift.batches WHERE run_pk = %s)",
+                        (run.run_pk,)).fetchone()[0]
+
+
+class _Samples:
+    """The requests the preflight checks before the run's first create call: the first and the longest."""
+
+    def __init__(self, wanted: bool) -> None:
+        self.wanted = wanted
+        self.first: bytes | None = None
+        self.longest: bytes | None = None
+
+    def offer(self, encoded: bytes) -> None:
+        if not self.wanted:
+            return
+        if self.first is None:
+            self.first = encoded
+        if self.longest is None or len(encoded) > len(self.longest):
+            self.longest = encoded
+
+    def check(self, conn, client, workload: Workload, run: Run, invalid: list, result: SubmitResult) -> None:
+        """Once, before the first create: a refusal fails the run's waiting requests, then raises."""
+        if not self.wanted or self.first is None:
+            return
+        from nightshift.batch.preflight import PreflightRefused, fail_refused_run, preflight
+
+        self.wanted = False
+        distinct = [self.first] if self.longest in (None, self.first) else [self.first, self.longest]
+        try:
+            preflight(client, workload, [json.loads(encoded)["params"] for encoded in distinct])
+        except PreflightRefused as refused:
+            _fail_invalid(conn, run, invalid, result)  # bad rows keep their own reason
+            count = fail_refused_run(conn, run, refused)
+            log.error("%s; %d requests failed invalid_request, no batch created", refused, count)
+            raise
+
+
+def admit(conn: psycopg.Connection, count: int, cap: int | None) -> None:
+    """Reserve room in the processing queue for ``count`` requests, or raise :class:`NotAdmitted`.
+
+    The advisory lock makes check-and-reserve atomic across runs: the intent row inserted in the
+    same transaction is what reserves the room, and it counts until its batch ends.
+    """
+    if cap is None:
+        return
+    if count > cap:
+        raise ValueError(f"a batch of {count} requests can never fit under the queued-requests cap of {cap}: "
+                         "lower max_requests_per_batch")
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('nightshift.admission'))")
+    queued = conn.execute(QUEUED).fetchone()[0]
+    if queued + count > cap:
+        conn.rollback()
+        raise NotAdmitted(count, queued, cap)
+
+
+def _create_batch(conn, client, run, round_, seq, body: BatchBody, invalid, result, caps: Caps) -> None:
+    admit(conn, body.count, caps.max_queued)
+    intent_pk, intent_at = conn.execute(
+        "INSERT INTO nightshift.batches (run_pk, round, seq, request_count, body_bytes) VALUES (%s, %s, %s, %s, %s) "
+        "RETURNING batch_pk, intent_at", (run.run_pk, round_, seq, body.count, body.size),
+    ).fetchone()
+    conn.execute("UPDATE nightshift.items SET batch_pk = %s WHERE run_pk = %s AND custom_id = ANY(%s)",
+                 (intent_pk, run.run_pk, body.custom_ids))
+    _fail_invalid(conn, run, invalid, result)
+    conn.commit()
+    try:
+        batch, recovery = _create_or_adopt(conn, client, intent_pk, intent_at, body)
+    except AwaitingProof as waiting:  # the rest of the round goes on; this intent waits for its suspects
+        result.awaiting_proof += waiting.batch_ids
+        return
+    _record_created(conn, intent_pk, batch, recovery)
+    if recovery and recovery.startswith("adopted"):
+        result.adopted.append(batch.id)
+    result.submitted_requests += body.count
+    log.info("created batch %s: round %d #%d, %d requests, %.1f MB", batch.id, round_, seq, body.count, body.size / 1e6)
+
+
+def _create_or_adopt(conn, client: anthropic.Anthropic, intent_pk: int, intent_at, body: BatchBody
+                     ) -> tuple[MessageBatch, str | None]:
+    """Create the intent's batch; after a failure that may have reached the API, adopt rather than repeat."""
+    from nightshift.batch.errors import SpendLimitReached, is_spend_limit
+    from nightshift.batch.polling import is_transient, next_interval
+    from nightshift.batch.preflight import api_message
+
+    once = client.with_options(max_retries=0)
+    unanswered: list[str] = []
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            batch = _create_call(once, body)
+            journal_answer(conn, intent_pk, batch.id)
+            return batch, (f"{UNANSWERED_CREATE}: {'; '.join(unanswered)}"[:500] if unanswered else None)
+        except Exception as exc:
+            if is_spend_limit(exc):
+                raise SpendLimitReached(f"the create call of intent #{intent_pk}", api_message(exc)) from exc
+            if not is_transient(exc) or attempt == CREATE_ATTEMPTS:
+                raise
+            delay = _retry_after(exc) or next_interval(0.5, attempt - 1, 8.0)
+            log.warning("create call for intent #%d failed (attempt %d of %d, again in %.1fs): %r",
+                        intent_pk, attempt, CREATE_ATTEMPTS, delay, exc)
+            time.sleep(delay)
+            if getattr(exc, "status_code", None) in REFUSED_BEFORE_WORK:
+                continue
+            unanswered.append(repr(exc))
+            ours, unproven = identify(conn, client, intent_pk, candidates(conn, client, intent_pk, intent_at, body.count))
+            if ours is not None:
+                log.warning("the failed create call had created batch %s anyway (proven by its results' "
+                            "custom_ids): adopted it", ours)
+                return client.messages.batches.retrieve(ours), f"adopted {ours} after a create call failed: {exc!r}"[:500]
+            if unproven:  # identify has recorded them as the intent's suspects
+                raise AwaitingProof(unproven) from exc
+    raise AssertionError("unreachable")
+
+
+def find_late_duplicates(conn: psycopg.Connection, client: anthropic.Anthropic, run: Run, round_: int) -> list[str]:
+    """Record, as suspects, batches a create call that never answered may have made after all.
+
+    Runs before landing, long after submit: a listed batch matching such an intent (its window
+    and request count) that the ledger does not know may duplicate one it does, or may be
+    another team's. Nothing is cancelled on that likeness; :func:`settle_suspects` decides once
+    the suspect has ended.
+    """
+    suspects = conn.execute(
+        "SELECT batch_pk, intent_at, request_count FROM nightshift.batches "
+        "WHERE run_pk = %s AND round = %s AND recovery LIKE %s", (run.run_pk, round_, UNANSWERED_CREATE + "%"),
+    ).fetchall()
+    found = []
+    for batch_pk, intent_at, request_count in suspects:
+        matching = [c.id for c in candidates(conn, client, batch_pk, intent_at, request_count)]
+        if matching:
+            record_suspects(conn, batch_pk, matching)
+            found += matching
+            log.warning("batch(es) %s may duplicate batch #%d (a create call that timed out may have gone through "
+                        "late): not landed, and not cancelled unless proven ours", ", ".join(matching), batch_pk)
+    return found
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    try:
+        return float(response.headers["retry-after"]) if response is not None else None
+    except (KeyError, ValueError):
+        return None
+
+
+def _create_call(client: anthropic.Anthropic, body: BatchBody) -> MessageBatch:
+    return client.post(
+        "/v1/messages/batches", cast_to=MessageBatch, content=body,
+        options={"headers": {"Content-Type": "application/json", "Content-Length": str(body.size)}},
+    )
+
+
+def _record_created(conn: psycopg.Connection, batch_pk: int, batch: MessageBatch, recovery: str | None = None) -> None:
+    try:
+        conn.execute(
+            "UPDATE nightshift.batches SET backend_batch_id = %s, status = 'submitted', submitted_at = now(), "
+            "expires_at = %s, processing_status = %s, recovery = %s WHERE batch_pk = %s",
+            (batch.id, batch.expires_at, batch.processing_status, recovery, batch_pk),
+        )
+    except psycopg.errors.UniqueViolation:
+        conn.rollback()
+        holder = conn.execute("SELECT batch_pk, run_pk FROM nightshift.batches WHERE backend_batch_id = %s",
+                              (batch.id,)).fetchone()
+        if holder is None:
+            raise
+        raise BatchIdReissued(batch.id, batch_pk, *holder) from None
+    conn.execute("UPDATE nightshift.items SET status = 'submitted', updated_at = now() "
+                 "WHERE batch_pk = %s AND status = 'pending'", (batch_pk,))
+    conn.commit()
+
+
+def _fail_invalid(conn: psycopg.Connection, run: Run, invalid: list, result: SubmitResult) -> None:
+    """Bad source rows fail at once, with the reason, and never reach the API."""
+    for custom_id, request_id, message in invalid:
+        conn.execute(
+            "UPDATE nightshift.items SET status = 'failed', error_type = 'invalid_input', error_message = %s, "
+            "batch_pk = NULL, updated_at = now() WHERE run_pk = %s AND custom_id = %s",
+            (message, run.run_pk, custom_id),
+        )
+        if request_id is not None:
+            queue.mark_failed(conn, request_id, f"invalid_input: {message}")
+        log.warning("%s: %s", custom_id, message)
+    result.invalid_inputs += len(invalid)
+    invalid.clear()
+
+
+def _recover_intent(conn, client, workload: Workload, run: Run, intent: BatchRow, result: SubmitResult,
+                    past_deadline: bool = False) -> None:
+    batch_id = answered(conn, intent.batch_pk)
+    if batch_id is not None:
+        _adopt(conn, client, intent, batch_id, f"adopted {batch_id}: the create call's journalled answer", result)
+        return
+    ours, unproven = identify(conn, client, intent.batch_pk,
+                              candidates(conn, client, intent.batch_pk, intent.intent_at, intent.request_count))
+    if ours is not None:
+        _adopt(conn, client, intent, ours, f"adopted orphan {ours}: its results' custom_ids are this intent's",
+               result)
+        return
+    if unproven:  # identify has recorded them as the intent's suspects
+        if past_deadline:
+            log.warning("intent #%d: batch(es) %s may be its own but are still running past the run's deadline: "
+                        "nothing adopted, nothing created; its requests stay unsubmitted", intent.batch_pk,
+                        ", ".join(unproven))
+        else:
+            result.awaiting_proof += unproven
+        return
+    invalid: list = []
+    body = BatchBody()
+    try:
+        for custom_id, encoded in _encoded_requests(conn, workload, run, intent.round, intent.batch_pk, invalid):
+            body.add(custom_id, encoded)
+        _fail_invalid(conn, run, invalid, result)
+        conn.commit()
+        if not body.count:
+            conn.execute("UPDATE nightshift.batches SET status = 'abandoned', recovery = 'no requests left' "
+                         "WHERE batch_pk = %s", (intent.batch_pk,))
+            conn.commit()
+            return
+        conn.execute("UPDATE nightshift.batches SET request_count = %s, body_bytes = %s WHERE batch_pk = %s",
+                     (body.count, body.size, intent.batch_pk))
+        conn.commit()
+        try:
+            batch, adopted = _create_or_adopt(conn, client, intent.batch_pk, intent.intent_at, body)
+        except AwaitingProof as waiting:
+            result.awaiting_proof += waiting.batch_ids
+            return
+        _record_created(conn, intent.batch_pk, batch, adopted or "resubmitted: no batch of its own found")
+    finally:
+        body.close()
+    result.resubmitted_intents.append(intent.batch_pk)
+    result.submitted_requests += body.count
+    log.warning(
+        "recovered intent #%d (round %d): no listed batch was proven its own (created %s ±, %d requests), so its "
+        "requests were submitted again as %s", intent.batch_pk, intent.round, intent.intent_at.isoformat(),
+        intent.request_count, batch.id,
+    )
+
+
+def _adopt(conn, client, intent: BatchRow, batch_id: str, recovery: str, result: SubmitResult) -> None:
+    _record_created(conn, intent.batch_pk, client.messages.batches.retrieve(batch_id), recovery)
+    result.adopted.append(batch_id)
+    log.warning("recovered intent #%d (round %d, %d requests): %s; the previous attempt stopped before recording it",
+                intent.batch_pk, intent.round, intent.request_count, recovery)

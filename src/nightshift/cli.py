@@ -1,0 +1,192 @@
+"""The ``nightshift`` command: the project's own tools, one subcommand each.
+
+The runtime commands (``db``, ``report``, ``parity``, ``switch``, ``estimate``, ``inventory``)
+ship with the package; the demo, emulator, local-dev and bench commands join them when this
+repository's ``nightshift-devtools`` distribution is installed. The Makefile is a thin layer
+over these; every subcommand also works on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _dsn(args: argparse.Namespace) -> str:
+    """``--dsn``; else ``[nightshift] db_conn_id`` when it is a URL or its connection is in the environment;
+    else, in this repository's work tree, the demo's database; else the connection through Airflow."""
+    from nightshift import db
+    from nightshift.config import settings
+
+    if args.dsn:
+        return args.dsn
+    conn_id = settings().db_conn_id
+    if "://" in conn_id or f"AIRFLOW_CONN_{conn_id.upper()}" in os.environ:
+        return db.dsn(conn_id)
+    try:
+        from nightshift_dev.localdev.environment import profile
+    except ImportError:
+        return db.dsn(conn_id)
+    return profile("demo").cluster.dsn()
+
+
+def cmd_inventory(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift.inventory.cli import main as inventory_main
+
+    return inventory_main(rest)
+
+
+def cmd_report(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift import db, report
+
+    with db.connect(_dsn(args)) as conn:
+        report.print_report(conn)
+    return 0
+
+
+def cmd_parity(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift import db
+    from nightshift.migration import parity
+    from nightshift.migration.render import print_parity
+    from nightshift.workloads import get_workload
+
+    with db.connect(_dsn(args)) as conn:
+        report = parity.compare(conn, get_workload(args.workload))
+        parity.record(conn, report)
+    if args.json:
+        import json
+
+        print(json.dumps(report.as_dict(), default=str, indent=2))
+    else:
+        print_parity(report)
+    return 0
+
+
+def cmd_switch(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift import db
+    from nightshift.migration.switch import SwitchRefused, switch
+    from nightshift.workloads import get_workload
+
+    with db.connect(_dsn(args)) as conn:
+        try:
+            print(switch(conn, get_workload(args.workload), args.to, min_agreement=args.min_agreement))
+        except SwitchRefused as exc:
+            print(exc, file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace, rest: list[str]) -> int:
+    from datetime import datetime, timezone
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from nightshift import db
+    from nightshift.batch.estimate import estimate
+    from nightshift.costs import price_table
+    from nightshift.workloads import get_workload
+
+    def day(text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+    workload = get_workload(args.workload)
+    with db.connect(_dsn(args)) as conn:
+        intervals = estimate(conn, workload, price_table(), day(args.start), day(args.end), reprocess=args.reprocess)
+    table = Table(title=f"Dry run: {workload.name} backfill {args.start} to {args.end} (nothing submitted)",
+                  title_justify="left")
+    for column in ("interval", "rows", "input tokens", "output tokens", "batch", "streaming"):
+        table.add_column(column, justify="left" if column == "interval" else "right")
+    for i in intervals:
+        table.add_row(i.start.date().isoformat(), f"{i.rows:,}", f"{i.item_tokens + i.rows * i.prefix_tokens:,}",
+                      f"{i.output_tokens:,}", f"${i.batch_usd:.4f}", f"${i.streaming_usd:.4f}")
+    table.add_row("total", f"{sum(i.rows for i in intervals):,}", "", "",
+                  f"${sum(i.batch_usd for i in intervals):.4f}", f"${sum(i.streaming_usd for i in intervals):.4f}")
+    Console(width=120).print(table)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift import db
+    from nightshift.ledger import schema
+
+    with db.connect(_dsn(args)) as conn:
+        if args.action == "upgrade":
+            applied = schema.upgrade(conn)
+            print(f"ledger schema at version {schema.head()}"
+                  + (f": applied {', '.join(f'{m.version:03d}_{m.name}' for m in applied)}" if applied else " (up to date)"))
+            return 0
+        missing = schema.pending(conn)
+        print(f"ledger schema: {len(missing)} migration(s) pending" + (
+            f" ({', '.join(f'{m.version:03d}_{m.name}' for m in missing)}): run `nightshift db upgrade`" if missing
+            else f", at version {schema.head()}"))
+        return 1 if missing else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nightshift", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("inventory", help="sort past API traffic into batch candidates and project the saving "
+                   "(flags: nightshift inventory --help)", add_help=False).set_defaults(func=cmd_inventory)
+
+    p = sub.add_parser("db", help="the ledger schema in the application database: upgrade (create or migrate, "
+                       "idempotent, safe from two processes at once) or check")
+    p.add_argument("action", choices=["upgrade", "check"])
+    p.add_argument("--dsn", help="a postgresql:// URL (default: the [nightshift] db_conn_id connection)")
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("report", help="what happened: requests, outcomes, where the rows are")
+    p.add_argument("--dsn")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("parity", help="compare a workload's shadow (batch) rows with its streaming rows")
+    p.add_argument("--workload", required=True)
+    p.add_argument("--dsn")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_parity)
+
+    p = sub.add_parser("switch", help="move a workload to shadow mode, or to batch when parity allows")
+    p.add_argument("--workload", required=True)
+    p.add_argument("--to", required=True, choices=["shadow", "batch"])
+    p.add_argument("--min-agreement", type=float, help="override the workload's migration.min_agreement")
+    p.add_argument("--dsn")
+    p.set_defaults(func=cmd_switch)
+
+    p = sub.add_parser("estimate", help="dry-run a backfill: rows, tokens and cost per day, without submitting")
+    p.add_argument("--workload", required=True)
+    p.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD (UTC)")
+    p.add_argument("--to", dest="end", required=True, help="day after the last, YYYY-MM-DD (UTC)")
+    p.add_argument("--reprocess", action="store_true", help="count rows already at the current prompt version too")
+    p.add_argument("--dsn")
+    p.set_defaults(func=cmd_estimate)
+
+    try:
+        from nightshift_dev.cli import register
+    except ImportError:  # the runtime package alone: no demo, emulator or bench commands
+        pass
+    else:
+        register(sub)
+    return parser
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    passthrough = {"inventory": cmd_inventory, **_dev_passthrough()}
+    if argv[:1] and argv[0] in passthrough:
+        return passthrough[argv[0]](argparse.Namespace(), argv[1:])
+    args = parser.parse_args(argv)
+    return args.func(args, [])
+
+
+def _dev_passthrough() -> dict:
+    try:
+        from nightshift_dev.cli import PASSTHROUGH
+    except ImportError:
+        return {}
+    return PASSTHROUGH
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ledger: every statement on ``nightshift.*``, and its versioned schema migrations."""

@@ -1,0 +1,116 @@
+"""The morning-after report: per workload, what the latest night came to and where the rows are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+
+from nightshift.workloads.registry import all_workloads
+
+
+@dataclass
+class NightReport:
+    workload: str
+    destination: str
+    run_pk: int | None = None
+    status: str = "no run yet"
+    model: str = ""
+    request_shape: str = ""
+    requests: int = 0
+    succeeded: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+    rounds: int = 0
+    batches: list[tuple[str, int, int, str]] = field(default_factory=list)
+    destination_rows: int = 0
+    examples: list[tuple[str, str, str]] = field(default_factory=list)
+    costs: dict | None = None
+
+
+def latest_nights(conn: psycopg.Connection) -> list[NightReport]:
+    reports = []
+    for workload in all_workloads().values():
+        report = NightReport(workload.name, workload.destination.table)
+        table = sql.Identifier(*workload.destination.table.split("."))
+        report.destination_rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
+        row = conn.execute(
+            "SELECT run_pk, status, model, concat_ws(', ', details -> 'request_shape' ->> 'delivery', "
+            "'effort ' || (details -> 'request_shape' ->> 'effort_in_force'), "
+            "CASE WHEN (details -> 'request_shape' ->> 'thinks')::boolean THEN 'thinking' END) "
+            "FROM nightshift.runs WHERE workload = %s ORDER BY run_pk DESC LIMIT 1",
+            (workload.name,)).fetchone()
+        if row:
+            report.run_pk, report.status, report.model, report.request_shape = row
+            _fill_from_ledger(conn, report)
+        reports.append(report)
+    return reports
+
+
+def _fill_from_ledger(conn: psycopg.Connection, report: NightReport) -> None:
+    for status, reason, count in conn.execute(
+            "SELECT status, error_type, count(*) FROM nightshift.items WHERE run_pk = %s GROUP BY 1, 2",
+            (report.run_pk,)):
+        report.requests += count
+        if status == "succeeded":
+            report.succeeded += count
+        elif status == "failed":
+            report.failed[reason] = count
+    report.batches = conn.execute(
+        "SELECT backend_batch_id, round, request_count, coalesce(processing_status, status) "
+        "FROM nightshift.batches WHERE run_pk = %s ORDER BY round, seq", (report.run_pk,)).fetchall()
+    report.rounds = len({b[1] for b in report.batches})
+    cur = conn.execute("SELECT c.cost_usd, c.streaming_uncached_usd, c.streaming_cached_usd, c.savings_pct, "
+                       "c.cache_hit_ratio, c.prefix_tokens, r.details -> 'caching' ->> 'reason' AS reason "
+                       "FROM nightshift.run_costs c JOIN nightshift.runs r USING (run_pk) WHERE run_pk = %s",
+                       (report.run_pk,))
+    report.costs = dict(zip([c.name for c in cur.description], cur.fetchone()))
+    report.examples = conn.execute(
+        "SELECT source_key, error_type, error_message FROM nightshift.items WHERE run_pk = %s AND status = 'failed' "
+        "ORDER BY error_type, custom_id LIMIT 4", (report.run_pk,)).fetchall()
+
+
+def print_report(conn: psycopg.Connection, console: Console | None = None) -> list[NightReport]:
+    console = console or Console(width=max(Console().width, 120))
+    reports = latest_nights(conn)
+    table = Table(title="Nightshift — the latest night", title_justify="left")
+    for column in ("workload", "run", "requests", "succeeded", "failed", "rounds", "batches", "rows in"):
+        table.add_column(column, justify="left" if column in {"workload", "run", "rows in"} else "right")
+    for r in reports:
+        table.add_row(r.workload, f"#{r.run_pk} {r.status}" if r.run_pk else r.status, str(r.requests),
+                      str(r.succeeded), str(sum(r.failed.values())), str(r.rounds), str(len(r.batches)),
+                      f"{r.destination} ({r.destination_rows})")
+    console.print(table)
+    for r in reports:
+        if r.model:
+            console.print(f"[bold]{r.workload}[/] ran on {r.model}" + (f" ({r.request_shape})" if r.request_shape else ""))
+    _print_costs(console, reports)
+    for r in reports:
+        if r.failed:
+            reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(r.failed.items()))
+            console.print(f"[bold]{r.workload}[/] failed by reason: {reasons}")
+        for batch_id, round_, count, state in r.batches:
+            console.print(f"  round {round_}: {batch_id}, {count} requests, {state}")
+        for source_key, reason, message in r.examples:
+            console.print(f"  [yellow]failed[/] key {source_key}: {reason}: {(message or '')[:110]}")
+    console.print("Every request's outcome: SELECT * FROM nightshift.items WHERE run_pk = <run>;")
+    return reports
+
+
+def _print_costs(console: Console, reports: list[NightReport]) -> None:
+    priced = [r for r in reports if r.costs and r.costs["cost_usd"] is not None]
+    if not priced:
+        return
+    table = Table(title="What it cost, against the streaming path it replaced", title_justify="left")
+    for column in ("workload", "batch (actual)", "streaming, no cache", "streaming, cached", "saved", "cache hits",
+                   "prefix"):
+        table.add_column(column, justify="left" if column in ("workload", "prefix") else "right")
+    for r in priced:
+        c = r.costs
+        hits = "-" if c["cache_hit_ratio"] is None else f"{100 * c['cache_hit_ratio']:.0f}%"
+        table.add_row(r.workload, f"${c['cost_usd']:.4f}", f"${c['streaming_uncached_usd']:.4f}",
+                      f"${c['streaming_cached_usd']:.4f}", f"{c['savings_pct']}%", hits,
+                      f"{c['prefix_tokens']} tokens: {c['reason']}")
+    console.print(table)

@@ -1,0 +1,306 @@
+"""One workload, as declared in ``<workloads folder>/<name>.yaml``.
+
+A definition says where pending requests come from, how a source row becomes Messages API
+params (stable instructions first, per-item text after), how the reply is validated, and
+which destination table and columns receive it. Both delivery paths read the same
+definition, which is what makes their outputs comparable row for row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nightshift.model_table import ModelCapabilities
+from nightshift.workloads.shape import Delivery, RequestShape, Thinking, UnsupportedRequest, request_shape
+
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+QUALIFIED_TABLE = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
+
+
+class WorkloadDefinitionError(ValueError):
+    """A workload file that cannot be used; the message names the workload, file and field."""
+
+    def __init__(self, message: str, workload: str | None = None) -> None:
+        super().__init__(message)
+        self.workload = workload
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    table: str = Field(pattern=QUALIFIED_TABLE.pattern)
+    key: str = Field(pattern=IDENTIFIER.pattern)
+    columns: list[str] = Field(min_length=1)
+    required_columns: list[str] = []
+    timestamp_column: str | None = Field(default=None, pattern=IDENTIFIER.pattern)
+
+    @field_validator("columns", "required_columns")
+    @classmethod
+    def _identifiers(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not IDENTIFIER.match(name):
+                raise ValueError(f"{name!r} is not a plain lower-case column name")
+        return names
+
+    @model_validator(mode="after")
+    def _required_are_columns(self) -> Source:
+        unknown = sorted(set(self.required_columns) - set(self.columns))
+        if unknown:
+            raise ValueError(f"required_columns {unknown} are not listed in columns")
+        return self
+
+
+class Prompt(_Strict):
+    instructions_file: str
+    item_template: str = Field(min_length=1)
+    cache_ttl: Literal["5m", "1h"] = "1h"
+
+
+class Output(_Strict):
+    tool_name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    tool_description: str = ""
+    json_schema: dict[str, Any] = Field(alias="schema")
+    #: How the answer is asked for: ``auto`` (structured outputs where the model has them, else a
+    #: forced tool), ``json_schema`` or ``forced_tool``; checked against the model's capabilities.
+    delivery: Delivery = Delivery.AUTO
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        if schema.get("type") != "object":
+            raise ValueError("the output schema must describe an object (type: object)")
+        return schema
+
+
+class AssetRef(_Strict):
+    name: str
+    uri: str
+
+
+class Destination(_Strict):
+    table: str = Field(pattern=QUALIFIED_TABLE.pattern)
+    key: str = Field(pattern=IDENTIFIER.pattern)
+    columns: dict[str, str] = Field(min_length=1)
+    written_at_column: str = Field(pattern=IDENTIFIER.pattern)
+    asset: AssetRef
+
+    @field_validator("columns")
+    @classmethod
+    def _column_names(cls, columns: dict[str, str]) -> dict[str, str]:
+        for column in columns:
+            if not IDENTIFIER.match(column):
+                raise ValueError(f"{column!r} is not a plain lower-case column name")
+        return columns
+
+
+class BatchSettings(_Strict):
+    """How the batch path splits, waits and retries. The caps default to the API's limits."""
+
+    max_requests_per_batch: int = Field(default=100_000, gt=0, le=100_000)
+    max_batch_bytes: int = Field(default=256_000_000, gt=1_000, le=256_000_000)
+    retry_rounds: int = Field(default=2, ge=0, le=10)
+    validation_retries: int = Field(default=0, ge=0, le=1)
+    poll_interval_seconds: float = Field(default=60.0, gt=0)
+    max_poll_interval_seconds: float = Field(default=600.0, gt=0)
+    deadline_hours: float = Field(default=20.0, gt=0, le=72)
+    max_consecutive_poll_failures: int = Field(default=10, ge=1)
+    warmup: Literal["auto", "always", "never"] = "auto"
+    expected_cache_hit_rate: float = Field(default=0.5, ge=0, le=1)
+
+
+class MigrationSettings(_Strict):
+    """How shadow (batch) output is judged against the streaming output before a switch."""
+
+    min_agreement: float = Field(default=0.98, ge=0, le=1)
+    text_similarity: float = Field(default=0.9, ge=0, le=1)
+
+
+SAMPLING_PARAMETERS = ("temperature", "top_p", "top_k")
+
+
+class Workload(_Strict):
+    """A validated workload definition. Build with :func:`load_workload_file`."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
+    description: str = ""
+    model: str = Field(min_length=1)
+    #: The budget thinking and the answer share (thinking tokens are output tokens): checked at
+    #: load against what Nightshift plans for thinking at the workload's effort.
+    max_tokens: int = Field(gt=0, le=128_000)
+    #: ``default`` (what the model does when not told), ``adaptive``, or ``off``.
+    thinking: Thinking = Thinking.DEFAULT
+    #: ``output_config.effort``; None sends none and the model's default is in force.
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    #: Params merged into every request as they are (an escape hatch for what Nightshift does not
+    #: model). Nothing checks them at load; the preflight before the first batch does.
+    request_overrides: dict[str, Any] = {}
+    source: Source
+    prompt: Prompt
+    output: Output
+    destination: Destination
+    instructions: str = Field(min_length=1)
+    failure_threshold: float = Field(default=0.05, ge=0, le=1)
+    batch: BatchSettings = BatchSettings()
+    migration: MigrationSettings = MigrationSettings()
+
+    @field_validator("model")
+    @classmethod
+    def _in_the_model_table(cls, model: str) -> str:
+        from nightshift.model_table import model_table
+
+        model_table().capabilities(model)  # UnknownModel (a ValueError) names the table and what it knows
+        return model
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_sampling(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            for name in SAMPLING_PARAMETERS:
+                if name in raw:
+                    raise ValueError(
+                        f"{name} is not a workload setting: the API rejects sampling parameters ({raw.get('model')} "
+                        "refuses a non-default temperature, top_p or top_k, and anthropic-version 2026-10-21, which "
+                        "the SDK sends, removed them for every model). Use effort to trade depth for cost")
+        return raw
+
+    @model_validator(mode="after")
+    def _fits_the_model(self) -> Workload:
+        from nightshift.model_table import model_table
+
+        table = model_table()
+        try:
+            shape = self.table_shape
+        except UnsupportedRequest as exc:
+            raise ValueError(str(exc)) from None
+        if shape.thinks:
+            thinking = table.thinking_allowance(shape.effort_in_force)
+            needed = thinking + table.answer_allowance_tokens
+            if self.max_tokens < needed:
+                raise ValueError(
+                    f"max_tokens {self.max_tokens} leaves no room for the answer: {self.model} thinks at effort "
+                    f"{shape.effort_in_force}, for which Nightshift plans {thinking} thinking tokens (they share "
+                    f"max_tokens with the answer), plus {table.answer_allowance_tokens} for the answer. Raise max_tokens "
+                    f"to at least {needed}, lower effort, or set thinking: off")
+        return self
+
+    @property
+    def table_shape(self) -> RequestShape:
+        """The request shape by Nightshift's model table (a run may correct it from the Models API)."""
+        from nightshift.model_table import model_table
+
+        return self.shape_for(model_table().capabilities(self.model))
+
+    def shape_for(self, caps: ModelCapabilities) -> RequestShape:
+        return request_shape(caps, delivery=self.output.delivery, thinking=self.thinking, effort=self.effort)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Workload:
+        placeholders = _placeholders(self.prompt.item_template)
+        known = set(self.source.columns) | {self.source.key}
+        if unknown := sorted(placeholders - known):
+            raise ValueError(
+                f"prompt.item_template uses {unknown}, which are not source.columns or source.key"
+            )
+        for where, text in (("instructions", self.instructions), ("output.tool_description", self.output.tool_description)):
+            if per_item := sorted(_placeholders(text) & known):
+                raise ValueError(
+                    f"the cached prefix would differ between items: {where} renders per-item value(s) "
+                    f"{', '.join('{' + p + '}' for p in per_item)}; a prefix that varies is never read from the "
+                    "cache (cache busting). Move per-item values into prompt.item_template"
+                )
+        properties = self.output.json_schema.get("properties", {})
+        required = set(self.output.json_schema.get("required", []))
+        for column, field in self.destination.columns.items():
+            if field not in properties:
+                raise ValueError(
+                    f"destination.columns.{column} maps output field {field!r}, "
+                    f"which the output schema does not define (it has {sorted(properties)})"
+                )
+            if field not in required:
+                raise ValueError(
+                    f"destination.columns.{column} maps output field {field!r}, which the output schema does not "
+                    f"require: a valid reply without it would have nothing to write (add it to output.schema.required)"
+                )
+        return self
+
+    @property
+    def prompt_version(self) -> str:
+        """A digest of everything that changes the output, recorded on every destination row.
+
+        Not cached: ``model_copy(update=...)`` would carry a cached value over to a revised copy.
+        """
+        material = json.dumps(
+            {
+                "model": self.model,
+                "max_tokens": self.max_tokens,
+                "instructions": self.instructions,
+                "item_template": self.prompt.item_template,
+                "tool": [self.output.tool_name, self.output.tool_description],
+                "schema": self.output.json_schema,
+                "request": [str(self.output.delivery), str(self.thinking), self.effort, self.request_overrides],
+            },
+            sort_keys=True,
+        )
+        return "v-" + hashlib.sha256(material.encode()).hexdigest()[:12]
+
+    @property
+    def asset_name(self) -> str:
+        return self.destination.asset.name
+
+    @property
+    def asset_uri(self) -> str:
+        return self.destination.asset.uri
+
+
+def _placeholders(text: str) -> set[str]:
+    """``{name}`` fields of a format string (literal braces, as in JSON examples, are ignored)."""
+    try:
+        return {field for _, field, _, _ in string.Formatter().parse(text) if field}
+    except ValueError:
+        return set()
+
+
+def load_workload_file(path: Path) -> Workload:
+    """Read and validate one definition; its prompt file resolves relative to the YAML's folder."""
+    import yaml
+
+    label = path.stem
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise WorkloadDefinitionError(f"workload {label!r} ({path}): cannot read YAML: {exc}", label) from None
+    if not isinstance(raw, dict):
+        raise WorkloadDefinitionError(f"workload {label!r} ({path}): expected a mapping at the top level", label)
+    label = str(raw.get("name") or label)
+    instructions_file = (raw.get("prompt") or {}).get("instructions_file")
+    if instructions_file is not None and "instructions" not in raw:
+        prompt_path = path.parent / instructions_file
+        try:
+            raw["instructions"] = prompt_path.read_text(encoding="utf-8")
+        except OSError:
+            raise WorkloadDefinitionError(
+                f"workload {label!r} ({path}): field prompt.instructions_file: "
+                f"{prompt_path} does not exist or cannot be read", label
+            ) from None
+    try:
+        return Workload.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"field {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise WorkloadDefinitionError(f"workload {label!r} ({path}): {problems}", label) from None
