@@ -1,4 +1,4 @@
-"""The plugin module: cheap to import, found alone by Airflow's loader, registering app, views and links."""
+"""The plugin: found through the distribution's entry point, cheap to import, registering app, views and links."""
 
 from __future__ import annotations
 
@@ -9,23 +9,20 @@ import sys
 
 import pytest
 
-from nightshift.paths import PROJECT_ROOT
-
-PLUGINS = PROJECT_ROOT / "plugins"
-
 
 def load_plugins() -> tuple[list, dict]:
-    """The plugins folder as Airflow's plugin loader reads it (``.airflowignore`` honoured)."""
-    from airflow._shared.plugins_manager import _load_plugins_from_plugin_directory
+    """The plugins Airflow's plugin manager finds through ``airflow.plugins`` entry points."""
+    from airflow._shared.plugins_manager import _load_entrypoint_plugins
 
-    return _load_plugins_from_plugin_directory(plugins_folder=str(PLUGINS), load_examples=False)
+    plugins, errors = _load_entrypoint_plugins()
+    return [p for p in plugins if p.name == "nightshift"], errors
 
 
-def test_airflow_loads_exactly_one_plugin_from_the_folder():
+def test_airflow_finds_the_plugin_through_the_entry_point():
     plugins, errors = load_plugins()
     assert errors == {}
     assert [p.name for p in plugins] == ["nightshift"]
-    assert str(plugins[0].source) == "$PLUGINS_FOLDER/nightshift_plugin.py"
+    assert str(plugins[0].source).startswith("nightshift==") and "nightshift.plugin:NightshiftPlugin" in str(plugins[0].source)
 
 
 def test_importing_the_plugin_is_cheap_and_touches_no_database():
@@ -35,8 +32,8 @@ import json, sys, time
 import airflow.plugins_manager, airflow.sdk  # what every Airflow process has loaded before plugins
 before = set(sys.modules)
 start = time.perf_counter()
-from airflow._shared.plugins_manager import _load_plugins_from_plugin_directory
-plugins, errors = _load_plugins_from_plugin_directory(plugins_folder=sys.argv[1], load_examples=False)
+from airflow._shared.plugins_manager import _load_entrypoint_plugins
+plugins, errors = _load_entrypoint_plugins()
 elapsed = time.perf_counter() - start
 loaded = set(sys.modules) - before
 print(json.dumps({"seconds": elapsed, "errors": errors, "names": [p.name for p in plugins],
@@ -44,11 +41,11 @@ print(json.dumps({"seconds": elapsed, "errors": errors, "names": [p.name for p i
                                   or m == "nightshift.ui.app")}))
 """
     env = {**os.environ, "AIRFLOW_CONN_NIGHTSHIFT_DB": "postgresql://nobody@127.0.0.1:1/unreachable"}
-    result = subprocess.run([sys.executable, "-c", code, str(PLUGINS)], capture_output=True, text=True, env=env, check=False,
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["errors"] == {} and report["names"] == ["nightshift"]
+    assert report["errors"] == {} and "nightshift" in report["names"]
     assert report["heavy"] == []
     assert report["seconds"] < 0.5, report
 
@@ -101,7 +98,7 @@ def test_the_navigation_follows_airflows_base_url_path(monkeypatch):
     assert urls.dashboard_url("") == "/data/airflow/nightshift/"
     assert urls.airflow_dag_run_url("d", "manual__2026-01-01T02:00:00+00:00") == \
         "/data/airflow/dags/d/runs/manual__2026-01-01T02%3A00%3A00%2B00%3A00"
-    monkeypatch.setenv("NIGHTSHIFT_DASHBOARD_URL", "https://airflow.example.com/nightshift")
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__DASHBOARD_URL", "https://airflow.example.com/nightshift")
     assert urls.dashboard_url("runs/3") == "https://airflow.example.com/nightshift/runs/3"
 
 
@@ -113,7 +110,7 @@ def test_the_console_url_is_configurable(monkeypatch, pattern, expected):
     from nightshift.ui import urls
 
     if pattern:
-        monkeypatch.setenv("NIGHTSHIFT_CONSOLE_BATCH_URL", pattern)
+        monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__CONSOLE_BATCH_URL", pattern)
     else:
-        monkeypatch.delenv("NIGHTSHIFT_CONSOLE_BATCH_URL", raising=False)
+        monkeypatch.delenv("AIRFLOW__NIGHTSHIFT__CONSOLE_BATCH_URL", raising=False)
     assert urls.console_batch_url("msgbatch_01") == expected
