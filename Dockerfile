@@ -26,16 +26,17 @@ RUN pip install --no-cache-dir \
         kombu==5.6.2 \
         redis==6.4.0
 
-# 2. The project. The package maps `nightshift` to plugins/nightshift and `emulator` to
-#    emulator/ (pyproject.toml), so an editable install of /opt/airflow makes `import nightshift`
-#    and the `nightshift` command use the very files Airflow loads from the plugins folder.
-ENV NIGHTSHIFT_INCLUDE_DIR=/opt/airflow/include
-COPY --chown=airflow:0 pyproject.toml /opt/airflow/
-COPY --chown=airflow:0 emulator/ /opt/airflow/emulator/
-COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
-RUN pip install --no-cache-dir --no-deps -e /opt/airflow \
+# 2. The project, installed as any provider is: the built distribution (not editable), whose
+#    entry points register the provider, its plugin and `airflow nightshift db-upgrade`; the
+#    devtools distribution beside it serves the compose file's emulator profile. The workload
+#    definitions go beside the DAGs folder, where [nightshift] workloads_folder looks by default.
+COPY --chown=airflow:0 pyproject.toml README.md /opt/airflow/nightshift-src/
+COPY --chown=airflow:0 src/ /opt/airflow/nightshift-src/src/
+COPY --chown=airflow:0 devtools/ /opt/airflow/nightshift-src/devtools/
+RUN pip install --no-cache-dir --no-deps /opt/airflow/nightshift-src /opt/airflow/nightshift-src/devtools \
     && mkdir -p /opt/airflow/auth \
     && python -c "import nightshift, emulator" \
     && nightshift --help > /dev/null
 COPY --chown=airflow:0 include/ /opt/airflow/include/
+COPY --chown=airflow:0 workloads/ /opt/airflow/workloads/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/

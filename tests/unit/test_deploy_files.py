@@ -29,7 +29,7 @@ DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
 AIRFLOW_COMPONENTS = {"api-server", "scheduler", "dag-processor", "triggerer", "celery worker"}
 LONG_RUNNING_COMPONENTS = AIRFLOW_COMPONENTS
-PROJECT_SOURCES = {"pyproject.toml", "plugins", "dags", "include", "emulator"}
+PROJECT_SOURCES = {"pyproject.toml", "src", "devtools", "dags", "include", "workloads"}
 DEPENDENCY_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 # Dummy values for the variables the compose file requires; none of them is a real secret.
 DUMMY_ENV = {
@@ -527,7 +527,7 @@ def test_every_copy_source_exists_and_is_not_dockerignored(instructions):
 def test_dockerignore_keeps_local_state_and_secrets_out():
     patterns = dockerignore_patterns()
     for path in (".venv", ".venv/bin/python", ".local/demo/pg", ".git/HEAD", ".env",
-                 "plugins/nightshift/__pycache__/x.cpython-311.pyc", ".pytest_cache", "nightshift.egg-info"):
+                 "src/nightshift/__pycache__/x.cpython-311.pyc", ".pytest_cache", "nightshift.egg-info"):
         assert dockerignored(path, patterns), f".dockerignore does not exclude {path}"
 
 
@@ -580,23 +580,19 @@ def test_celery_extras_pinned_exactly_and_agree_with_constraints(instructions):
         assert f"{name}=={version}" in doc, f"docs/deploy.md does not record the pin {name}=={version}"
 
 
-def test_project_is_installed_and_include_dir_points_into_the_image(instructions):
+def test_project_is_installed_as_a_distribution_with_workloads_beside_the_dags(instructions):
     copied = {src.rstrip("/") for _, srcs, _, _ in copies(instructions) for src in srcs}
     assert PROJECT_SOURCES <= copied, f"not copied: {sorted(PROJECT_SOURCES - copied)}"
     home = str(PurePosixPath(copy_destination(instructions, "pyproject.toml")).parent)
-    project_installs = [words for _, _, words in pip_installs(instructions)
-                        if home in words or home in option_values(words, "-e", "--editable")]
+    project_installs = [words for _, _, words in pip_installs(instructions) if home in words]
     assert project_installs, f"the project at {home} is never pip-installed"
     assert all("--no-deps" in words for words in project_installs), "install the project with --no-deps"
-    env = {}
-    for ins in instructions:
-        if ins.cmd == "ENV":
-            for word in ins.words():
-                key, _, value = word.partition("=")
-                env[key] = value
-    assert env.get("NIGHTSHIFT_INCLUDE_DIR") == copy_destination(instructions, "include/")
-    for package in ("plugins", "emulator"):
+    assert not any(option_values(words, "-e", "--editable") for words in project_installs), \
+        "install the built distribution, as a provider is, not an editable copy"
+    for package in ("src", "devtools"):
         assert str(PurePosixPath(copy_destination(instructions, package + "/")).parent) == home
+    dags = PurePosixPath(copy_destination(instructions, "dags/"))
+    assert PurePosixPath(copy_destination(instructions, "workloads/")) == dags.parent / "workloads"
 
 
 def test_image_ends_as_the_airflow_user(instructions):
@@ -681,7 +677,8 @@ def test_connection_env_vars_are_valid_after_substitution(compose, components):
     app_db = app.path.lstrip("/")
     metadata_db = urlsplit(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).path.lstrip("/")
     assert app_db and app_db != metadata_db, "the application needs its own database, apart from Airflow's"
-    assert env["NIGHTSHIFT_DB_URL"] == env["AIRFLOW_CONN_NIGHTSHIFT_DB"]
+    assert env.get("AIRFLOW__NIGHTSHIFT__DB_CONN_ID", "nightshift_db") == "nightshift_db", \
+        "[nightshift] db_conn_id names the connection above"
 
 
 def test_emulator_profile_is_reachable_from_the_connection():
@@ -760,11 +757,11 @@ def test_dependencies_have_conditions_and_healthchecks(compose, components):
     assert check_depends_on(broken)
 
 
-def test_init_migrates_airflow_and_creates_the_app_schema(compose):
+def test_init_migrates_airflow_and_upgrades_the_ledger(compose):
     svcs = services(compose)
     init = next(svc for svc in svcs.values() if any("airflow db migrate" in w for w in command_words(svc)))
     script = " ".join(command_words(init))
     app_db = urlsplit(env_of(init)["AIRFLOW_CONN_NIGHTSHIFT_DB"]).path.lstrip("/")
-    assert "nightshift db-init --dsn" in script
+    assert "airflow nightshift db-upgrade" in script
     assert f"CREATE DATABASE {app_db}" in script, "the init must create the application database"
     assert init.get("restart", "no") == "no"
