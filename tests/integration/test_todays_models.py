@@ -4,6 +4,7 @@ preflight that stops a night before it pays, and costs as the invoice reads them
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -156,7 +157,9 @@ def test_a_workload_that_sends_what_its_model_refuses_is_refused_at_load(tmp_pat
 
     from nightshift import paths
 
-    source = yaml.safe_load(((paths.PROJECT_ROOT / "workloads") / "product_enrichment.yaml").read_text())
+    shipped = paths.PROJECT_ROOT / "workloads"
+    source = yaml.safe_load((shipped / "product_enrichment.yaml").read_text())
+    shutil.copytree(shipped / "prompts", tmp_path / "prompts")
     cases = {
         "forced tool on sonnet 5.5": ({"output": {**source["output"], "delivery": "forced_tool"}},
                                       "refuses a forced tool_choice"),

@@ -41,7 +41,7 @@ FLOOR_SCHEMA = "bench_floor"
 
 def workload_definition() -> dict:
     """The shipped ticket classification, renamed and with the handbook's first section only."""
-    source = paths.include_dir() / "workloads" / "ticket_classification.yaml"
+    source = paths.project_root() / "workloads" / "ticket_classification.yaml"
     raw = yaml.safe_load(source.read_text(encoding="utf-8"))
     handbook = (source.parent / raw["prompt"]["instructions_file"]).read_text(encoding="utf-8")
     raw["name"] = WORKLOAD_NAME
