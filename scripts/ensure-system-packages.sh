@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # System packages the project needs that pip cannot provide: the PostgreSQL server binaries,
+# redis-server for the Celery stack test,
 # and Chromium for the end-to-end UI test. Installs them with apt when missing and we are
 # root; otherwise says what to install.
 set -euo pipefail
@@ -28,6 +29,18 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "Chromium not found: the UI test will be skipped until Debian's 'chromium' package is installed." >&2
+  fi
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing redis-server for the Celery stack test (apt-get install redis-server)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    # Debian's package starts a server of its own; the test starts one on a port of its own.
+    (service redis-server stop || true) >/dev/null 2>&1
+  else
+    echo "redis-server not found: the Celery stack test needs Debian's 'redis-server' package." >&2
+    exit 1
   fi
 fi
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
