@@ -109,7 +109,9 @@ class CollectRequestsOperator(_NightshiftOperator):
             raise AirflowSkipException("backfill DAGs act on backfill and manual runs only; the nightly DAG "
                                        "covers scheduled nights")
 
+        from nightshift.ledger import items
         from nightshift.ledger.schema import SchemaOutOfDate, require_current
+        from nightshift.ledger.status import DeliveryMode, RunMode
         from nightshift.migration.modes import ensure_shadow_table, get_mode
 
         deadline_seconds = self.param(context, "deadline_seconds")
@@ -118,9 +120,9 @@ class CollectRequestsOperator(_NightshiftOperator):
                 require_current(conn)
             except SchemaOutOfDate as exc:
                 raise AirflowFailException(str(exc)) from None
-            mode = "interval" if self.source == "interval" else (
-                "shadow" if get_mode(conn, self.workload) == "shadow" else "queue")
-            if mode == "shadow":
+            mode = RunMode.INTERVAL if self.source == "interval" else (
+                RunMode.SHADOW if get_mode(conn, self.workload) == DeliveryMode.SHADOW else RunMode.QUEUE)
+            if mode == RunMode.SHADOW:
                 ensure_shadow_table(conn, self.workload)
             run = ensure_run(
                 conn, self.workload, dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"],
@@ -130,10 +132,9 @@ class CollectRequestsOperator(_NightshiftOperator):
             if run.shadow:
                 self.log.info("%s is in shadow mode: answering the window's requests into %s; the streaming "
                               "path keeps the queue and the destination", self.workload_name, "a shadow table")
-            if run.status in ("succeeded", "failed"):
+            if run.status.closed:
                 self.log.info("run %s is already closed (%s); claiming nothing more", run.run_pk, run.status)
-                total = conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s",
-                                     (run.run_pk,)).fetchone()[0]
+                total = items.count(conn, run.run_pk)
             else:
                 total = collect(conn, self.workload, run, limit=self.param(context, "max_requests"),
                                 reprocess=bool(self.param(context, "reprocess", False)))
@@ -164,14 +165,12 @@ class SubmitBatchesOperator(_RoundOperator):
         from nightshift.batch.errors import RetryWontHelp
         from nightshift.batch.ownership import AwaitingProof
         from nightshift.batch.submit import Caps, NotAdmitted, submit_round
+        from nightshift.ledger import items
 
         with self.db() as conn:
             run = self.ledger_run(conn, context)
             if self.round > 0:
-                waiting = conn.execute(
-                    "SELECT count(*) FROM nightshift.items WHERE run_pk = %s AND "
-                    "(status = 'retry' OR (round = %s AND status IN ('pending', 'submitted')))",
-                    (run.run_pk, self.round)).fetchone()[0]
+                waiting = items.waiting_for_round(conn, run.run_pk, self.round)
                 if not waiting:
                     raise AirflowSkipException(f"nothing to retry in round {self.round}")
                 if run.past_deadline():
@@ -289,6 +288,9 @@ class NightVerdictOperator(_NightshiftOperator):
     """
 
     def execute(self, context) -> dict:
+        from nightshift.ledger import runs
+        from nightshift.ledger.status import RunStatus
+
         with self.db() as conn:
             try:
                 run = self.ledger_run(conn, context)
@@ -296,14 +298,12 @@ class NightVerdictOperator(_NightshiftOperator):
                 if self._collect_skipped(context):
                     raise AirflowSkipException("collect skipped before recording a run: nothing to judge") from None
                 raise AirflowFailException("the night never started: collect did not record a run") from None
-            status, requests, succeeded, failed, message = conn.execute(
-                "SELECT status, requests, succeeded, failed, message FROM nightshift.runs WHERE run_pk = %s",
-                (run.run_pk,)).fetchone()
+            status, requests, succeeded, failed, message = runs.outcome(conn, run.run_pk)
         verdict = {"run_pk": run.run_pk, "status": status, "requests": requests, "succeeded": succeeded,
                    "failed": failed}
-        if status in ("collecting", "running"):
+        if status in (RunStatus.COLLECTING, RunStatus.RUNNING):
             raise AirflowFailException(f"run {run.run_pk} was not closed: an upstream step failed before finalize")
-        if status == "failed":
+        if status == RunStatus.FAILED:
             text = f"run {run.run_pk} did not finish: {succeeded} of {requests} requests succeeded. {message or ''}"
             self._alert(context, text.strip())
             raise AirflowFailException(text.strip())

@@ -1,41 +1,20 @@
-"""The request queue (``app.llm_requests``): claiming pending work and closing it.
+"""The request queue's keys against the source table: their type, a cast that never raises, the rows.
 
-Claims use ``FOR UPDATE SKIP LOCKED`` so two consumers — an overlapping run, or a streaming
-worker beside a batch run — can never take the same request.
+Claiming and closing requests is the ledger's (:mod:`nightshift.ledger.queue`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from nightshift.ledger import queue as requests
+from nightshift.ledger.queue import claim, mark_done, mark_failed, release  # noqa: F401 (their old home)
 from nightshift.workloads.definition import Workload
-
-QUEUE_TABLE = "app.llm_requests"
-
-CLAIM = """
-UPDATE app.llm_requests AS r
-   SET status = 'claimed', claimed_by = %(claimer)s, claimed_at = now(), attempts = r.attempts + 1
- WHERE r.request_id IN (
-        SELECT request_id FROM app.llm_requests
-         WHERE workload = %(workload)s
-           AND (status = 'pending' OR (status = 'claimed' AND claimed_by = %(claimer)s))
-         ORDER BY request_id
-         LIMIT %(limit)s
-           FOR UPDATE SKIP LOCKED)
-RETURNING r.request_id, r.source_key
-"""
-
-
-def claim(conn: psycopg.Connection, workload: Workload, claimer: str, limit: int) -> list[tuple[int, str]]:
-    """Claim up to ``limit`` pending requests (and re-take any this claimer already holds)."""
-    rows = conn.execute(CLAIM, {"workload": workload.name, "claimer": claimer, "limit": limit}).fetchall()
-    conn.commit()
-    return sorted(rows)
 
 
 def _column_type(conn: psycopg.Connection, table: str, column: str) -> tuple[str, str, int, str]:
@@ -95,8 +74,7 @@ class KeyCast:
         if self.base in _ALWAYS_VALID:
             return sql.SQL("true")
         pattern = _CASTS_CLEANLY.get(self.base, "^$.")  # a pattern nothing matches: always ask the function
-        return sql.SQL("CASE WHEN {v} ~ {pattern} THEN true ELSE nightshift.is_valid_input({v}, {oid}::oid::regtype) "
-                       "END").format(v=value, pattern=sql.Literal(pattern), oid=sql.Literal(self.oid))
+        return requests.is_valid_input(value, pattern, self.oid)
 
     def cast(self, value: sql.Composable) -> sql.Composable:
         if self.base in _ALWAYS_VALID:
@@ -127,27 +105,3 @@ def fetch_source_rows(
     with conn.cursor() as cur:
         cur.execute(query, (list(source_keys),))
         return {str(row[0]): dict(zip(columns, row, strict=True)) for row in cur}
-
-
-def mark_done(conn: psycopg.Connection, request_ids: Iterable[int]) -> None:
-    conn.execute(
-        "UPDATE app.llm_requests SET status = 'done', completed_at = now(), error = NULL "
-        "WHERE request_id = ANY(%s)",
-        (list(request_ids),),
-    )
-
-
-def mark_failed(conn: psycopg.Connection, request_id: int, error: str) -> None:
-    conn.execute(
-        "UPDATE app.llm_requests SET status = 'failed', completed_at = now(), error = %s WHERE request_id = %s",
-        (error, request_id),
-    )
-
-
-def release(conn: psycopg.Connection, request_ids: Iterable[int], error: str | None = None) -> None:
-    """Hand claimed requests back to the queue, e.g. after a transient API failure."""
-    conn.execute(
-        "UPDATE app.llm_requests SET status = 'pending', claimed_by = NULL, claimed_at = NULL, error = %s "
-        "WHERE request_id = ANY(%s) AND status = 'claimed'",
-        (error, list(request_ids)),
-    )

@@ -9,6 +9,8 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from nightshift.ledger import reports as ledger_reports
+from nightshift.ledger.status import ItemStatus
 from nightshift.workloads.registry import all_workloads
 
 
@@ -36,12 +38,7 @@ def latest_nights(conn: psycopg.Connection) -> list[NightReport]:
         report = NightReport(workload.name, workload.destination.table)
         table = sql.Identifier(*workload.destination.table.split("."))
         report.destination_rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
-        row = conn.execute(
-            "SELECT run_pk, status, model, concat_ws(', ', details -> 'request_shape' ->> 'delivery', "
-            "'effort ' || (details -> 'request_shape' ->> 'effort_in_force'), "
-            "CASE WHEN (details -> 'request_shape' ->> 'thinks')::boolean THEN 'thinking' END) "
-            "FROM nightshift.runs WHERE workload = %s ORDER BY run_pk DESC LIMIT 1",
-            (workload.name,)).fetchone()
+        row = ledger_reports.latest_run(conn, workload.name)
         if row:
             report.run_pk, report.status, report.model, report.request_shape = row
             _fill_from_ledger(conn, report)
@@ -50,26 +47,16 @@ def latest_nights(conn: psycopg.Connection) -> list[NightReport]:
 
 
 def _fill_from_ledger(conn: psycopg.Connection, report: NightReport) -> None:
-    for status, reason, count in conn.execute(
-            "SELECT status, error_type, count(*) FROM nightshift.items WHERE run_pk = %s GROUP BY 1, 2",
-            (report.run_pk,)):
+    for status, reason, count in ledger_reports.outcomes(conn, report.run_pk):
         report.requests += count
-        if status == "succeeded":
+        if status == ItemStatus.SUCCEEDED:
             report.succeeded += count
-        elif status == "failed":
+        elif status == ItemStatus.FAILED:
             report.failed[reason] = count
-    report.batches = conn.execute(
-        "SELECT backend_batch_id, round, request_count, coalesce(processing_status, status) "
-        "FROM nightshift.batches WHERE run_pk = %s ORDER BY round, seq", (report.run_pk,)).fetchall()
+    report.batches = ledger_reports.batches(conn, report.run_pk)
     report.rounds = len({b[1] for b in report.batches})
-    cur = conn.execute("SELECT c.cost_usd, c.streaming_uncached_usd, c.streaming_cached_usd, c.savings_pct, "
-                       "c.cache_hit_ratio, c.prefix_tokens, r.details -> 'caching' ->> 'reason' AS reason "
-                       "FROM nightshift.run_costs c JOIN nightshift.runs r USING (run_pk) WHERE run_pk = %s",
-                       (report.run_pk,))
-    report.costs = dict(zip([c.name for c in cur.description], cur.fetchone()))
-    report.examples = conn.execute(
-        "SELECT source_key, error_type, error_message FROM nightshift.items WHERE run_pk = %s AND status = 'failed' "
-        "ORDER BY error_type, custom_id LIMIT 4", (report.run_pk,)).fetchall()
+    report.costs = ledger_reports.costs(conn, report.run_pk)
+    report.examples = ledger_reports.failed_examples(conn, report.run_pk)
 
 
 def print_report(conn: psycopg.Connection, console: Console | None = None) -> list[NightReport]:
@@ -95,7 +82,7 @@ def print_report(conn: psycopg.Connection, console: Console | None = None) -> li
             console.print(f"  round {round_}: {batch_id}, {count} requests, {state}")
         for source_key, reason, message in r.examples:
             console.print(f"  [yellow]failed[/] key {source_key}: {reason}: {(message or '')[:110]}")
-    console.print("Every request's outcome: SELECT * FROM nightshift.items WHERE run_pk = <run>;")
+    console.print(f"Every request's outcome: {ledger_reports.EVERY_OUTCOME}")
     return reports
 
 

@@ -291,7 +291,7 @@ FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"click\")", "+1+2", "-2+3", "@S
 def test_the_failures_csv_never_starts_a_cell_with_a_formula(app_db, app_dsn, emulator, airflow_db):
     """Source keys and error messages come from outside: a cell that starts like a formula is
     prefixed with ``'`` so a spreadsheet shows it as text."""
-    from nightshift.ui import queries
+    from nightshift.ledger import dashboard as queries
     from nightshift.workloads import get_workload
     from tests.batch_night import run_night
     from tests.helpers import sdk_client

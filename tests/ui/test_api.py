@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from nightshift.ui import queries
+from nightshift.ledger import dashboard as queries
 from tests.ui.support import PRODUCTS, TICKETS, move_night, sql_one
 
 pytestmark = pytest.mark.airflow

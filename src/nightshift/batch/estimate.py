@@ -20,6 +20,7 @@ from psycopg import sql
 
 from nightshift.batch.collect import interval_statement
 from nightshift.costs import PriceTable, Usage
+from nightshift.ledger import items
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.requests import InvalidInput, render_item, stable_prefix
 
@@ -51,9 +52,7 @@ def prefix_tokens(workload: Workload) -> int:
 
 
 def typical_output_tokens(conn: psycopg.Connection, workload: Workload) -> int:
-    mean = conn.execute(
-        "SELECT avg(i.output_tokens) FROM nightshift.items i JOIN nightshift.runs r USING (run_pk) "
-        "WHERE r.workload = %s AND i.status = 'succeeded'", (workload.name,)).fetchone()[0]
+    mean = items.mean_output_tokens(conn, workload.name)
     return math.ceil(mean) if mean else workload.max_tokens
 
 

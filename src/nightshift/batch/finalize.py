@@ -13,33 +13,12 @@ from typing import Any
 
 import psycopg
 
-from nightshift.batch.ledger import Run, failure_counts, item_counts
+from nightshift.ledger import batches, runs
+from nightshift.ledger.items import close_open_items, failure_counts, item_counts
+from nightshift.ledger.runs import Run
+from nightshift.ledger.status import ItemStatus, RunStatus
 
 log = logging.getLogger(__name__)
-
-CLOSE_OPEN_ITEMS = """
-WITH closed AS MATERIALIZED (
-    UPDATE nightshift.items i
-       SET status = 'failed', updated_at = now(),
-           error_type = CASE
-               WHEN i.status = 'retry' THEN coalesce(i.error_type, 'error') || '_after_retries'
-               WHEN %(past_deadline)s THEN 'deadline_exceeded'
-               WHEN i.status = 'submitted' THEN 'not_landed'
-               ELSE 'not_submitted' END,
-           error_message = CASE
-               WHEN i.status = 'retry' THEN 'no retry round left: ' || coalesce(i.error_message, '')
-               WHEN i.status = 'submitted' THEN 'its batch ended or was cancelled without being landed'
-               WHEN %(past_deadline)s THEN 'the run''s deadline passed before this request was submitted'
-               ELSE 'the run ended before this request was submitted' END
-     WHERE i.run_pk = %(run_pk)s AND i.status IN ('pending', 'submitted', 'retry')
- RETURNING i.request_id, i.error_type, i.error_message
-)
-UPDATE app.llm_requests q
-   SET status = 'failed', completed_at = now(), error = c.error_type || ': ' || c.error_message
-  FROM closed c
- WHERE q.request_id = c.request_id AND NOT %(shadow)s
-"""
-
 
 @dataclass
 class RunSummary:
@@ -50,7 +29,7 @@ class RunSummary:
     failed: dict[str, int] = field(default_factory=dict)
     rounds: int = 0
     batches: int = 0
-    status: str = "succeeded"
+    status: RunStatus = RunStatus.SUCCEEDED
     costs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -59,7 +38,7 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         costs = {k: float(v) if hasattr(v, "as_integer_ratio") else str(v) for k, v in self.costs.items()}
-        return {**self.__dict__, "costs": costs, "failed_total": self.failed_total}
+        return {**self.__dict__, "status": str(self.status), "costs": costs, "failed_total": self.failed_total}
 
 
 def finalize_run(conn: psycopg.Connection, run: Run, client: Any = None, workload: Any = None) -> RunSummary:
@@ -77,29 +56,22 @@ def finalize_run(conn: psycopg.Connection, run: Run, client: Any = None, workloa
             conn.rollback()
             log.warning("could not settle suspected late duplicates: %r", exc)
     past_deadline = run.past_deadline()
-    with conn.cursor() as cur:
-        cur.execute(CLOSE_OPEN_ITEMS, {"run_pk": run.run_pk, "past_deadline": past_deadline, "shadow": run.shadow})
+    close_open_items(conn, run, past_deadline=past_deadline)
     counts = item_counts(conn, run)
     failed = failure_counts(conn, run)
-    rounds, batch_count = conn.execute(
-        "SELECT coalesce(max(round) + 1, 0), count(*) FROM nightshift.batches WHERE run_pk = %s", (run.run_pk,)
-    ).fetchone()
+    rounds, batch_count = batches.rounds_and_count(conn, run.run_pk)
     requests = sum(counts.values())
     from nightshift.batch.land import ACCOUNT_ITEM_ERRORS
 
     # an account error stops the night (the land step fails on it): the night did not finish
     unfinished = ({"deadline_exceeded", "not_landed", "not_submitted", "results_archived"} | ACCOUNT_ITEM_ERRORS) \
         & set(failed)
-    status = "empty" if requests == 0 else "failed" if unfinished else "succeeded"
-    summary = RunSummary(run.run_pk, run.workload, requests, counts.get("succeeded", 0), failed, rounds,
+    status = RunStatus.EMPTY if requests == 0 else RunStatus.FAILED if unfinished else RunStatus.SUCCEEDED
+    summary = RunSummary(run.run_pk, run.workload, requests, counts.get(ItemStatus.SUCCEEDED, 0), failed, rounds,
                          batch_count, status)
-    model = conn.execute("SELECT model FROM nightshift.runs WHERE run_pk = %s", (run.run_pk,)).fetchone()[0]
-    summary.costs = record_run_costs(conn, run, model, price_table())
-    conn.execute(
-        "UPDATE nightshift.runs SET status = %s, requests = %s, succeeded = %s, failed = %s, rounds = %s, "
-        "finished_at = coalesce(finished_at, now()) WHERE run_pk = %s",
-        (status, requests, summary.succeeded, summary.failed_total, rounds, run.run_pk),
-    )
+    summary.costs = record_run_costs(conn, run, runs.model(conn, run.run_pk), price_table())
+    runs.close(conn, run.run_pk, status=status, requests=requests, succeeded=summary.succeeded,
+               failed=summary.failed_total, rounds=rounds)
     conn.commit()
     uncached = summary.costs["streaming_uncached_usd"]
     log.info("run %s cost $%.4f at the batch rate; the streaming path would have cost $%.4f (%.1f%% saved)",

@@ -10,40 +10,24 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.types.json import Jsonb
 
+from nightshift.ledger import migration
+from nightshift.ledger.migration import ensure_shadow_table, shadow_table  # noqa: F401 (callers import them here)
+from nightshift.ledger.status import DeliveryMode
 from nightshift.workloads.definition import Workload
 
-MODES = ("shadow", "batch")
+MODES = tuple(m.value for m in DeliveryMode)
 
 
-def get_mode(conn: psycopg.Connection, workload: Workload) -> str:
-    row = conn.execute("SELECT mode FROM nightshift.workload_modes WHERE workload = %s", (workload.name,)).fetchone()
-    return row[0] if row else "batch"
+def get_mode(conn: psycopg.Connection, workload: Workload) -> DeliveryMode:
+    return migration.recorded_mode(conn, workload.name) or DeliveryMode.BATCH
 
 
-def set_mode(conn: psycopg.Connection, workload: Workload, mode: str, *, agreement: float | None = None,
+def set_mode(conn: psycopg.Connection, workload: Workload, mode: DeliveryMode, *, agreement: float | None = None,
              report: dict[str, Any] | None = None) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    conn.execute(
-        "INSERT INTO nightshift.workload_modes (workload, mode, agreement, report) VALUES (%s, %s, %s, %s) "
-        "ON CONFLICT (workload) DO UPDATE SET mode = EXCLUDED.mode, agreement = EXCLUDED.agreement, "
-        "report = EXCLUDED.report, changed_at = now(), changed_by = current_user",
-        (workload.name, mode, agreement, Jsonb(report) if report is not None else None))
-    if mode == "shadow":
+    migration.record_mode(conn, workload.name, mode, agreement=agreement, report=report)
+    if mode == DeliveryMode.SHADOW:
         ensure_shadow_table(conn, workload)
     conn.commit()
-
-
-def shadow_table(workload: Workload) -> str:
-    return f"nightshift.shadow_{workload.name}"
-
-
-def ensure_shadow_table(conn: psycopg.Connection, workload: Workload) -> None:
-    """The destination's twin: same columns, key and checks, none of its foreign keys."""
-    schema, table = workload.destination.table.split(".")
-    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
-                         "INCLUDING INDEXES)").format(sql.Identifier("nightshift", f"shadow_{workload.name}"),
-                                                      sql.Identifier(schema, table)))

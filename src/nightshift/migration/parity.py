@@ -16,10 +16,8 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.types.json import Jsonb
 
-from nightshift.migration.modes import shadow_table
+from nightshift.ledger import migration
 from nightshift.workloads.definition import Workload
 
 _PUNCTUATION = re.compile(r"[^\w\s]")
@@ -74,44 +72,31 @@ def is_free_text(workload: Workload, field_name: str) -> bool:
 def compare(conn: psycopg.Connection, workload: Workload) -> ParityReport:
     """Compare every shadow row with the destination row of the same key."""
     report = ParityReport(workload.name)
-    key = workload.destination.key
     columns = list(workload.destination.columns)
-    dest_schema, dest_table = workload.destination.table.split(".")
-    shadow_schema, shadow_name = shadow_table(workload).split(".")
-    query = sql.SQL(
-        "SELECT coalesce(d.{key}, s.{key})::text, d.{key} IS NOT NULL, s.{key} IS NOT NULL, {pairs} "
-        "FROM {dest} d FULL JOIN {shadow} s ON s.{key} = d.{key} "
-        "WHERE s.{key} IS NOT NULL OR d.request_id IN (SELECT request_id FROM nightshift.items i "
-        "  JOIN nightshift.runs r USING (run_pk) WHERE r.workload = %s AND r.mode = 'shadow') "
-        "ORDER BY 1").format(
-        key=sql.Identifier(key),
-        pairs=sql.SQL(", ").join(sql.SQL("d.{c}, s.{c}").format(c=sql.Identifier(c)) for c in columns),
-        dest=sql.Identifier(dest_schema, dest_table), shadow=sql.Identifier(shadow_schema, shadow_name))
     agreeing_fields = dict.fromkeys(columns, 0)
-    with conn.cursor() as cur:
-        for row_key, in_dest, in_shadow, *values in cur.execute(query, (workload.name,)):
-            if not (in_dest and in_shadow):
-                report.only_streaming += in_dest
-                report.only_batch += in_shadow
+    for row_key, in_dest, in_shadow, *values in migration.paired_rows(conn, workload):
+        if not (in_dest and in_shadow):
+            report.only_streaming += in_dest
+            report.only_batch += in_shadow
+            continue
+        report.rows_compared += 1
+        row_agrees = True
+        for i, column in enumerate(columns):
+            streamed, batched = values[2 * i], values[2 * i + 1]
+            field_name = workload.destination.columns[column]
+            similarity = None
+            if is_free_text(workload, field_name):
+                similarity = text_similarity(streamed, batched)
+                same = similarity >= workload.migration.text_similarity
+            else:
+                same = _canonical(streamed) == _canonical(batched)
+            if same:
+                agreeing_fields[column] += 1
                 continue
-            report.rows_compared += 1
-            row_agrees = True
-            for i, column in enumerate(columns):
-                streamed, batched = values[2 * i], values[2 * i + 1]
-                field_name = workload.destination.columns[column]
-                similarity = None
-                if is_free_text(workload, field_name):
-                    similarity = text_similarity(streamed, batched)
-                    same = similarity >= workload.migration.text_similarity
-                else:
-                    same = _canonical(streamed) == _canonical(batched)
-                if same:
-                    agreeing_fields[column] += 1
-                    continue
-                row_agrees = False
-                if len(report.differences) < MAX_LISTED_DIFFERENCES:
-                    report.differences.append(Difference(row_key, column, streamed, batched, similarity))
-            report.rows_agreeing += row_agrees
+            row_agrees = False
+            if len(report.differences) < MAX_LISTED_DIFFERENCES:
+                report.differences.append(Difference(row_key, column, streamed, batched, similarity))
+        report.rows_agreeing += row_agrees
     report.field_agreement = {c: (n / report.rows_compared if report.rows_compared else 0.0)
                               for c, n in agreeing_fields.items()}
     _costs(conn, workload, report)
@@ -124,21 +109,13 @@ def _canonical(value: Any) -> str:
 
 def _costs(conn: psycopg.Connection, workload: Workload, report: ParityReport) -> None:
     """Both paths' spend on exactly the requests both answered."""
-    streaming, batch, requests = conn.execute(
-        """
-        SELECT coalesce(sum(u.cost_usd), 0), coalesce(sum(i.cost_usd), 0), count(*)
-          FROM nightshift.items i JOIN nightshift.runs r USING (run_pk)
-          JOIN nightshift.stream_usage u ON u.request_id = i.request_id
-         WHERE r.workload = %s AND r.mode = 'shadow' AND i.cost_usd IS NOT NULL
-        """, (workload.name,)).fetchone()
+    streaming, batch, requests = migration.shadow_costs(conn, workload.name)
     report.streaming_cost_usd, report.batch_cost_usd, report.requests_costed = float(streaming), float(batch), requests
 
 
 def record(conn: psycopg.Connection, report: ParityReport) -> int:
-    pk = conn.execute(
-        "INSERT INTO nightshift.parity_reports (workload, rows_compared, rows_agreeing, agreement, report) "
-        "VALUES (%s, %s, %s, %s, %s) RETURNING report_pk",
-        (report.workload, report.rows_compared, report.rows_agreeing, Decimal(str(report.agreement)),
-         Jsonb(report.as_dict()))).fetchone()[0]
+    pk = migration.record_parity_report(conn, report.workload, rows_compared=report.rows_compared,
+                                        rows_agreeing=report.rows_agreeing, agreement=Decimal(str(report.agreement)),
+                                        report=report.as_dict())
     conn.commit()
     return pk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from nightshift.ledger.status import DeliveryMode
 from nightshift.migration import parity
 from nightshift.migration.modes import get_mode, set_mode, shadow_table
 from nightshift.workloads.definition import Workload
@@ -15,12 +16,12 @@ class SwitchRefused(RuntimeError):
 
 def switch(conn: psycopg.Connection, workload: Workload, to: str, *, min_agreement: float | None = None) -> str:
     """Change the workload's mode; to ``batch`` only when parity reaches ``min_agreement``."""
-    if to == "shadow":
-        set_mode(conn, workload, "shadow")
+    if to == DeliveryMode.SHADOW:
+        set_mode(conn, workload, DeliveryMode.SHADOW)
         return f"{workload.name} is now in shadow mode: its batch runs write {shadow_table(workload)}"
-    if to != "batch":
+    if to != DeliveryMode.BATCH:
         raise ValueError(f"unknown mode {to!r}: use shadow or batch")
-    if get_mode(conn, workload) == "batch":
+    if get_mode(conn, workload) == DeliveryMode.BATCH:
         return f"{workload.name} is already in batch mode"
     threshold = workload.migration.min_agreement if min_agreement is None else min_agreement
     report = parity.compare(conn, workload)
@@ -33,6 +34,6 @@ def switch(conn: psycopg.Connection, workload: Workload, to: str, *, min_agreeme
             f"refusing to switch {workload.name} to batch: agreement {report.agreement:.2%} "
             f"({report.rows_agreeing} of {report.rows_compared} rows) is below the required {threshold:.2%}; "
             f"field agreement: " + ", ".join(f"{c} {v:.2%}" for c, v in report.field_agreement.items()))
-    set_mode(conn, workload, "batch", agreement=report.agreement, report=report.as_dict())
+    set_mode(conn, workload, DeliveryMode.BATCH, agreement=report.agreement, report=report.as_dict())
     return (f"{workload.name} switched to batch: agreement {report.agreement:.2%} over {report.rows_compared} rows "
             f"(required {threshold:.2%})")

@@ -1,7 +1,7 @@
 """The Nightshift dashboard: a FastAPI app that Airflow's API server mounts (see ``nightshift.plugin``).
 
 Pages (server-rendered HTML, no JavaScript) and JSON over the ledger, read through
-:mod:`nightshift.ui.queries`:
+:mod:`nightshift.ledger.dashboard`:
 
 * ``/`` — the last 30 nights as a chart per workload (batch cost against the streaming path,
   the gap shaded as the saving), the latest night of each workload, every night (paginated);
@@ -45,7 +45,8 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nightshift.config import settings
-from nightshift.ui import charts, queries, urls
+from nightshift.ledger import dashboard
+from nightshift.ui import charts, urls
 from nightshift.ui.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
@@ -152,17 +153,17 @@ def _date(value: str | None, name: str) -> date | None:
 
 
 def failure_filter(workload: str | None = None, reason: str | None = None, run_pk: str | None = None,
-                   since: str | None = None, until: str | None = None) -> queries.FailureFilter:
+                   since: str | None = None, until: str | None = None) -> dashboard.FailureFilter:
     """The failures filters from the query string; blank values (an HTML form's) mean "any"."""
-    return queries.FailureFilter(workload=(workload or "").strip() or None, reason=(reason or "").strip() or None,
+    return dashboard.FailureFilter(workload=(workload or "").strip() or None, reason=(reason or "").strip() or None,
                                  run_pk=_int(run_pk, "run_pk"), since=_date(since, "since"),
                                  until=_date(until, "until"), tz=settings().timezone)
 
 
-Filter = Annotated[queries.FailureFilter, Depends(failure_filter)]
+Filter = Annotated[dashboard.FailureFilter, Depends(failure_filter)]
 
 
-def _filter_params(flt: queries.FailureFilter) -> dict[str, Any]:
+def _filter_params(flt: dashboard.FailureFilter) -> dict[str, Any]:
     return {k: v for k, v in {"workload": flt.workload, "reason": flt.reason, "run_pk": flt.run_pk,
                               "since": flt.since, "until": flt.until}.items() if v is not None}
 
@@ -358,30 +359,30 @@ def _add_api_routes(app: FastAPI) -> None:
     def api_nights(request: Request, conn: Conn, workload: str | None = None,
                    limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> JSONResponse:
         """Nights (ledger runs), newest first, with counts, failures by reason, rounds, batches and cost."""
-        if not queries.ledger_present(conn):
+        if not dashboard.ledger_present(conn):
             return _json({"ledger_present": False, "total": 0, "limit": limit, "offset": offset, "nights": []})
-        total, rows = queries.nights(conn, workload=workload or None, limit=limit, offset=offset)
+        total, rows = dashboard.nights(conn, workload=workload or None, limit=limit, offset=offset)
         return _json({"ledger_present": True, "total": total, "limit": limit, "offset": offset,
                       "nights": [_night_json(request, r) for r in rows]})
 
     @app.get("/api/nights/{run_pk}")
     def api_night(request: Request, conn: Conn, run_pk: int) -> JSONResponse:
         """One night with its rounds and batches (each batch with its Anthropic Console URL)."""
-        night = queries.night(conn, run_pk) if queries.ledger_present(conn) else None
+        night = dashboard.night(conn, run_pk) if dashboard.ledger_present(conn) else None
         if night is None:
             raise HTTPException(404, f"no night #{run_pk} in the ledger")
-        return _json({"night": _night_json(request, night), "rounds": queries.rounds(conn, run_pk),
-                      "batches": [_batch_json(b) for b in queries.batches(conn, run_pk)]})
+        return _json({"night": _night_json(request, night), "rounds": dashboard.rounds(conn, run_pk),
+                      "batches": [_batch_json(b) for b in dashboard.batches(conn, run_pk)]})
 
     @app.get("/api/series")
     def api_series(conn: Conn, days: int = Query(30, ge=1, le=366)) -> JSONResponse:
         """Cost and savings per workload and night over the last ``days`` nights."""
         tz = settings().timezone
-        if not queries.ledger_present(conn):
-            start, end = queries.series_window(days, tz)
+        if not dashboard.ledger_present(conn):
+            start, end = dashboard.series_window(days, tz)
             return _json({"ledger_present": False, "days": days, "timezone": tz, "start": start, "end": end,
                           "workloads": {}, "totals": {}})
-        series = queries.cost_series(conn, days=days, tz=tz)
+        series = dashboard.cost_series(conn, days=days, tz=tz)
         series.pop("nights")
         series.pop("total")
         return _json({"ledger_present": True, **series})
@@ -390,9 +391,9 @@ def _add_api_routes(app: FastAPI) -> None:
     def api_failures(conn: Conn, flt: Filter, limit: int = Query(50, ge=1, le=500),
                      offset: int = Query(0, ge=0)) -> JSONResponse:
         """Failed items, filterable by workload, reason, run_pk and since/until (nights, inclusive)."""
-        if not queries.ledger_present(conn):
+        if not dashboard.ledger_present(conn):
             return _json({"ledger_present": False, "total": 0, "limit": limit, "offset": offset, "failures": []})
-        total, rows = queries.failures(conn, flt, limit=limit, offset=offset)
+        total, rows = dashboard.failures(conn, flt, limit=limit, offset=offset)
         return _json({"ledger_present": True, "total": total, "limit": limit, "offset": offset, "failures": rows})
 
     @app.get("/api/failures.csv")
@@ -401,17 +402,17 @@ def _add_api_routes(app: FastAPI) -> None:
         headers = {"Content-Disposition": 'attachment; filename="nightshift-failures.csv"'}
         conn = _open(request.app.state.nightshift_db, statement_timeout=None)
         try:
-            present = queries.ledger_present(conn)
+            present = dashboard.ledger_present(conn)
         except Exception:
             conn.close()
             raise
         if not present:
             conn.close()
-            return Response(queries.empty_csv(), media_type=CSV_MEDIA_TYPE, headers=headers)
+            return Response(dashboard.empty_csv(), media_type=CSV_MEDIA_TYPE, headers=headers)
 
         def stream() -> Iterator[bytes]:
             try:
-                yield from queries.failures_csv(conn, flt)
+                yield from dashboard.failures_csv(conn, flt)
             finally:
                 conn.close()
 
@@ -423,52 +424,52 @@ def _add_api_routes(app: FastAPI) -> None:
 def _add_pages(app: FastAPI) -> None:
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request, conn: Conn, workload: str | None = None, page: int = Query(1, ge=1)) -> Response:
-        if not queries.ledger_present(conn):
+        if not dashboard.ledger_present(conn):
             return render(request, "index.html", section="nights", ledger_present=False, total_all=0)
-        total_all, _ = queries.nights(conn, limit=1)
+        total_all, _ = dashboard.nights(conn, limit=1)
         if not total_all:
             return render(request, "index.html", section="nights", ledger_present=True, total_all=0)
         workload = workload or None
-        total, nights = queries.nights(conn, workload=workload, limit=NIGHTS_PER_PAGE,
+        total, nights = dashboard.nights(conn, workload=workload, limit=NIGHTS_PER_PAGE,
                                        offset=(page - 1) * NIGHTS_PER_PAGE)
-        series = queries.cost_series(conn, days=30, tz=settings().timezone)
-        names = queries.workloads(conn)
+        series = dashboard.cost_series(conn, days=30, tz=settings().timezone)
+        names = dashboard.workloads(conn)
         charts_ = [{"workload": name, "svg": charts.cost_chart(name, series["nights"], series["workloads"][name])}
                    for name in names if name in series["workloads"]]
         base = _base(request)
         return render(request, "index.html", section="nights", ledger_present=True, total_all=total_all,
-                      series=series, charts=charts_, latest=queries.latest_nights(conn), workloads=names,
+                      series=series, charts=charts_, latest=dashboard.latest_nights(conn), workloads=names,
                       workload=workload, nights=nights, total=total, page=page,
                       pages=_pages(total, NIGHTS_PER_PAGE),
                       page_href=lambda p: _href(base, "/", {"workload": workload, "page": p}))
 
     @app.get("/runs/{run_pk}", response_class=HTMLResponse)
     def run_page(request: Request, conn: Conn, run_pk: int) -> Response:
-        night = queries.night(conn, run_pk) if queries.ledger_present(conn) else None
+        night = dashboard.night(conn, run_pk) if dashboard.ledger_present(conn) else None
         if night is None:
             return _message(request, 404, "No such night", f"The ledger has no night #{run_pk}.",
                             link={"href": f"{_base(request)}/", "text": "All nights"})
-        _, failures = queries.failures(conn, queries.FailureFilter(run_pk=run_pk), limit=20)
-        return render(request, "run.html", section="nights", n=night, rounds=queries.rounds(conn, run_pk),
-                      batches=queries.batches(conn, run_pk), failures=failures,
+        _, failures = dashboard.failures(conn, dashboard.FailureFilter(run_pk=run_pk), limit=20)
+        return render(request, "run.html", section="nights", n=night, rounds=dashboard.rounds(conn, run_pk),
+                      batches=dashboard.batches(conn, run_pk), failures=failures,
                       airflow_run_url=urls.airflow_dag_run_url(night["dag_id"], night["airflow_run_id"]))
 
     @app.get("/failures", response_class=HTMLResponse)
     def failures_page(request: Request, conn: Conn, flt: Filter, page: int = Query(1, ge=1)) -> Response:
-        if not queries.ledger_present(conn):
+        if not dashboard.ledger_present(conn):
             return render(request, "failures.html", section="failures", ledger_present=False)
-        total, rows = queries.failures(conn, flt, limit=FAILURES_PER_PAGE, offset=(page - 1) * FAILURES_PER_PAGE)
+        total, rows = dashboard.failures(conn, flt, limit=FAILURES_PER_PAGE, offset=(page - 1) * FAILURES_PER_PAGE)
         base, params = _base(request), _filter_params(flt)
         return render(request, "failures.html", section="failures", ledger_present=True, flt=flt, rows=rows,
                       total=total, page=page, pages=_pages(total, FAILURES_PER_PAGE),
-                      workloads=queries.workloads(conn), reasons=queries.failure_reasons(conn),
+                      workloads=dashboard.workloads(conn), reasons=dashboard.failure_reasons(conn),
                       csv_href=_href(base, "/api/failures.csv", params),
                       page_href=lambda p: _href(base, "/failures", {**params, "page": p}))
 
     @app.get("/airflow-run", response_class=HTMLResponse)
     def airflow_run(request: Request, conn: Conn, dag_id: str, run_id: str) -> Response:
         """The night an Airflow DAG run recorded: where the operator links and the DAG-run tab point."""
-        run_pk = queries.run_pk_for_airflow_run(conn, dag_id, run_id) if queries.ledger_present(conn) else None
+        run_pk = dashboard.run_pk_for_airflow_run(conn, dag_id, run_id) if dashboard.ledger_present(conn) else None
         if run_pk is None:
             return _message(
                 request, 404, "No Nightshift night for this DAG run",

@@ -44,7 +44,7 @@ def _nice_ceiling(value: float) -> float:
 
 
 def cost_chart(workload: str, nights: list[date], points: list[dict]) -> Markup:
-    """The SVG for one workload; ``points`` are :func:`nightshift.ui.queries.cost_series` rows."""
+    """The SVG for one workload; ``points`` are :func:`nightshift.ledger.dashboard.cost_series` rows."""
     by_night = {p["night"]: p for p in points}
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / max(len(nights), 1)
