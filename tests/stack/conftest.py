@@ -78,7 +78,7 @@ class Stack:
 STACK_METADATA_DB = "airflow_stack"
 
 
-def fresh_metadata_db(cluster, env: dict[str, str]) -> str:
+def fresh_metadata_db(cluster, env: dict[str, str], name: str = STACK_METADATA_DB) -> str:
     """A metadata database of the stack's own, migrated from scratch.
 
     The DAG tests leave runs and trigger rows in the session's metadata DB; a real triggerer
@@ -89,9 +89,9 @@ def fresh_metadata_db(cluster, env: dict[str, str]) -> str:
     import psycopg
 
     with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{STACK_METADATA_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{STACK_METADATA_DB}"')
-    url = cluster.sqlalchemy_url(STACK_METADATA_DB)
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = cluster.sqlalchemy_url(name)
     airflow = str(Path(sys.executable).parent / "airflow")
     for command in (["db", "migrate"], ["dags", "reserialize"]):
         result = subprocess.run([airflow, *command], env={**env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url},
@@ -100,8 +100,13 @@ def fresh_metadata_db(cluster, env: dict[str, str]) -> str:
     return url
 
 
+#: this session's `airflow standalone`, once a test asked for it
+_standalone: Service | None = None
+
+
 @pytest.fixture(scope="session")
-def airflow_stack(emulator_server, app_dsn, monkeypatch_session):
+def standalone_service(emulator_server, app_dsn, monkeypatch_session):
+    global _standalone
     from tests.conftest import PROFILE
 
     bin_dir = str(Path(sys.executable).parent)
@@ -114,11 +119,51 @@ def airflow_stack(emulator_server, app_dsn, monkeypatch_session):
         "AIRFLOW_CONN_ANTHROPIC_DEFAULT": json.dumps(
             {"conn_type": "anthropic", "host": emulator_server.url, "password": emulator_server.api_key}),
     }
-    service = Service(name="airflow-test", argv=[str(Path(bin_dir) / "airflow"), "standalone"],
-                      run_dir=PROFILE.root / "run", env=env,
-                      health_url=f"http://127.0.0.1:{PROFILE.api_port}/api/v2/monitor/health")
-    service.start(timeout=240)
+    _standalone = Service(name="airflow-test", argv=[str(Path(bin_dir) / "airflow"), "standalone"],
+                          run_dir=PROFILE.root / "run", env=env,
+                          health_url=f"http://127.0.0.1:{PROFILE.api_port}/api/v2/monitor/health")
     try:
-        yield Stack(f"http://127.0.0.1:{PROFILE.api_port}")
+        yield _standalone
     finally:
-        service.stop()
+        _standalone.stop()
+        _standalone = None
+
+
+@pytest.fixture
+def airflow_stack(standalone_service):
+    """The standalone stack, started once and kept for the session (started again if the Celery
+    stack stopped it)."""
+    from tests.conftest import PROFILE
+
+    standalone_service.start(timeout=240)
+    return Stack(f"http://127.0.0.1:{PROFILE.api_port}")
+
+
+@pytest.fixture
+def celery_stack(emulator_server, app_dsn):
+    """Airflow on the CeleryExecutor (:mod:`tests.stack.celery_stack`), with a metadata DB, an API
+    port and a broker of its own. This session's standalone stack is stopped first, so the two never
+    run at once; every process is stopped and the database dropped afterwards, whatever the test did."""
+    import psycopg
+
+    from tests.conftest import PROFILE
+    from tests.stack.celery_stack import CeleryStack
+
+    env = {**os.environ, "AIRFLOW_CONN_ANTHROPIC_DEFAULT": json.dumps(
+        {"conn_type": "anthropic", "host": emulator_server.url, "password": emulator_server.api_key})}
+    root = PROFILE.root / "celery"
+    name = f"airflow_celery_{os.getpid()}"
+    stack = CeleryStack(root=root, metadata_url=PROFILE.cluster.sqlalchemy_url(name), base_env=env)
+    if _standalone is not None:  # two Airflows at once on a small machine; airflow_stack restarts it
+        _standalone.stop()
+    try:
+        fresh_metadata_db(PROFILE.cluster, stack.environment(), name)
+        stack.start()
+        stack.api = Stack(stack.base_url)
+        import_errors = stack.api.api("GET", "/importErrors")["import_errors"]
+        assert not import_errors, "\n".join(f"{e['filename']}: {e['stack_trace']}" for e in import_errors)
+        yield stack
+    finally:
+        stack.stop()
+        with psycopg.connect(PROFILE.cluster.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
