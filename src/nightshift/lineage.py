@@ -164,8 +164,8 @@ class FinalizeLineage(_Lineage):
             batchIds=batch_ids, requests=summary.requests, succeeded=summary.succeeded,
             failed=summary.failed_total, failedByReason=dict(summary.failed), rowsLanded=summary.succeeded,
             landedIn=naming.name(landed_in), rounds=summary.rounds,
-            costUsd=float(summary.costs.get("cost_usd", 0)),
-            streamingUncachedUsd=float(summary.costs.get("streaming_uncached_usd", 0)))
+            costUsd=float(summary.costs["cost_usd"]),
+            streamingUncachedUsd=float(summary.costs["streaming_uncached_usd"]))
         # Finalize publishes the table's Asset; naming the table here keeps Airflow from adding the
         # Asset's own URI (the workload's declared one) as a second name for it.
         return OperatorLineage(outputs=[naming.output(landed_in)], run_facets={RUN_FACET: facet})
