@@ -1,7 +1,7 @@
 """Airflow DAGs: backfill in interval mode, one per workload, for `airflow backfill create`."""
 
 from nightshift.batch_dags import backfill_dag
-from nightshift.workloads.registry import all_workloads
+from nightshift.deployment import all_workloads
 
 for _workload in all_workloads().values():
     _dag = backfill_dag(_workload, fileloc=__file__)

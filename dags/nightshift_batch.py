@@ -5,7 +5,7 @@ other workloads are not held up by it.
 """
 
 from nightshift.batch_dags import batch_dag, broken_workload_dag
-from nightshift.workloads.registry import all_workloads, definition_errors
+from nightshift.deployment import all_workloads, definition_errors
 
 for _workload in all_workloads().values():
     _dag = batch_dag(_workload, fileloc=__file__)

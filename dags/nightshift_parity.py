@@ -4,7 +4,7 @@ from datetime import datetime
 
 from airflow.sdk import dag, task
 
-from nightshift.workloads.registry import all_workloads
+from nightshift.deployment import all_workloads
 
 
 @dag(schedule="0 8 * * *", start_date=datetime(2026, 1, 1), catchup=False, tags=["nightshift", "migration"],
@@ -17,7 +17,7 @@ def nightshift_parity_report():
         from nightshift import db
         from nightshift.config import settings
         from nightshift.migration import parity as parity_
-        from nightshift.workloads import get_workload
+        from nightshift.deployment import get_workload
 
         with db.connect(settings().db_conn_id) as conn:
             report = parity_.compare(conn, get_workload(workload_name))

@@ -23,12 +23,14 @@ from pathlib import Path
 STEP_CODE = r"""
 import sys, anthropic
 from nightshift import db
+from nightshift.backends.anthropic import AnthropicBackend
 from nightshift.batch.ledger import ensure_run, batches
-from nightshift.workloads import get_workload
+from nightshift.config import settings
+from nightshift.deployment import get_workload
 from nightshift_dev.localdev.schema import apply_schema
 dsn, url, key, step = sys.argv[1:5]
 workload = get_workload("ticket_classification")
-client = anthropic.Anthropic(base_url=url, api_key=key)
+backend = AnthropicBackend(anthropic.Anthropic(base_url=url, api_key=key))
 with db.connect(dsn) as conn:
     run = ensure_run(conn, workload, dag_id="measure", airflow_run_id="night")
     if step == "startup":
@@ -38,15 +40,15 @@ with db.connect(dsn) as conn:
         collect(conn, workload, run)
     elif step == "submit":
         from nightshift.batch.submit import Caps, submit_round
-        submit_round(conn, client, workload, run, 0, Caps.for_workload(workload))
+        submit_round(conn, backend, workload, run, 0, Caps.for_workload(workload, settings().max_queued_requests))
     elif step == "wait":
         import time
         ids = [b.backend_batch_id for b in batches(conn, run, 0)]
-        while any(client.messages.batches.retrieve(i).processing_status != "ended" for i in ids):
+        while not all(backend.retrieve(i).ended for i in ids):
             time.sleep(0.5)
     elif step == "land":
         from nightshift.batch.land import land_round
-        land_round(conn, client, workload, run, 0)
+        land_round(conn, backend, workload, run, 0)
     elif step == "finalize":
         from nightshift.batch.finalize import finalize_run
         print(finalize_run(conn, run).as_dict(), file=sys.stderr)

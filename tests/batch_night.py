@@ -6,14 +6,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import anthropic
 import psycopg
 
+from nightshift.backends.base import BatchBackend
 from nightshift.batch.collect import collect
 from nightshift.batch.finalize import RunSummary, finalize_run
 from nightshift.batch.land import land_round
 from nightshift.batch.ledger import Run, batches, ensure_run, get_run
 from nightshift.batch.submit import Caps, submit_round
+from nightshift.config import settings
 from nightshift.workloads.definition import Workload
 
 
@@ -24,11 +25,11 @@ class Night:
     submitted_rounds: list[int] = field(default_factory=list)
 
 
-def wait_until_ended(client: anthropic.Anthropic, batch_ids: list[str], emulator=None, timeout: float = 30) -> None:
+def wait_until_ended(backend: BatchBackend, batch_ids: list[str], emulator=None, timeout: float = 30) -> None:
     """Poll like the sensor does; with a frozen emulator clock, advance it instead of waiting."""
     deadline = time.monotonic() + timeout
     while True:
-        states = [client.messages.batches.retrieve(b).processing_status for b in batch_ids]
+        states = [backend.retrieve(b).processing_status for b in batch_ids]
         if all(s == "ended" for s in states):
             return
         if time.monotonic() > deadline:
@@ -37,7 +38,7 @@ def wait_until_ended(client: anthropic.Anthropic, batch_ids: list[str], emulator
             emulator.advance(60)
 
 
-def run_night(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, *,
+def run_night(conn: psycopg.Connection, backend: BatchBackend, workload: Workload, *,
               caps: Caps | None = None, airflow_run_id: str = "manual__night", emulator=None,
               rounds: int | None = None, mode: str = "queue", data_interval=(None, None),
               reprocess: bool = False, started_at: datetime | None = None) -> Night:
@@ -52,16 +53,16 @@ def run_night(conn: psycopg.Connection, client: anthropic.Anthropic, workload: W
     if collect(conn, workload, run, reprocess=reprocess) == 0:
         night.summary = finalize_run(conn, run)
         return night
-    caps = caps or Caps.for_workload(workload)
+    caps = caps or Caps.for_workload(workload, settings().max_queued_requests)
     for round_ in range((workload.batch.retry_rounds if rounds is None else rounds) + 1):
         if round_ and not conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s AND status = 'retry'",
                                        (run.run_pk,)).fetchone()[0]:
             break
-        result = submit_round(conn, client, workload, run, round_, caps)
+        result = submit_round(conn, backend, workload, run, round_, caps)
         night.submitted_rounds.append(round_)
         if result.batch_ids:
-            wait_until_ended(client, result.batch_ids, emulator)
-            land_round(conn, client, workload, run, round_)
+            wait_until_ended(backend, result.batch_ids, emulator)
+            land_round(conn, backend, workload, run, round_)
     night.summary = finalize_run(conn, run)
     return night
 

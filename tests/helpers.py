@@ -5,6 +5,7 @@ from __future__ import annotations
 import anthropic
 import psycopg
 
+from nightshift.backends.anthropic import AnthropicBackend
 from nightshift_dev import demo_data
 
 
@@ -14,6 +15,11 @@ def seed(conn: psycopg.Connection, *, tickets: int = 0, products: int = 0, bad_e
 
 def sdk_client(emulator, **kwargs) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=emulator.url, api_key=emulator.api_key, **kwargs)
+
+
+def emulator_backend(emulator, *, call_budget=None, **kwargs) -> AnthropicBackend:
+    """The Anthropic backend over an SDK client that talks HTTP to the emulator (``kwargs``: the client's)."""
+    return AnthropicBackend(sdk_client(emulator, **kwargs), call_budget=call_budget)
 
 
 def queue_states(conn: psycopg.Connection, workload: str) -> dict[str, int]:

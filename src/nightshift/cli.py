@@ -49,7 +49,7 @@ def cmd_parity(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift import db
     from nightshift.migration import parity
     from nightshift.migration.render import print_parity
-    from nightshift.workloads import get_workload
+    from nightshift.deployment import get_workload
 
     with db.connect(_dsn(args)) as conn:
         report = parity.compare(conn, get_workload(args.workload))
@@ -66,7 +66,7 @@ def cmd_parity(args: argparse.Namespace, rest: list[str]) -> int:
 def cmd_switch(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift import db
     from nightshift.migration.switch import SwitchRefused, switch
-    from nightshift.workloads import get_workload
+    from nightshift.deployment import get_workload
 
     with db.connect(_dsn(args)) as conn:
         try:
@@ -86,7 +86,7 @@ def cmd_estimate(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift import db
     from nightshift.batch.estimate import estimate
     from nightshift.costs import price_table
-    from nightshift.workloads import get_workload
+    from nightshift.deployment import get_workload
 
     def day(text: str) -> datetime:
         return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)

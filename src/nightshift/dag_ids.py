@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nightshift.workloads.registry import all_workloads
+from nightshift.deployment import all_workloads
 
 
 def streaming_dag_id(workload_name: str) -> str:

@@ -15,7 +15,6 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from nightshift.config import settings
-from nightshift.lineage import CollectLineage, FinalizeLineage, LandLineage
 from nightshift.ui.links import AnthropicConsoleBatchLink, NightshiftRunLink
 
 
@@ -28,7 +27,7 @@ class NightshiftTask:
 
     @cached_property
     def workload(self):
-        from nightshift.workloads import get_workload
+        from nightshift.deployment import get_workload
 
         return get_workload(self.workload_name)
 
@@ -37,33 +36,43 @@ class NightshiftTask:
 
         return db.connect(self.db_conn_id or settings().db_conn_id)
 
-    def client(self):
-        """The provider's client, its batch-endpoint calls held to the account-wide budget."""
-        from airflow.providers.anthropic.hooks.anthropic import AnthropicHook
-
+    def backend(self):
+        """The workload's batch backend over the connection's client, its batch-endpoint calls held
+        to the account-wide budget."""
         from nightshift import db
-        from nightshift.batch.budget import BatchApiBudget, limit_client
+        from nightshift.batch.budget import BatchApiBudget, LedgerCallBudget
+        from nightshift.hooks import batch_backend
 
-        client = AnthropicHook(conn_id=self.anthropic_conn_id or settings().anthropic_conn_id).get_conn()
-        budget = BatchApiBudget.configured()
-        return limit_client(client, budget, db.dsn(self.db_conn_id or settings().db_conn_id) if budget else "")
+        cfg = settings()
+        budget = BatchApiBudget.of(cfg.batch_api_rpm, cfg.batch_api_window_seconds)
+        call_budget = LedgerCallBudget(budget, db.dsn(self.db_conn_id or cfg.db_conn_id)) if budget else None
+        return batch_backend(self.workload.backend, self.anthropic_conn_id or cfg.anthropic_conn_id,
+                             call_budget=call_budget, console_batch_url=cfg.console_batch_url)
 
     def ledger_run(self, conn, context):
         from nightshift.batch.ledger import get_run
 
         return get_run(conn, dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
 
+    def wait_policy(self, context=None):
+        """How this run waits for its batches (the run's ``poll_interval_seconds`` param, else the
+        workload's): one policy for the sensor, the trigger and the submit's waits."""
+        from nightshift.batch.polling import WaitPolicy
+
+        batch = self.workload.batch
+        interval = float(self.param(context or {}, "poll_interval_seconds", batch.poll_interval_seconds))
+        return WaitPolicy(interval, max(interval, batch.max_poll_interval_seconds), batch.max_consecutive_poll_failures)
+
     def wait_trigger(self, context, batch_ids: list[str], deadline: float):
-        """The trigger that waits for ``batch_ids`` to end (or ``deadline``, epoch seconds), paced
-        by the run's poll interval: one wait policy for the sensor and the submit's waits."""
+        """The trigger that waits for ``batch_ids`` to end (or ``deadline``, epoch seconds), with the run's policy."""
         from nightshift.triggers import BatchesEndedTrigger
 
-        interval = float(self.param(context, "poll_interval_seconds", self.workload.batch.poll_interval_seconds))
+        policy = self.wait_policy(context)
         return BatchesEndedTrigger(
             conn_id=self.anthropic_conn_id or settings().anthropic_conn_id, batch_ids=batch_ids, deadline=deadline,
-            poll_interval=interval, max_poll_interval=max(interval, self.workload.batch.max_poll_interval_seconds),
-            max_consecutive_failures=self.workload.batch.max_consecutive_poll_failures,
-            db_conn_id=self.db_conn_id or settings().db_conn_id)
+            poll_interval=policy.poll_interval, max_poll_interval=policy.max_poll_interval,
+            max_consecutive_failures=policy.max_consecutive_failures,
+            db_conn_id=self.db_conn_id or settings().db_conn_id, backend=self.workload.backend)
 
     @staticmethod
     def param(context, name: str, default: Any = None) -> Any:
@@ -85,7 +94,7 @@ class _NightshiftOperator(NightshiftTask, BaseOperator):
         self.anthropic_conn_id = anthropic_conn_id
 
 
-class CollectRequestsOperator(CollectLineage, _NightshiftOperator):
+class CollectRequestsOperator(_NightshiftOperator):
     """Claim the night's pending requests into a new ledger run; skip downstream on an empty night.
 
     ``source="interval"`` (the backfill DAGs) takes the source rows of the run's data interval
@@ -130,7 +139,6 @@ class CollectRequestsOperator(CollectLineage, _NightshiftOperator):
                 deadline=timedelta(seconds=float(deadline_seconds)) if deadline_seconds else None,
                 data_interval=(context.get("data_interval_start"), context.get("data_interval_end")), mode=mode,
             )
-            self.lineage_run = run
             if run.shadow:
                 self.log.info("%s is in shadow mode: answering the window's requests into %s; the streaming "
                               "path keeps the queue and the destination", self.workload_name, "a shadow table")
@@ -179,10 +187,11 @@ class SubmitBatchesOperator(_RoundOperator):
                     raise AirflowSkipException(
                         f"the run's deadline ({run.deadline_at.isoformat()}) has passed: no retry round "
                         f"{self.round}; finalize records the {waiting} open items as failed")
-            caps = Caps.for_workload(self.workload, max_requests=self.param(context, "max_requests_per_batch"),
+            caps = Caps.for_workload(self.workload, settings().max_queued_requests,
+                                     max_requests=self.param(context, "max_requests_per_batch"),
                                      max_bytes=self.param(context, "max_batch_bytes"))
             try:
-                result = submit_round(conn, self.client(), self.workload, run, self.round, caps)
+                result = submit_round(conn, self.backend(), self.workload, run, self.round, caps)
             except NotAdmitted as waiting:
                 from nightshift.batch.ledger import in_flight_batch_ids
 
@@ -206,7 +215,8 @@ class SubmitBatchesOperator(_RoundOperator):
                                             poll_interval=float(self.param(context, "poll_interval_seconds",
                                                                            self.workload.batch.poll_interval_seconds)),
                                             conn_id=self.anthropic_conn_id or settings().anthropic_conn_id,
-                                            own_batch_ids=own_batch_ids, deadline=run.deadline_at.timestamp()),
+                                            own_batch_ids=own_batch_ids, deadline=run.deadline_at.timestamp(),
+                                            backend=self.workload.backend),
                    method_name="resume_after_admission")
 
     def _defer_until_ended(self, context, batch_ids: list[str], run) -> None:
@@ -231,7 +241,7 @@ class SubmitBatchesOperator(_RoundOperator):
         return self.execute(context)
 
 
-class LandResultsOperator(LandLineage, _RoundOperator):
+class LandResultsOperator(_RoundOperator):
     """Stream ended batches' results into the destination table, the ledger and the queue."""
 
     def execute(self, context) -> dict:
@@ -239,15 +249,14 @@ class LandResultsOperator(LandLineage, _RoundOperator):
         from nightshift.batch.land import land_round
 
         with self.db() as conn:
-            run = self.lineage_run = self.ledger_run(conn, context)
+            run = self.ledger_run(conn, context)
             try:
-                self.lineage_result = land_round(conn, self.client(), self.workload, run, self.round)
-                return self.lineage_result.as_dict()
+                return land_round(conn, self.backend(), self.workload, run, self.round).as_dict()
             except RetryWontHelp as final:  # what landed is committed; later rounds would fail the same way
                 raise AirflowFailException(str(final)) from None
 
 
-class FinalizeRunOperator(FinalizeLineage, _NightshiftOperator):
+class FinalizeRunOperator(_NightshiftOperator):
     """Close the run (every request terminal), summarise it, and publish the destination Asset.
 
     Runs whatever happened upstream (``all_done``), so a failed or timed-out night still
@@ -263,8 +272,7 @@ class FinalizeRunOperator(FinalizeLineage, _NightshiftOperator):
                 run = self.ledger_run(conn, context)
             except LookupError:
                 raise AirflowSkipException("no ledger run: collect never started") from None
-            summary = finalize_run(conn, run, self._client_if_possible(), self.workload)
-        self.lineage_run, self.lineage_summary = run, summary
+            summary = finalize_run(conn, run, self._backend_if_possible(), self.workload)
         self.log.info("run summary: %s", summary.as_dict())
         if summary.succeeded == 0:
             raise AirflowSkipException(f"no {self.workload_name} result landed in this run: no Asset event")
@@ -274,12 +282,12 @@ class FinalizeRunOperator(FinalizeLineage, _NightshiftOperator):
         return summary.as_dict()
 
 
-    def _client_if_possible(self):
+    def _backend_if_possible(self):
         """Finalize closes the run even when the API connection cannot be built."""
         try:
-            return self.client()
+            return self.backend()
         except Exception as exc:
-            self.log.warning("no API client (%r): suspected late duplicates are looked at next time", exc)
+            self.log.warning("no batch backend (%r): suspected late duplicates are looked at next time", exc)
             return None
 
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from nightshift.ledger import reports as ledger_reports
 from nightshift.ledger.status import ItemStatus
-from nightshift.workloads.registry import all_workloads
+from nightshift.deployment import all_workloads
 
 
 @dataclass

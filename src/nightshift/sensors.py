@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from nightshift.batch.polling import CANCEL_GRACE_SECONDS, BatchSnapshot, all_ended, is_transient, progress_line
+from nightshift.batch.polling import CANCEL_GRACE_SECONDS, BatchSnapshot, WaitVerdict
 from nightshift.operators import NightshiftTask
 from nightshift.ui.links import AnthropicConsoleBatchLink, NightshiftRunLink
 
@@ -43,40 +43,39 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
             ids = [b.backend_batch_id for b in batches(conn, run, self.round, ("submitted", "ended", "landed"))]
         return run, ids
 
-    def _poll_interval(self, context) -> float:
-        return float(self.param(context, "poll_interval_seconds", self.workload.batch.poll_interval_seconds))
-
     def execute(self, context) -> Any:
         run, batch_ids = self._round_batches(context)
         if not batch_ids:
             raise AirflowSkipException(f"round {self.round} has no batch to wait for")
         if not self.deferrable:
-            self.poke_interval = self._poll_interval(context)
+            self.poke_interval = self.wait_policy(context).poll_interval
             return super().execute(context)
         self.defer(trigger=self.wait_trigger(context, batch_ids, run.deadline_at.timestamp()),
                    method_name="execute_complete")
 
     def poke(self, context) -> bool:
         run, batch_ids = self._round_batches(context)
-        client = self.client()
+        policy = self.wait_policy(context)
+        backend = self.backend()
         try:
-            snapshots = [BatchSnapshot.of(client.messages.batches.retrieve(b)) for b in batch_ids]
+            snapshots = [BatchSnapshot.of(backend.retrieve(b)) for b in batch_ids]
         except Exception as exc:
             self._consecutive_failures += 1
-            if not is_transient(exc) or self._consecutive_failures >= self.workload.batch.max_consecutive_poll_failures:
+            if policy.retry_delay(self._consecutive_failures, backend.is_transient(exc)) is None:
                 raise
             self.log.warning("poll failed (%d in a row): %r", self._consecutive_failures, exc)
             return False
         self._consecutive_failures = 0
-        self.log.info("%s", progress_line(snapshots))
+        self.log.info("%s", policy.progress_line(snapshots))
         self._record(snapshots)
-        if all_ended(snapshots):
+        verdict = policy.verdict(snapshots, now=time.time(), deadline=run.deadline_at.timestamp())
+        if verdict is WaitVerdict.ENDED:
             return True
-        if self._cancelled_at is None and time.time() >= run.deadline_at.timestamp():
-            self._cancel_at_deadline([s.id for s in snapshots if not s.ended], run)
+        if verdict is WaitVerdict.DEADLINE and self._cancelled_at is None:
+            self._cancel_at_deadline(policy.unfinished(snapshots), run)
             self._cancelled_at = time.time()
         elif self._cancelled_at is not None and time.time() - self._cancelled_at > CANCEL_GRACE_SECONDS:
-            self._cancelled_batches_did_not_end([s.id for s in snapshots if not s.ended])
+            self._cancelled_batches_did_not_end(policy.unfinished(snapshots))
         return False
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> dict:
@@ -108,7 +107,7 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
         snapshots = [BatchSnapshot(**b) for b in event.get("batches", [])]
         if snapshots:
             self._record(snapshots)
-            self.log.info("%s", progress_line(snapshots))
+            self.log.info("%s", self.wait_policy().progress_line(snapshots))
         return snapshots
 
     def _record(self, snapshots: list[BatchSnapshot]) -> None:
@@ -123,7 +122,7 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
         from nightshift.batch.deadline import cancel_at_deadline
 
         with self.db() as conn:
-            cancel_at_deadline(conn, self.client(), run, unfinished)
+            cancel_at_deadline(conn, self.backend(), run, unfinished)
 
     def _cancelled_batches_did_not_end(self, unfinished: list[str]) -> None:
         raise AirflowFailException(  # retrying cannot bring a deadline back

@@ -13,10 +13,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import anthropic
 import psycopg
 
 from nightshift import queue
+from nightshift.backends.base import BatchBackend
 from nightshift.destination import destination_row, upsert_statement
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.replies import InvalidOutput, as_dict, extract_output
@@ -47,24 +47,12 @@ class StreamingSummary:
         }
 
 
-def api_error_type(exc: anthropic.APIError) -> str:
-    """The API's own error type (``invalid_request_error`` …) for an SDK exception."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("type"):
-            return str(error["type"])
-    if isinstance(exc, anthropic.APIConnectionError):
-        return "connection_error"
-    return "api_error"
-
-
 TERMINAL_API_ERRORS = {"invalid_request_error", "not_found_error", "request_too_large"}
 
 
 def run_streaming(
     conn: psycopg.Connection,
-    client: anthropic.Anthropic,
+    backend: BatchBackend,
     workload: Workload,
     *,
     claimer: str,
@@ -83,10 +71,10 @@ def run_streaming(
         if not claimed:
             break
         rows = queue.fetch_source_rows(conn, workload, [key for _, key in claimed])
-        shape = shape or confirm_shape(client, workload).shape  # once a run, when there is work
+        shape = shape or confirm_shape(backend, workload).shape  # once a run, when there is work
         for request_id, source_key in claimed:
             summary.requests += 1
-            outcome = _process_one(conn, client, workload, upsert, request_id, source_key, rows.get(source_key),
+            outcome = _process_one(conn, backend, workload, upsert, request_id, source_key, rows.get(source_key),
                                    shape)
             if outcome == "succeeded":
                 summary.succeeded += 1
@@ -102,7 +90,7 @@ def run_streaming(
     return summary
 
 
-def _process_one(conn, client, workload, upsert, request_id, source_key, row, shape=None) -> str:
+def _process_one(conn, backend: BatchBackend, workload, upsert, request_id, source_key, row, shape=None) -> str:
     """Call the API for one request and record its outcome; returns the outcome's name."""
     where = f"request {request_id} ({workload.source.table} {workload.source.key}={source_key})"
     if row is None:
@@ -112,12 +100,15 @@ def _process_one(conn, client, workload, upsert, request_id, source_key, row, sh
     except InvalidInput as exc:
         return _fail(conn, request_id, exc.error_type, str(exc))
     try:
-        message = as_dict(client.messages.create(**params))
-    except anthropic.APIError as exc:
-        error_type = api_error_type(exc)
+        message = as_dict(backend.create_message(params))
+    except Exception as exc:
+        failure = backend.failure(exc)
+        if failure is None:
+            raise
+        error_type = failure.error_type
         if error_type in TERMINAL_API_ERRORS:
             return _fail(conn, request_id, "invalid_request", f"{where}: {error_type}: {exc}")
-        log.warning("%s: %s after the SDK's retries; handing it back to the queue", where, error_type)
+        log.warning("%s: %s after the client's retries; handing it back to the queue", where, error_type)
         queue.release(conn, [request_id], error=f"{error_type}: {exc}"[:1000])
         conn.commit()
         return "deferred"

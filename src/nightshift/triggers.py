@@ -16,19 +16,11 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.providers.anthropic.hooks.anthropic import AnthropicHook
 from airflow.sdk import BaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from nightshift.batch.polling import (
-    BatchSnapshot,
-    all_ended,
-    budgeted_interval,
-    is_transient,
-    next_interval,
-    progress_line,
-    stagger,
-)
+from nightshift.backends.registry import DEFAULT_BACKEND
+from nightshift.batch.polling import BatchSnapshot, WaitPolicy, WaitVerdict
 
 
 def seconds_until(deadline: float) -> float:
@@ -44,18 +36,23 @@ class BatchesEndedTrigger(BaseTrigger):
     """Poll every batch of a run until all have ended, the deadline passes, or polling keeps failing.
 
     :param deadline: wall-clock epoch seconds (see :func:`seconds_until`).
+    :param backend: the workload's batch backend (absent from triggers serialised before it existed).
     """
 
     def __init__(self, *, conn_id: str, batch_ids: list[str], deadline: float, poll_interval: float,
-                 max_poll_interval: float, max_consecutive_failures: int, db_conn_id: str | None = None) -> None:
+                 max_poll_interval: float, max_consecutive_failures: int, db_conn_id: str | None = None,
+                 backend: str = DEFAULT_BACKEND) -> None:
         super().__init__()
         self.db_conn_id = db_conn_id
         self.conn_id = conn_id
+        self.backend = backend
         self.batch_ids = list(batch_ids)
         self.deadline = deadline
-        self.poll_interval = poll_interval
-        self.max_poll_interval = max_poll_interval
-        self.max_consecutive_failures = max_consecutive_failures
+        self.policy = WaitPolicy(poll_interval, max_poll_interval, max_consecutive_failures)
+
+    @property
+    def poll_interval(self) -> float:
+        return self.policy.poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -64,90 +61,74 @@ class BatchesEndedTrigger(BaseTrigger):
                 "conn_id": self.conn_id,
                 "batch_ids": self.batch_ids,
                 "deadline": self.deadline,
-                "poll_interval": self.poll_interval,
-                "max_poll_interval": self.max_poll_interval,
-                "max_consecutive_failures": self.max_consecutive_failures,
+                "poll_interval": self.policy.poll_interval,
+                "max_poll_interval": self.policy.max_poll_interval,
+                "max_consecutive_failures": self.policy.max_consecutive_failures,
                 "db_conn_id": self.db_conn_id,
+                "backend": self.backend,
             },
         )
 
-    async def _client(self):
-        """The provider's async client, its batch-endpoint calls held to the account-wide budget."""
-        return self._budgeted(await AnthropicHook(conn_id=self.conn_id).get_async_conn())
+    def _call_budget(self):
+        """The account-wide budget the backend's batch-endpoint calls are held to (None: off)."""
+        from nightshift.batch.budget import AsyncLedgerCallBudget, BatchApiBudget
+        from nightshift.config import settings
 
-    def _budgeted(self, client):
-        from nightshift.batch.budget import BatchApiBudget, limit_async_client
+        cfg = settings()
+        budget = BatchApiBudget.of(cfg.batch_api_rpm, cfg.batch_api_window_seconds) if self.db_conn_id else None
+        return AsyncLedgerCallBudget(budget, lambda: _budget_ledger(self, self.db_conn_id)) if budget else None
 
-        budget = BatchApiBudget.configured() if self.db_conn_id else None
-        return limit_async_client(client, budget, lambda: _budget_ledger(self, self.db_conn_id))
+    async def _backend(self, pool_connections: int | None = None):
+        from nightshift.hooks import async_batch_backend
+
+        return await async_batch_backend(self.backend, self.conn_id, call_budget=self._call_budget(),
+                                         pool_connections=pool_connections)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         failures = 0
         last_seen: dict[str, BatchSnapshot] = {}
-        async with _shared_client(self) as client:
-            await asyncio.sleep(min(stagger(self.batch_ids, await self._interval()), seconds_until(self.deadline)))
+        async with _shared_backend(self) as backend:
+            await asyncio.sleep(min(self.policy.stagger(self.batch_ids, await self._interval()),
+                                    seconds_until(self.deadline)))
             while True:
                 try:
-                    snapshots = await self.poll_once(client)
+                    snapshots = await self.poll_once(backend)
                 except Exception as exc:
                     failures += 1
-                    if not is_transient(exc) or failures >= self.max_consecutive_failures:
+                    delay = self.policy.retry_delay(failures, backend.is_transient(exc))
+                    if delay is None:
                         yield TriggerEvent({"status": "error", "batch_ids": self.batch_ids,
                                             "message": f"polling failed ({failures} in a row): {exc!r}"})
                         return
-                    delay = next_interval(self.poll_interval, failures, self.max_poll_interval)
                     self.log.warning("poll failed (%d in a row, retrying in %.1fs): %r", failures, delay, exc)
                     await asyncio.sleep(delay)
                     continue
                 failures = 0
-                self.log.info("%s", progress_line(snapshots))
+                self.log.info("%s", self.policy.progress_line(snapshots))
                 changed = [s for s in snapshots if last_seen.get(s.id) != s]
                 if changed and await self.record_states(changed):
                     last_seen.update((s.id, s) for s in changed)
                 batches = [s.as_dict() for s in snapshots]
-                if all_ended(snapshots):
+                verdict = self.policy.verdict(snapshots, now=time.time(), deadline=self.deadline)
+                if verdict is WaitVerdict.ENDED:
                     yield TriggerEvent({"status": "ended", "batches": batches})
                     return
-                if seconds_until(self.deadline) <= 0:
-                    unfinished = [s.id for s in snapshots if not s.ended]
-                    yield TriggerEvent({"status": "deadline", "batches": batches, "unfinished": unfinished})
+                if verdict is WaitVerdict.DEADLINE:
+                    yield TriggerEvent({"status": "deadline", "batches": batches,
+                                        "unfinished": self.policy.unfinished(snapshots)})
                     return
                 # the budget counts calls, not polls: a poll that took three calls waits three intervals
                 paced = await self._interval() * max(1, self.calls_last_poll)
                 await asyncio.sleep(min(paced, seconds_until(self.deadline)))
 
-    async def poll_once(self, client) -> list[BatchSnapshot]:
-        """As few calls as it takes: retrieve a single batch; list a run's several batches at once
-        (newest first), paging on (``after_id``) while a page still misses more of them than one
-        more call could, then retrieve what is left. ``calls_last_poll`` says what it cost: the
-        workspace's other batches (another team's) can crowd a page, and the wait paces itself by
-        the calls it really made.
-
-        A single batch is never listed: a page covering every active batch of the account costs
-        the API and the triggerer O(active batches) per poll, so N single-batch waits polling
-        that way cost O(N²) per cycle (measured with 1,000 waits: 5.5 s of CPU per cycle, and
-        the API fell behind until most waits never saw their batch end).
-        """
-        wanted = set(self.batch_ids)
-        found: dict[str, BatchSnapshot] = {}
-        calls = 0
-        if len(wanted) > 1:
-            limit = min(1000, max(20, self._active_batches + 10))
-            after_id = None
-            while True:
-                page = await client.messages.batches.list(limit=limit, **({"after_id": after_id} if after_id else {}))
-                calls += 1
-                found.update((b.id, BatchSnapshot.of(b)) for b in page.data if b.id in wanted)
-                missing = len(wanted) - len(found)
-                # another page is worth it only while it could save more than one retrieve
-                if missing <= 1 or not page.has_more or not page.data or calls + 1 >= missing:
-                    break
-                after_id = page.data[-1].id
-        for batch_id in sorted(wanted - found.keys()):
-            found[batch_id] = BatchSnapshot.of(await client.messages.batches.retrieve(batch_id))
-            calls += 1
-        self.calls_last_poll = calls
-        return [found[b] for b in self.batch_ids]
+    async def poll_once(self, backend) -> list[BatchSnapshot]:
+        """The run's batches in as few calls as the backend can (``batch_states``, sized by the
+        deployment's count of active batches). ``calls_last_poll`` says what it cost: the
+        workspace's other batches (another team's) can crowd a list page, and the wait paces
+        itself by the calls it really made."""
+        poll = await backend.batch_states(self.batch_ids, active_batches=self._active_batches)
+        self.calls_last_poll = poll.calls
+        return [BatchSnapshot.of(state) for state in poll.states]
 
     calls_last_poll = 1
 
@@ -162,8 +143,7 @@ class BatchesEndedTrigger(BaseTrigger):
         if counts:
             self._active_waits, self._active_batches = counts
         cfg = settings()
-        return budgeted_interval(self.poll_interval, self._active_waits, cfg.poll_budget_rpm,
-                                 cfg.batch_api_window_seconds)
+        return self.policy.interval(self._active_waits, cfg.poll_budget_rpm, cfg.batch_api_window_seconds)
 
     async def _ledger_counts(self) -> tuple[int, int] | None:
         """How many runs and batches are waiting, across the deployment (the poll budget's divisor).
@@ -209,18 +189,22 @@ class BatchesEndedTrigger(BaseTrigger):
         The cancel is recorded on each batch (``killed``): what it had processed is landed when
         the task is retried, and what the cancel stopped goes to the next round.
         """
-        client = await self._client()
+        from nightshift.backends.base import ProcessingStatus
+
+        backend = await self._backend()
         cancelled = []
-        async with client:
+        try:
             for batch_id in self.batch_ids:
                 try:
-                    batch = await client.messages.batches.retrieve(batch_id)
-                    if batch.processing_status == "in_progress":
-                        await client.messages.batches.cancel(batch_id)
+                    batch = await backend.retrieve(batch_id)
+                    if batch.processing_status is ProcessingStatus.IN_PROGRESS:
+                        await backend.cancel(batch_id)
                         cancelled.append(batch_id)
                         self.log.info("on_kill: cancelled batch %s", batch_id)
                 except Exception as exc:
                     self.log.warning("on_kill: could not cancel batch %s: %r", batch_id, exc)
+        finally:
+            await backend.aclose()
         if cancelled and self.db_conn_id:
             from nightshift.batch.deadline import MARK_CANCELLED, CancelReason
 
@@ -246,16 +230,17 @@ class AdmissionTrigger(BaseTrigger):
 
     def __init__(self, *, db_conn_id: str, needed: int, cap: int, poll_interval: float,
                  conn_id: str | None = None, own_batch_ids: list[str] | None = None,
-                 deadline: float = math.inf) -> None:
+                 deadline: float = math.inf, backend: str = DEFAULT_BACKEND) -> None:
         super().__init__()
         self.db_conn_id, self.needed, self.cap, self.poll_interval = db_conn_id, needed, cap, poll_interval
         self.conn_id, self.own_batch_ids, self.deadline = conn_id, list(own_batch_ids or []), deadline
+        self.backend = backend
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("nightshift.triggers.AdmissionTrigger",
                 {"db_conn_id": self.db_conn_id, "needed": self.needed, "cap": self.cap,
                  "poll_interval": self.poll_interval, "conn_id": self.conn_id,
-                 "own_batch_ids": self.own_batch_ids, "deadline": self.deadline})
+                 "own_batch_ids": self.own_batch_ids, "deadline": self.deadline, "backend": self.backend})
 
     async def queued(self) -> int:
         """Requests queued across all runs, as the ledger knows them."""
@@ -286,9 +271,9 @@ class AdmissionTrigger(BaseTrigger):
         """Poll the run's own batches as their wait would, record their states; True if one ended."""
         watcher = BatchesEndedTrigger(conn_id=self.conn_id, batch_ids=self.own_batch_ids, deadline=math.inf,
                                       poll_interval=self.poll_interval, max_poll_interval=self.poll_interval,
-                                      max_consecutive_failures=1, db_conn_id=self.db_conn_id)
-        async with _shared_client(watcher) as client:
-            snapshots = await watcher.poll_once(client)
+                                      max_consecutive_failures=1, db_conn_id=self.db_conn_id, backend=self.backend)
+        async with _shared_backend(watcher) as backend:
+            snapshots = await watcher.poll_once(backend)
         ended = {s.id for s in snapshots if s.ended}
         if not ended or not await watcher.record_states(snapshots):
             return False
@@ -296,36 +281,38 @@ class AdmissionTrigger(BaseTrigger):
         return True
 
 
-#: A shared client is handed to new waits for this long; after that they get a fresh one (so a
+#: A shared backend is handed to new waits for this long; after that they get a fresh one (so a
 #: rotated key or a moved gateway is picked up), and the old one closes with its last wait.
 CLIENT_MAX_AGE_SECONDS = 600.0
-_clients_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_backends_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @contextlib.asynccontextmanager
-async def _shared_client(trigger: BatchesEndedTrigger):
-    """One SDK client per connection id for all the waits of a triggerer (per event loop).
+async def _shared_backend(trigger: BatchesEndedTrigger):
+    """One backend (and SDK client) per backend and connection id for all the waits of a triggerer
+    (per event loop).
 
     Each client holds an HTTP connection pool and an SSL context: built per wait, 1,000 waits
     cost 41 s of CPU to start and about 1 GB of memory, and every poll opened a new connection.
     Shared, the waits reuse a few pooled connections.
     """
     loop = asyncio.get_running_loop()
-    shared = _clients_by_loop.setdefault(loop, {})
-    entry = shared.get(trigger.conn_id)
+    shared = _backends_by_loop.setdefault(loop, {})
+    key = (trigger.backend, trigger.conn_id)
+    entry = shared.get(key)
     if entry is None or time.monotonic() - entry["created"] > CLIENT_MAX_AGE_SECONDS:
-        entry = shared[trigger.conn_id] = {"client": asyncio.ensure_future(_pooled_client(trigger)), "users": 0,
-                                           "created": time.monotonic()}
+        entry = shared[key] = {"backend": asyncio.ensure_future(trigger._backend(POOL_CONNECTIONS)), "users": 0,
+                               "created": time.monotonic()}
     entry["users"] += 1
     try:
-        client = await asyncio.shield(entry["client"])
+        backend = await asyncio.shield(entry["backend"])
     except BaseException:
-        await _release_client(shared, trigger.conn_id, entry)
+        await _release_backend(shared, key, entry)
         raise
     try:
-        yield client
+        yield backend
     finally:
-        await _release_client(shared, trigger.conn_id, entry)
+        await _release_backend(shared, key, entry)
 
 
 #: Connections one shared client keeps. Polls are spread over the interval, so few are in
@@ -334,31 +321,15 @@ async def _shared_client(trigger: BatchesEndedTrigger):
 POOL_CONNECTIONS = 16
 
 
-async def _pooled_client(trigger: BatchesEndedTrigger):
-    """The connection's client, as the hook builds it, over a smaller HTTP connection pool."""
-    import anthropic
-
-    client = await AnthropicHook(conn_id=trigger.conn_id).get_async_conn()
-    limits = type(anthropic.DEFAULT_CONNECTION_LIMITS)(max_connections=POOL_CONNECTIONS,
-                                                       max_keepalive_connections=POOL_CONNECTIONS)
-    try:
-        pooled = client.copy(http_client=anthropic.DefaultAsyncHttpxClient(limits=limits))
-    except Exception as exc:  # a client type that cannot be copied keeps its own pool
-        trigger.log.debug("keeping the client's own connection pool: %r", exc)
-        return trigger._budgeted(client)
-    await client.close()
-    return trigger._budgeted(pooled)
-
-
-async def _release_client(shared: dict, conn_id: str, entry: dict) -> None:
+async def _release_backend(shared: dict, key: tuple[str, str], entry: dict) -> None:
     entry["users"] -= 1
     if entry["users"]:
         return
-    if shared.get(conn_id) is entry:
-        del shared[conn_id]
-    future = entry["client"]
+    if shared.get(key) is entry:
+        del shared[key]
+    future = entry["backend"]
     if future.done() and not future.cancelled() and future.exception() is None:
-        await future.result().close()
+        await future.result().aclose()
 
 
 _ledger_counts_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

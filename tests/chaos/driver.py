@@ -1,8 +1,8 @@
 """A night driven step by step the way the DAG runs it, with Airflow's task retries.
 
-Each step is a task: it gets a fresh database connection and the provider's client built from
-the ``anthropic_default`` connection, and is tried up to ``TASK_TRIES`` times (the DAGs have
-``retries=2``), so a fault that outlasts the SDK's own retries fails one attempt, not the
+Each step is a task: it gets a fresh database connection and the workload's backend over the
+provider's client built from the ``anthropic_default`` connection, and is tried up to
+``TASK_TRIES`` times (the DAGs have ``retries=2``), so a fault that outlasts the SDK's own retries fails one attempt, not the
 night. The wait is the real trigger in an event loop. Steps can also run in a child process
 (:mod:`tests.chaos.child`) so a test can kill them outright.
 """
@@ -30,7 +30,7 @@ from nightshift.batch.ownership import AwaitingProof
 from nightshift.batch.submit import Caps, submit_round
 from nightshift.paths import PROJECT_ROOT
 from nightshift.triggers import BatchesEndedTrigger
-from nightshift.workloads import get_workload
+from nightshift.deployment import get_workload
 
 TICKETS = get_workload("ticket_classification")
 TASK_TRIES = 3
@@ -38,21 +38,22 @@ PROOF_WAITS = 4
 DAG_ID = "chaos_ticket_classification"
 
 
-def provider_client():
-    from airflow.providers.anthropic.hooks.anthropic import AnthropicHook
+def provider_backend():
+    """The workload's backend as the operators build it, over the provider's client for ``anthropic_default``."""
+    from nightshift.hooks import batch_backend
 
-    return AnthropicHook(conn_id="anthropic_default").get_conn()
+    return batch_backend(TICKETS.backend, "anthropic_default")
 
 
 @contextlib.asynccontextmanager
-async def provider_async_client():
-    from airflow.providers.anthropic.hooks.anthropic import AnthropicHook
+async def provider_async_backend():
+    from nightshift.hooks import async_batch_backend
 
-    client = await AnthropicHook(conn_id="anthropic_default").get_async_conn()
+    backend = await async_batch_backend(TICKETS.backend, "anthropic_default")
     try:
-        yield client
+        yield backend
     finally:
-        await client.close()
+        await backend.aclose()
 
 
 def wait_trigger(batch_ids: list[str], **overrides: Any) -> BatchesEndedTrigger:
@@ -106,7 +107,7 @@ class ChaosNight:
         def body(conn):
             for _ in range(PROOF_WAITS):
                 try:
-                    return submit_round(conn, provider_client(), TICKETS, self.run(conn), round_, self.caps).batch_ids
+                    return submit_round(conn, provider_backend(), TICKETS, self.run(conn), round_, self.caps).batch_ids
                 except AwaitingProof as waiting:
                     self.awaited_proof.append(waiting.batch_ids)
                     asyncio.run(first_event(wait_trigger(waiting.batch_ids, deadline=time.time() + 5)))
@@ -146,10 +147,10 @@ class ChaosNight:
                 step = lambda method=method, event=event: method(context, event=event)  # noqa: E731
 
     def land(self, round_: int = 0):
-        return self.task("land", lambda conn: land_round(conn, provider_client(), TICKETS, self.run(conn), round_))
+        return self.task("land", lambda conn: land_round(conn, provider_backend(), TICKETS, self.run(conn), round_))
 
     def finalize(self) -> RunSummary:
-        return self.task("finalize", lambda conn: finalize_run(conn, self.run(conn), provider_client(), TICKETS))
+        return self.task("finalize", lambda conn: finalize_run(conn, self.run(conn), provider_backend(), TICKETS))
 
     def retries_pending(self, conn: psycopg.Connection, run: Run) -> bool:
         return conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s AND status = 'retry'",

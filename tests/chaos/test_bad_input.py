@@ -22,11 +22,12 @@ from psycopg import sql
 from nightshift import paths
 from nightshift.batch.submit import Caps
 from nightshift.streaming import run_streaming
-from nightshift.workloads import WorkloadDefinitionError, get_workload, load_workloads
+from nightshift.deployment import get_workload, load_workloads
+from nightshift.workloads import WorkloadDefinitionError
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.requests import build_params
 from tests.batch_night import run_night
-from tests.helpers import sdk_client
+from tests.helpers import emulator_backend
 
 pytestmark = pytest.mark.chaos
 
@@ -123,7 +124,7 @@ def test_bad_request_rows_fail_alone_naming_the_row_and_the_night_goes_on(app_db
     overflows = queue_request(app_db, TICKETS.name, "99999999999999999999999")
     missing = queue_request(app_db, TICKETS.name, "404404")
 
-    night = run_night(app_db, sdk_client(emulator), TICKETS)
+    night = run_night(app_db, emulator_backend(emulator), TICKETS)
 
     expected = {requests[t]: OK for t in (1, 2, 3, 4, 5, 6, 10, 11)} | {twice: OK}
     expected |= {
@@ -193,7 +194,7 @@ def test_json_attributes_with_control_characters_surrogates_or_huge_fail_alone(a
                        (doc_id, f"Document {doc_id}", "A billing question about an invoice.", value))
         requests[doc_id] = queue_request(app_db, workload.name, str(doc_id))
 
-    night = run_night(app_db, sdk_client(emulator), workload, caps=Caps(max_bytes=8_000_000))
+    night = run_night(app_db, emulator_backend(emulator), workload, caps=Caps(max_bytes=8_000_000))
 
     assert_night(app_db, night.run.run_pk, workload, {
         requests[1]: OK, requests[2]: OK, requests[4]: OK, requests[5]: OK,
@@ -246,7 +247,7 @@ def test_bad_replies_fail_alone_and_never_write_an_unapproved_label(app_db, emul
     for ticket, (fault, _) in REPLY_FAULTS.items():
         emulator.add_fault(**fault, custom_id=rf"r\d+-q{requests[ticket]}")
 
-    night = run_night(app_db, sdk_client(emulator), TICKETS)
+    night = run_night(app_db, emulator_backend(emulator), TICKETS)
 
     expected = {requests[t]: REPLY_FAULTS[t][1] if t in REPLY_FAULTS else OK for t in bodies}
     assert_night(app_db, night.run.run_pk, TICKETS, expected)
@@ -270,7 +271,7 @@ def test_the_streaming_path_refuses_the_same_bad_replies(app_db, emulator):
         row = {"ticket_id": ticket, "subject": f"Ticket {ticket}", "body": GOOD_BODIES[ticket], "customer_tier": "standard"}
         emulator.add_fault(kind="perturb", mode=mode, params_hash=emulator.params_hash(build_params(TICKETS, row)))
 
-    summary = run_streaming(app_db, sdk_client(emulator), TICKETS, claimer="stream")
+    summary = run_streaming(app_db, emulator_backend(emulator), TICKETS, claimer="stream")
 
     assert summary.succeeded == 1 and dict(summary.failed) == {"invalid_output": 3, "invalid_input": 1}
     errors = dict(app_db.execute("SELECT request_id, error FROM app.llm_requests WHERE status = 'failed'").fetchall())
@@ -342,13 +343,14 @@ def test_a_broken_definition_fails_its_own_dag_and_the_other_nights_run(
         airflow_db, app_db, anthropic_conn, workload_dir, monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
 
-    from nightshift.workloads import registry
+    from nightshift import deployment
+    from nightshift.workloads.registry import load_deployment
     from tests.helpers import seed
 
     edit(workload_dir / "product_enrichment.yaml", lambda d: (d.update(name="chaos_broken"),
                                                                d["destination"].update(key="product id")))
     monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__WORKLOADS_FOLDER", str(workload_dir))
-    registry._deployment.cache_clear()
+    load_deployment.cache_clear()
     try:
         bag = DagBag(dag_folder=str(paths.PROJECT_ROOT / "dags" / "nightshift_batch.py"))
         assert not bag.import_errors
@@ -356,7 +358,7 @@ def test_a_broken_definition_fails_its_own_dag_and_the_other_nights_run(
         assert [t.task_id for t in broken.tasks] == ["definition_error"]
         assert "field destination.key" in broken.description
         with pytest.raises(WorkloadDefinitionError, match="field destination.key"):
-            registry.get_workload("chaos_broken")
+            deployment.get_workload("chaos_broken")
 
         assert str(broken.test().state) == "failed"
 
@@ -365,4 +367,4 @@ def test_a_broken_definition_fails_its_own_dag_and_the_other_nights_run(
         assert str(good.state) == "success"
         assert app_db.execute("SELECT count(*) FROM app.ticket_classifications").fetchone()[0] == 6
     finally:
-        registry._deployment.cache_clear()
+        load_deployment.cache_clear()

@@ -120,7 +120,7 @@ def test_an_older_request_landing_last_never_overwrites_a_newer_one(app_db, app_
 async def test_a_poll_crowded_by_another_teams_batches_pages_and_counts_its_calls(app_db, app_dsn, anthropic_conn):
     """Foreign batches of the workspace, newer than the run's, fill the first page of list: the
     wait pages on to its own instead of retrieving them one by one, and paces itself by the calls."""
-    from tests.chaos.driver import provider_async_client, wait_trigger
+    from tests.chaos.driver import provider_async_backend, wait_trigger
 
     emulator = anthropic_conn
     emulator.configure(rate=0.001)  # the run's batches stay in progress
@@ -132,8 +132,8 @@ async def test_a_poll_crowded_by_another_teams_batches_pages_and_counts_its_call
     trigger = wait_trigger(batch_ids)
     trigger._active_batches = len(batch_ids)  # what the ledger counts: the page holds 20
     before = {e: emulator.endpoint_calls(e) for e in ("list", "retrieve")}
-    async with provider_async_client() as client:
-        snapshots = await trigger.poll_once(client)
+    async with provider_async_backend() as backend:
+        snapshots = await trigger.poll_once(backend)
     assert sorted(s.id for s in snapshots) == sorted(batch_ids)
     made = {e: emulator.endpoint_calls(e) - before[e] for e in ("list", "retrieve")}
     assert made == {"list": 2, "retrieve": 0}  # 20 foreign on page 1, the run's 4 on page 2

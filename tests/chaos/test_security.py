@@ -292,9 +292,9 @@ def test_the_failures_csv_never_starts_a_cell_with_a_formula(app_db, app_dsn, em
     """Source keys and error messages come from outside: a cell that starts like a formula is
     prefixed with ``'`` so a spreadsheet shows it as text."""
     from nightshift.ledger import dashboard as queries
-    from nightshift.workloads import get_workload
+    from nightshift.deployment import get_workload
     from tests.batch_night import run_night
-    from tests.helpers import sdk_client
+    from tests.helpers import emulator_backend
 
     seed(app_db, tickets=3)
     for key in FORMULAS:
@@ -303,7 +303,7 @@ def test_the_failures_csv_never_starts_a_cell_with_a_formula(app_db, app_dsn, em
     app_db.commit()
     emulator.add_fault(kind="item_error", error_type="invalid_request_error", custom_id=r".*-q1",
                        message="=cmd|' /C calc'!A0")
-    run_night(app_db, sdk_client(emulator), get_workload("ticket_classification"))
+    run_night(app_db, emulator_backend(emulator), get_workload("ticket_classification"))
 
     text = b"".join(queries.failures_csv(app_db, queries.FailureFilter())).decode()
     rows = list(csv.DictReader(io.StringIO(text)))

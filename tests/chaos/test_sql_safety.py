@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from nightshift import paths
-from nightshift.workloads import WorkloadDefinitionError, load_workloads
+from nightshift.deployment import load_workloads
+from nightshift.workloads import WorkloadDefinitionError
 from tests.chaos.sql_lint import lint_paths, lint_source
 
 pytestmark = pytest.mark.chaos
@@ -118,7 +119,7 @@ def test_an_unsafe_identifier_in_a_definition_is_refused_naming_the_field(tmp_pa
 def test_identifiers_reach_postgres_quoted(app_db):
     """Even a valid identifier goes through ``sql.Identifier``: a reserved word as a column still works."""
     from nightshift.destination import upsert_statement
-    from nightshift.workloads import get_workload
+    from nightshift.deployment import get_workload
 
     workload = get_workload("ticket_classification")
     text = upsert_statement(workload).as_string(app_db)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from nightshift.workloads import get_workload
+from nightshift.deployment import get_workload
 from tests.chaos.driver import ChaosNight
 from tests.chaos.invariants import assert_nothing_lost_or_doubled, outcomes
 from tests.helpers import sdk_client, seed

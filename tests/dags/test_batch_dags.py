@@ -7,7 +7,7 @@ import pytest
 
 from nightshift.dag_ids import batch_dag_id, streaming_dag_id
 from nightshift.paths import PROJECT_ROOT
-from nightshift.workloads import get_workload
+from nightshift.deployment import get_workload
 from tests.helpers import assert_every_request_terminal, queue_states, seed
 
 pytestmark = pytest.mark.airflow

@@ -55,7 +55,7 @@ def test_dag_files_parse_fast_without_db_or_network():
 
 def test_downstream_dag_consumes_exactly_the_assets_both_paths_produce():
     from nightshift.assets import destination_asset
-    from nightshift.workloads import load_workloads
+    from nightshift.deployment import load_workloads
     import runpy
 
     namespace = runpy.run_path(str(PROJECT_ROOT / "dags" / "nightly_insights.py"))

@@ -9,7 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from nightshift.batch.ledger import ensure_run
 from nightshift.operators import NightVerdictOperator
-from nightshift.workloads import get_workload
+from nightshift.deployment import get_workload
 
 SENT: list[str] = []
 

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from nightshift_dev import demo_data
-from nightshift.workloads import get_workload
+from nightshift.deployment import get_workload
 from tests.batch_night import run_night
-from tests.helpers import sdk_client
+from tests.helpers import emulator_backend
 
 TICKETS = get_workload("ticket_classification")
 DAY = timedelta(days=1)
@@ -26,7 +26,7 @@ def three_days(app_db):
 
 
 def interval_night(app_db, emulator, interval, name, workload=TICKETS, reprocess=False):
-    return run_night(app_db, sdk_client(emulator), workload, mode="interval", data_interval=interval,
+    return run_night(app_db, emulator_backend(emulator), workload, mode="interval", data_interval=interval,
                      airflow_run_id=name, reprocess=reprocess)
 
 

@@ -21,15 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from nightshift.batch.budget import BatchApiBudget, limit_client
+from nightshift.batch.budget import BatchApiBudget, LedgerCallBudget
 from nightshift.batch.collect import collect
 from nightshift.batch.land import land_round
 from nightshift.batch.ledger import Run, ensure_run
 from nightshift.batch.ownership import AwaitingProof
 from nightshift.batch.submit import Caps, NotAdmitted, submit_round
 from nightshift.triggers import LEDGER_CONNECTIONS_PER_LOOP, AdmissionTrigger, BatchesEndedTrigger
-from nightshift.workloads import get_workload
-from tests.helpers import sdk_client, seed
+from nightshift.deployment import get_workload
+from tests.helpers import emulator_backend, seed
 
 TICKETS = get_workload("ticket_classification")
 RUNS, IN_FLIGHT, PER_RUN = 330, 300, 8
@@ -54,17 +54,17 @@ class Airflowish:
         self.created = 0
         self.admission_waits: set[int] = set()
 
-    def client(self):
-        return limit_client(sdk_client(self.emulator), self.budget, self.dsn)
+    def backend(self):
+        return emulator_backend(self.emulator, call_budget=LedgerCallBudget(self.budget, self.dsn))
 
     async def in_worker(self, step, run: Run):
         def task():
             with psycopg.connect(self.dsn) as conn:
-                return step(conn, self.client(), TICKETS, run, 0)
+                return step(conn, self.backend(), TICKETS, run, 0)
         return await asyncio.get_running_loop().run_in_executor(self.workers, task)
 
-    def submit(self, conn, client, workload, run, round_):
-        submitted = submit_round(conn, client, workload, run, round_, Caps(max_queued=QUEUE_CAP))
+    def submit(self, conn, backend, workload, run, round_):
+        submitted = submit_round(conn, backend, workload, run, round_, Caps(max_queued=QUEUE_CAP))
         self.created += len(submitted.batch_ids)
         return submitted
 

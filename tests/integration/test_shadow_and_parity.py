@@ -13,36 +13,36 @@ from nightshift.migration import parity
 from nightshift.migration.modes import get_mode, set_mode
 from nightshift.migration.switch import SwitchRefused, switch
 from nightshift.streaming import run_streaming
-from nightshift.workloads import get_workload
+from nightshift.deployment import get_workload
 from tests.batch_night import wait_until_ended
-from tests.helpers import destination_rows, queue_states, sdk_client, seed
+from tests.helpers import destination_rows, queue_states, emulator_backend, seed
 
 TICKETS = get_workload("ticket_classification")
 PRODUCTS = get_workload("product_enrichment")
 
 
-def shadow_night(conn, client, workload):
+def shadow_night(conn, backend, workload):
     run = ensure_run(conn, workload, dag_id="shadow", airflow_run_id=f"shadow-{workload.name}", mode="shadow")
     conn.execute("UPDATE nightshift.runs SET data_interval_start = now() - interval '2 days', "
                  "data_interval_end = now() + interval '1 minute' WHERE run_pk = %s", (run.run_pk,))
     conn.commit()
     collect(conn, workload, run)
-    submitted = submit_round(conn, client, workload, run, 0, Caps())
-    wait_until_ended(client, submitted.batch_ids)
-    land_round(conn, client, workload, run, 0)
+    submitted = submit_round(conn, backend, workload, run, 0, Caps())
+    wait_until_ended(backend, submitted.batch_ids)
+    land_round(conn, backend, workload, run, 0)
     return finalize_run(conn, run)
 
 
 @pytest.mark.parametrize("workload", [TICKETS, PRODUCTS], ids=lambda w: w.name)
 def test_shadow_mode_fills_the_shadow_table_and_leaves_the_destination_alone(app_db, emulator, workload):
     seed(app_db, tickets=15, products=15)
-    client = sdk_client(emulator)
+    backend = emulator_backend(emulator)
     set_mode(app_db, workload, "shadow")
-    run_streaming(app_db, client, workload, claimer="stream")
+    run_streaming(app_db, backend, workload, claimer="stream")
     destination_before = destination_rows(app_db, workload.destination.table, workload.destination.key)
     queue_before = queue_states(app_db, workload.name)
 
-    summary = shadow_night(app_db, client, workload)
+    summary = shadow_night(app_db, backend, workload)
 
     assert summary.succeeded == 15
     assert destination_rows(app_db, workload.destination.table, workload.destination.key) == destination_before
@@ -53,10 +53,10 @@ def test_shadow_mode_fills_the_shadow_table_and_leaves_the_destination_alone(app
 
 def test_parity_is_complete_on_deterministic_replies_and_costs_both_paths(app_db, emulator):
     seed(app_db, tickets=20)
-    client = sdk_client(emulator)
+    backend = emulator_backend(emulator)
     set_mode(app_db, TICKETS, "shadow")
-    run_streaming(app_db, client, TICKETS, claimer="stream")
-    shadow_night(app_db, client, TICKETS)
+    run_streaming(app_db, backend, TICKETS, claimer="stream")
+    shadow_night(app_db, backend, TICKETS)
     report = parity.compare(app_db, TICKETS)
     assert (report.rows_compared, report.rows_agreeing, report.agreement) == (20, 20, 1.0)
     assert report.field_agreement == {"label": 1.0, "rationale": 1.0}
@@ -66,11 +66,11 @@ def test_parity_is_complete_on_deterministic_replies_and_costs_both_paths(app_db
 
 def test_parity_catches_a_perturbed_reply(app_db, emulator):
     seed(app_db, products=12)
-    client = sdk_client(emulator)
+    backend = emulator_backend(emulator)
     set_mode(app_db, PRODUCTS, "shadow")
-    run_streaming(app_db, client, PRODUCTS, claimer="stream")
+    run_streaming(app_db, backend, PRODUCTS, claimer="stream")
     emulator.add_fault(kind="perturb", custom_id=r".*-q(3|7)")
-    shadow_night(app_db, client, PRODUCTS)
+    shadow_night(app_db, backend, PRODUCTS)
     report = parity.compare(app_db, PRODUCTS)
     assert report.rows_compared == 12 and report.rows_agreeing == 10
     assert {d.key for d in report.differences} == {"3", "7"}
@@ -78,11 +78,11 @@ def test_parity_catches_a_perturbed_reply(app_db, emulator):
 
 def test_the_switch_refuses_below_the_threshold_with_the_numbers(app_db, emulator):
     seed(app_db, products=10)
-    client = sdk_client(emulator)
+    backend = emulator_backend(emulator)
     set_mode(app_db, PRODUCTS, "shadow")
-    run_streaming(app_db, client, PRODUCTS, claimer="stream")
+    run_streaming(app_db, backend, PRODUCTS, claimer="stream")
     emulator.add_fault(kind="perturb", custom_id=r".*-q2")
-    shadow_night(app_db, client, PRODUCTS)
+    shadow_night(app_db, backend, PRODUCTS)
     with pytest.raises(SwitchRefused, match=r"agreement 90\.00% \(9 of 10 rows\) is below the required 98\.00%"):
         switch(app_db, PRODUCTS, "batch")
     assert get_mode(app_db, PRODUCTS) == "shadow"

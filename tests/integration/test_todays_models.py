@@ -14,10 +14,10 @@ import pytest
 from nightshift.batch.preflight import PreflightRefused
 from nightshift.costs import Usage, price_table
 from nightshift.model_table import model_table
-from nightshift.workloads import get_workload
+from nightshift.deployment import get_workload
 from nightshift.workloads.shape import Delivery
 from tests.batch_night import run_night
-from tests.helpers import sdk_client, seed
+from tests.helpers import emulator_backend, seed
 
 TICKETS = get_workload("ticket_classification")  # claude-haiku-5-5, effort low
 PRODUCTS = get_workload("product_enrichment")  # claude-sonnet-5-5, effort low
@@ -54,7 +54,7 @@ def test_one_workload_definition_lands_the_same_rows_on_every_model(app_db, emul
     for index, (name, workload) in enumerate(nights.items()):
         if index:
             requeue(app_db, TICKETS.name)
-        night = run_night(app_db, sdk_client(emulator), workload, airflow_run_id=f"manual__{index}")
+        night = run_night(app_db, emulator_backend(emulator), workload, airflow_run_id=f"manual__{index}")
         assert night.summary.succeeded == 12 and not night.summary.failed, name
         landed[name] = labels(app_db)
         models = {m for (m,) in app_db.execute("SELECT DISTINCT model FROM app.ticket_classifications")}
@@ -75,7 +75,7 @@ def test_params_the_api_refuses_fail_at_preflight_before_any_batch(app_db, emula
     workload = on_model(TICKETS, "claude-sonnet-5-5", request_overrides=overrides)
     seed(app_db, tickets=6)
     with pytest.raises(PreflightRefused) as refused:
-        run_night(app_db, sdk_client(emulator), workload)
+        run_night(app_db, emulator_backend(emulator), workload)
     assert refused.value.field == field and refused.value.workload == TICKETS.name
     assert emulator.stats()["batches_created"] == 0
     assert emulator.endpoint_calls("count_tokens") >= 1
@@ -93,7 +93,7 @@ def test_the_models_api_wins_over_the_table_for_the_run(app_db, emulator, monkey
     monkeypatch.setitem(table.models, "claude-haiku-5-5", wrong)
     seed(app_db, tickets=4)
     with caplog.at_level(logging.WARNING, logger="nightshift.batch.preflight"):
-        night = run_night(app_db, sdk_client(emulator), TICKETS)
+        night = run_night(app_db, emulator_backend(emulator), TICKETS)
     assert night.summary.succeeded == 4
     assert "structured_outputs: table says False, the Models API says True" in caplog.text
     details = app_db.execute("SELECT details FROM nightshift.runs WHERE run_pk = %s", (night.run.run_pk,)).fetchone()[0]
@@ -118,7 +118,7 @@ def test_a_night_is_priced_with_the_row_in_force_on_its_date(app_db, emulator):
             app_db.execute("DELETE FROM app.llm_requests")
             app_db.commit()
         seed(app_db, products=6)
-        night = run_night(app_db, sdk_client(emulator), PRODUCTS, airflow_run_id=f"manual__{index}", started_at=day)
+        night = run_night(app_db, emulator_backend(emulator), PRODUCTS, airflow_run_id=f"manual__{index}", started_at=day)
         assert night.summary.succeeded == 6 and night.run.billed_on == day.date()
         rates = price_table().price(PRODUCTS.model, day.date()).rates
         assert rates.cache_read == (Decimal("0.20") if index == 0 else Decimal("0.10"))
@@ -136,7 +136,7 @@ def test_a_haiku_5_5_request_over_100k_prompt_tokens_pays_the_upper_band(app_db,
     app_db.execute("UPDATE app.support_tickets SET body = repeat('a long thread of replies. ', 14000) "
                    "WHERE ticket_id = (SELECT min(ticket_id) FROM app.support_tickets)")
     app_db.commit()
-    night = run_night(app_db, sdk_client(emulator), TICKETS)
+    night = run_night(app_db, emulator_backend(emulator), TICKETS)
     assert night.summary.succeeded == 2
     (short, short_cost), (long, long_cost) = item_usages(app_db, night.run.run_pk)
     assert short.total_input_tokens < 100_000 < long.total_input_tokens
@@ -179,7 +179,7 @@ def test_the_report_names_each_nights_model_and_request_shape(app_db, emulator):
     from nightshift.report import latest_nights
 
     seed(app_db, tickets=3)
-    run_night(app_db, sdk_client(emulator), TICKETS)
+    run_night(app_db, emulator_backend(emulator), TICKETS)
     (report,) = [r for r in latest_nights(app_db) if r.workload == TICKETS.name]
     assert report.model == "claude-haiku-5-5"
     assert report.request_shape == "json_schema, effort low, thinking"

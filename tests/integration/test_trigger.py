@@ -11,8 +11,8 @@ from nightshift.batch.collect import collect
 from nightshift.batch.ledger import ensure_run
 from nightshift.batch.submit import Caps, submit_round
 from nightshift.triggers import BatchesEndedTrigger
-from nightshift.workloads import get_workload
-from tests.helpers import sdk_client, seed
+from nightshift.deployment import get_workload
+from tests.helpers import emulator_backend, seed
 
 TICKETS = get_workload("ticket_classification")
 
@@ -21,7 +21,7 @@ def submitted_batches(app_db, emulator, n=6, caps=Caps(max_requests=3)) -> list[
     seed(app_db, tickets=n)
     run = ensure_run(app_db, TICKETS, dag_id="trigger", airflow_run_id="t")
     collect(app_db, TICKETS, run)
-    return submit_round(app_db, sdk_client(emulator), TICKETS, run, 0, caps).batch_ids
+    return submit_round(app_db, emulator_backend(emulator), TICKETS, run, 0, caps).batch_ids
 
 
 def trigger(batch_ids, **overrides) -> BatchesEndedTrigger:

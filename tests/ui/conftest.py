@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from nightshift.workloads import get_workload
+from nightshift.deployment import get_workload
 from tests.batch_night import run_night
-from tests.helpers import sdk_client, seed
+from tests.helpers import emulator_backend, seed
 from tests.ui.support import PRODUCTS, TICKETS, Nights, client_for, jwt_for
 
 
@@ -51,7 +51,7 @@ def two_nights(app_db: psycopg.Connection, emulator) -> Nights:
     emulator.add_fault(kind="item_error", error_type="overloaded_error", custom_id=r".*-q(2|3)$", count=2)
     emulator.add_fault(kind="item_error", error_type="invalid_request_error", custom_id=r".*-q5$")
     emulator.add_fault(kind="item_error", error_type="overloaded_error", custom_id=r".*-q7$")
-    client = sdk_client(emulator)
-    tickets = run_night(app_db, client, get_workload(TICKETS), airflow_run_id="scheduled__tickets")
-    products = run_night(app_db, client, get_workload(PRODUCTS), airflow_run_id="scheduled__products")
+    backend = emulator_backend(emulator)
+    tickets = run_night(app_db, backend, get_workload(TICKETS), airflow_run_id="scheduled__tickets")
+    products = run_night(app_db, backend, get_workload(PRODUCTS), airflow_run_id="scheduled__products")
     return Nights(tickets.run.run_pk, products.run.run_pk)

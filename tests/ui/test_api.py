@@ -99,12 +99,12 @@ def test_an_unknown_night_is_404(dashboard, two_nights):
 
 def test_the_series_sums_priced_nights_per_workload_and_day(dashboard, app_db, two_nights, emulator):
     # A third real night, then date the three: tickets 3 days ago, products yesterday, tickets again 40 days ago.
-    from nightshift.workloads import get_workload
+    from nightshift.deployment import get_workload
     from tests.batch_night import run_night
-    from tests.helpers import sdk_client, seed
+    from tests.helpers import emulator_backend, seed
 
     seed(app_db, tickets=5)
-    old = run_night(app_db, sdk_client(emulator), get_workload(TICKETS), airflow_run_id="scheduled__old").run.run_pk
+    old = run_night(app_db, emulator_backend(emulator), get_workload(TICKETS), airflow_run_id="scheduled__old").run.run_pk
     move_night(app_db, two_nights.tickets, 3)
     move_night(app_db, two_nights.products, 1)
     move_night(app_db, old, 40)
@@ -132,12 +132,12 @@ def test_the_series_sums_priced_nights_per_workload_and_day(dashboard, app_db, t
 
 
 def test_two_nights_on_one_day_are_one_point(app_db, two_nights, emulator):
-    from nightshift.workloads import get_workload
+    from nightshift.deployment import get_workload
     from tests.batch_night import run_night
-    from tests.helpers import sdk_client, seed
+    from tests.helpers import emulator_backend, seed
 
     seed(app_db, tickets=6)
-    again = run_night(app_db, sdk_client(emulator), get_workload(TICKETS), airflow_run_id="manual__again").run.run_pk
+    again = run_night(app_db, emulator_backend(emulator), get_workload(TICKETS), airflow_run_id="manual__again").run.run_pk
     move_night(app_db, two_nights.tickets, 2)
     move_night(app_db, again, 2)
 

@@ -21,12 +21,12 @@ def chart(html: str, workload: str) -> str:
 
 
 def test_the_overview_charts_every_priced_night_per_workload(dashboard, app_db, two_nights, emulator):
-    from nightshift.workloads import get_workload
+    from nightshift.deployment import get_workload
     from tests.batch_night import run_night
-    from tests.helpers import sdk_client, seed
+    from tests.helpers import emulator_backend, seed
 
     seed(app_db, tickets=5)
-    third = run_night(app_db, sdk_client(emulator), get_workload(TICKETS), airflow_run_id="scheduled__3").run.run_pk
+    third = run_night(app_db, emulator_backend(emulator), get_workload(TICKETS), airflow_run_id="scheduled__3").run.run_pk
     move_night(app_db, two_nights.tickets, 6)
     move_night(app_db, third, 2)
     move_night(app_db, two_nights.products, 2)

@@ -11,7 +11,8 @@ import yaml
 from nightshift import paths
 from nightshift.batch.costing import decide_warmup
 from nightshift.costs import UnknownModel, Usage, price_table
-from nightshift.workloads import WorkloadDefinitionError, get_workload, load_workloads
+from nightshift.deployment import get_workload, load_workloads
+from nightshift.workloads import WorkloadDefinitionError
 
 HAIKU = "claude-haiku-4-5"  # $1 in / $5 out per million; cache write 5m 1.25, 1h 2.00, read 0.10
 

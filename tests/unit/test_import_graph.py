@@ -83,3 +83,49 @@ def test_the_runtime_package_never_imports_the_repositorys_tooling():
             if any(n.split(".")[0] in tooling for n in names):
                 offenders.setdefault(module_name(path), []).append(names)
     assert offenders == {}
+
+
+#: The core: the pipeline's steps, the workloads, the ledger and what they share. Airflow and the
+#: vendor SDK belong to the layers around it (operators, sensors, triggers, hooks; the backends).
+CORE_PACKAGES = ("nightshift.batch", "nightshift.workloads", "nightshift.ledger")
+CORE_MODULES = ("nightshift.backends", "nightshift.costs", "nightshift.queue", "nightshift.destination",
+                "nightshift.model_table")
+FORBIDDEN = ("airflow", "anthropic")
+
+
+def core_closure(graph: dict[str, set[str]]) -> set[str]:
+    """The core modules and every nightshift module they import, transitively."""
+    todo = [m for m in graph if m in CORE_MODULES or m in CORE_PACKAGES or m.startswith(
+        tuple(p + "." for p in CORE_PACKAGES))]
+    seen: set[str] = set()
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += graph[module]
+    return seen
+
+
+def forbidden_imports(module: str) -> list[str]:
+    path = PACKAGE.joinpath(*module.split(".")[1:])
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+        found += [f"line {node.lineno}: {n}" for n in names if n.split(".")[0] in FORBIDDEN]
+    return found
+
+
+def test_the_core_imports_neither_airflow_nor_a_vendor_sdk():
+    closure = core_closure(import_graph())
+    assert "nightshift.batch.submit" in closure and "nightshift.workloads.registry" in closure  # it looks
+    offenders = {m: found for m in sorted(closure) if (found := forbidden_imports(m))}
+    assert offenders == {}
+
+
+def test_the_core_check_sees_a_forbidden_import_behind_another_module():
+    graph = {"nightshift.batch.submit": {"nightshift.helper"}, "nightshift.helper": {"nightshift.operators"},
+             "nightshift.operators": set(), "nightshift.ui.app": set()}
+    assert core_closure(graph) == {"nightshift.batch.submit", "nightshift.helper", "nightshift.operators"}
+    assert forbidden_imports("nightshift.operators")  # it imports airflow.sdk

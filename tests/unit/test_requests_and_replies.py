@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from nightshift.workloads import get_workload
+from nightshift.deployment import get_workload
 from nightshift.workloads.replies import InvalidOutput, extract_output
 from nightshift.workloads.requests import InvalidInput, build_params
 from nightshift.workloads.shape import Delivery

@@ -7,7 +7,8 @@ import warnings
 import pytest
 
 from nightshift import config
-from nightshift.workloads.registry import WorkloadsFolderError, load_workloads
+from nightshift.deployment import load_workloads
+from nightshift.workloads.registry import WorkloadsFolderError
 
 
 @pytest.fixture

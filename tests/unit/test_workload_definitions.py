@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from nightshift import paths
-from nightshift.workloads import WorkloadDefinitionError, load_workloads
+from nightshift.deployment import load_workloads
+from nightshift.workloads import WorkloadDefinitionError
 
 SHIPPED = (paths.PROJECT_ROOT / "workloads")
 
@@ -49,6 +50,7 @@ def test_shipped_workloads_load():
         (lambda d: d["prompt"].update(instructions_file="prompts/missing.md"), "prompt.instructions_file"),
         (lambda d: d["source"].update(required_columns=["priority"]), "required_columns ['priority']"),
         (lambda d: d.update(colour="blue"), "field colour: Extra inputs are not permitted"),
+        (lambda d: d.update(backend="openai"), "field backend: unknown batch backend 'openai'; known backends: anthropic"),
     ],
 )
 def test_invalid_definition_names_workload_and_field(workload_dir, change, expected):
@@ -58,6 +60,18 @@ def test_invalid_definition_names_workload_and_field(workload_dir, change, expec
     message = str(raised.value)
     assert "workload 'ticket_classification'" in message
     assert expected in message
+
+
+def test_the_backend_defaults_to_anthropic_and_names_its_implementation(workload_dir):
+    from nightshift.backends import implementation
+    from nightshift.backends.anthropic import AnthropicBackend, AsyncAnthropicBackend
+
+    workload = load_workloads(workload_dir)["ticket_classification"]
+    assert workload.backend == "anthropic"
+    assert implementation(workload.backend) is AnthropicBackend
+    assert implementation(workload.backend, asynchronous=True) is AsyncAnthropicBackend
+    edit(workload_dir / "ticket_classification.yaml", lambda d: d.update(backend="anthropic"))
+    assert load_workloads(workload_dir)["ticket_classification"].prompt_version == workload.prompt_version
 
 
 def test_unreadable_yaml_is_reported_by_file(workload_dir):

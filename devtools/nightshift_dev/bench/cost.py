@@ -20,12 +20,14 @@ import psycopg
 from nightshift import db
 from nightshift_dev import demo_data
 from nightshift.batch.collect import collect
+from nightshift.backends.anthropic import AnthropicBackend
 from nightshift.batch.finalize import finalize_run
 from nightshift.batch.land import land_round
 from nightshift.batch.ledger import ensure_run
 from nightshift.batch.submit import Caps, submit_round
+from nightshift.config import settings
 from nightshift.costs import MILLION, price_table
-from nightshift.workloads import get_workload
+from nightshift.deployment import get_workload
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.shape import Delivery
 from nightshift_dev.localdev.schema import apply_schema
@@ -69,13 +71,14 @@ def _night(workload: Workload, requests: int) -> dict:
             conn.execute("UPDATE app.support_tickets SET body = rtrim(repeat(body || ' ', %s))", (ITEM_REPEAT,))
             conn.commit()
             with EmulatorServer(Path(tempfile.mkdtemp()), rate="inf") as emulator:
-                client = anthropic.Anthropic(base_url=emulator.url, api_key=emulator.api_key)
+                backend = AnthropicBackend(anthropic.Anthropic(base_url=emulator.url, api_key=emulator.api_key))
                 run_ = ensure_run(conn, workload, dag_id="cost-bench", airflow_run_id=str(time.time()))
                 collect(conn, workload, run_)
-                submitted = submit_round(conn, client, workload, run_, 0, Caps.for_workload(workload))
-                while any(client.messages.batches.retrieve(b).processing_status != "ended" for b in submitted.batch_ids):
+                caps = Caps.for_workload(workload, settings().max_queued_requests)
+                submitted = submit_round(conn, backend, workload, run_, 0, caps)
+                while not all(backend.retrieve(b).ended for b in submitted.batch_ids):
                     time.sleep(0.2)
-                land_round(conn, client, workload, run_, 0)
+                land_round(conn, backend, workload, run_, 0)
                 summary = finalize_run(conn, run_)
             row = conn.execute(
                 "SELECT cost_usd, streaming_uncached_usd, streaming_cached_usd, prefix_tokens, input_tokens, "

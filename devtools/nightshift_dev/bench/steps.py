@@ -76,17 +76,20 @@ def _main(arguments: dict[str, Any]) -> Any:
     import anthropic
 
     from nightshift import db
+    from nightshift.backends.anthropic import AnthropicBackend
     from nightshift.batch.collect import collect
     from nightshift.batch.finalize import finalize_run
     from nightshift.batch.land import land_round
     from nightshift.batch.ledger import ensure_run
     from nightshift.batch.submit import Caps, submit_round
+    from nightshift.config import settings
     from nightshift_dev.bench.data import WORKLOAD_NAME
     from nightshift.workloads.definition import load_workload_file
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     workload = load_workload_file(Path(arguments["workload_dir"]) / f"{WORKLOAD_NAME}.yaml")
-    client = anthropic.Anthropic(base_url=arguments["url"], api_key=arguments["api_key"], timeout=600, max_retries=0)
+    backend = AnthropicBackend(anthropic.Anthropic(base_url=arguments["url"], api_key=arguments["api_key"], timeout=600,
+                                                   max_retries=0))
     step = arguments["step"]
     with db.connect(arguments["dsn"]) as conn:
         run = ensure_run(conn, workload, dag_id="bench", airflow_run_id=arguments["run_id"])
@@ -96,9 +99,10 @@ def _main(arguments: dict[str, Any]) -> Any:
         elif step == "collect":
             result = collect(conn, workload, run)
         elif step == "submit":
-            result = submit_round(conn, client, workload, run, 0, Caps.for_workload(workload)).as_dict()
+            caps = Caps.for_workload(workload, settings().max_queued_requests)
+            result = submit_round(conn, backend, workload, run, 0, caps).as_dict()
         elif step == "land":
-            result = land_round(conn, client, workload, run, 0).as_dict()
+            result = land_round(conn, backend, workload, run, 0).as_dict()
         elif step == "finalize":
             result = finalize_run(conn, run).as_dict()
         else:

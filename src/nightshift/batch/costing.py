@@ -13,11 +13,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import anthropic
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from nightshift.backends.base import BatchBackend
 from nightshift.batch.ledger import Run
 from nightshift.costs import MILLION, PriceTable, Usage
 from nightshift.workloads.definition import Workload
@@ -68,7 +68,7 @@ def decide_warmup(workload: Workload, prices: PriceTable, *, prefix_tokens: int,
     return CachingPlan(prefix_tokens, minimum, True, warmup, reason, float(saving), float(warmup_cost))
 
 
-def plan_caching(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, run: Run,
+def plan_caching(conn: psycopg.Connection, backend: BatchBackend, workload: Workload, run: Run,
                  prices: PriceTable, shape: RequestShape | None = None) -> CachingPlan:
     """Measure the prefix, decide on a warm-up (and send it), and record both on the run, once."""
     recorded = conn.execute("SELECT details -> 'caching' FROM nightshift.runs WHERE run_pk = %s",
@@ -76,14 +76,14 @@ def plan_caching(conn: psycopg.Connection, client: anthropic.Anthropic, workload
     if recorded:
         return CachingPlan(**recorded)
     prefix = stable_prefix(workload, shape)
-    counted = client.messages.count_tokens(model=workload.model, **prefix, messages=[{"role": "user", "content": "."}])
+    counted = backend.count_tokens({"model": workload.model, **prefix, "messages": [{"role": "user", "content": "."}]})
     requests = conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s AND status = 'pending'",
                             (run.run_pk,)).fetchone()[0]
-    plan = decide_warmup(workload, prices, prefix_tokens=counted.input_tokens, requests=requests, on=run.billed_on)
+    plan = decide_warmup(workload, prices, prefix_tokens=counted, requests=requests, on=run.billed_on)
     if plan.warmup:
-        reply = client.messages.create(
-            model=workload.model, max_tokens=1, **prefix, messages=[{"role": "user", "content": WARMUP_MESSAGE}])
-        usage = usage_of(reply.usage.model_dump(), workload)
+        reply = backend.create_message(
+            {"model": workload.model, "max_tokens": 1, **prefix, "messages": [{"role": "user", "content": WARMUP_MESSAGE}]})
+        usage = usage_of(reply.get("usage") or {}, workload)
         plan.warmup_usage = asdict(usage)
         plan.warmup_cost_usd = float(prices.cost(usage, workload.model, batch=False, on=run.billed_on))
     (log.info if plan.cacheable else log.warning)("caching plan for run %s: %s", run.run_pk, plan.reason)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import Any
 
 import psycopg
 
+from nightshift.backends.base import BatchBackend
 from nightshift.batch.ledger import Run
 
 log = logging.getLogger(__name__)
@@ -26,11 +26,11 @@ class CancelReason(enum.StrEnum):
     KILLED = "killed"
 
 
-def cancel_at_deadline(conn: psycopg.Connection, client: Any, run: Run, unfinished: list[str]) -> str:
+def cancel_at_deadline(conn: psycopg.Connection, backend: BatchBackend, run: Run, unfinished: list[str]) -> str:
     """Cancel the run's unfinished batches and say so on the run; returns the message."""
     for batch_id in unfinished:
         try:
-            client.messages.batches.cancel(batch_id)
+            backend.cancel(batch_id)
         except Exception as exc:  # it ended meanwhile, or the API is away: its wait sees which
             log.warning("could not cancel batch %s: %r", batch_id, exc)
     mark_cancelled(conn, unfinished, CancelReason.DEADLINE)

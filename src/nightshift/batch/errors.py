@@ -12,8 +12,8 @@ class RetryWontHelp(Exception):
 
 
 class SpendLimitReached(RetryWontHelp):
-    """The organization is over its usage tier's monthly spend cap: a 429 ``rate_limit_error`` with
-    ``error_code`` ``enforced_spend_limit_reached`` and no ``retry-after`` (rate-limits page). Every
+    """The organization is over its usage tier's monthly spend cap (a backend's ``ErrorKind.SPEND_LIMIT``;
+    at Anthropic a 429 ``rate_limit_error`` with ``error_code`` ``enforced_spend_limit_reached``). Every
     call fails until the cap resets or is raised, so the night stops instead of backing off."""
 
     def __init__(self, during: str, message: str) -> None:
@@ -32,14 +32,3 @@ class AccountProblem(RetryWontHelp):
                          "no retry round is spent on them; fix the account (key, workspace, billing) and requeue")
         self.counts = counts
 
-
-SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
-
-
-def is_spend_limit(exc: BaseException) -> bool:
-    """Whether ``exc`` is the SDK's error for the tier spend-cap 429."""
-    body = getattr(exc, "body", None)
-    error = body.get("error") if isinstance(body, dict) else None
-    details = error.get("details") if isinstance(error, dict) else None
-    return getattr(exc, "status_code", None) == 429 and isinstance(details, dict) \
-        and details.get("error_code") == SPEND_LIMIT_CODE

@@ -1,6 +1,6 @@
 """Land: stream each ended batch's results into the destination table, exactly once.
 
-Results are read line by line from the results stream and written in slices: each slice is
+Results are read outcome by outcome from the backend's results stream and written in slices: each slice is
 COPYed into a temporary table and moved into the destination, the ledger and the request
 queue by ONE statement, in ONE transaction, while the next slices are read and parsed. Only items still ``submitted`` in this round are written, and the
 same transaction marks them landed, so running the step again after a crash half-way lands
@@ -9,7 +9,6 @@ every result exactly once.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -18,14 +17,12 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-import anthropic
-import msgspec
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from nightshift.backends.base import BatchBackend, ErrorKind, Outcome, OutcomeKind
 from nightshift.batch.costing import usage_of
-from nightshift.batch.jsonl import jsonl_lines
 from nightshift.batch.ledger import BatchRow, Run, batches, record_batch_state
 from nightshift.batch.errors import AccountProblem
 from nightshift.costs import PriceTable, price_table
@@ -88,14 +85,14 @@ class LandResult:
         return {"round": self.round, "landed_batches": self.landed_batches, "outcomes": dict(self.outcomes)}
 
 
-def land_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, run: Run,
+def land_round(conn: psycopg.Connection, backend: BatchBackend, workload: Workload, run: Run,
                round_: int) -> LandResult:
     from nightshift.batch.ownership import settle_late_duplicates
     from nightshift.batch.submit import find_late_duplicates
 
     result = LandResult(round_)
-    find_late_duplicates(conn, client, run, round_)
-    settle_late_duplicates(conn, client, workload)
+    find_late_duplicates(conn, backend, run, round_)
+    settle_late_duplicates(conn, backend, workload)
     to_land = batches(conn, run, round_, statuses=("submitted", "ended"))
     extra = _extra_connections(conn, WRITERS - 1) if to_land else []
     refused: psycopg.Error | None = None
@@ -103,7 +100,7 @@ def land_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload: 
         writers = [SliceWriter(c, workload, run, round_) for c in (conn, *extra)]
         for batch in to_land:
             try:
-                _land_batch(conn, client, workload, run, batch, writers, result)
+                _land_batch(conn, backend, workload, run, batch, writers, result)
             except psycopg.Error as exc:  # the destination refused it: the other batches still record their cost
                 log.error("batch %s could not be landed: %r", batch.backend_batch_id, exc)
                 refused = refused or exc
@@ -133,8 +130,9 @@ def _extra_connections(conn: psycopg.Connection, count: int) -> list[psycopg.Con
     return extra
 
 
-def _land_batch(conn, client, workload, run, batch: BatchRow, writers: list[SliceWriter], result: LandResult) -> None:
-    retrieved = client.messages.batches.retrieve(batch.backend_batch_id)
+def _land_batch(conn, backend: BatchBackend, workload, run, batch: BatchRow, writers: list[SliceWriter],
+                result: LandResult) -> None:
+    retrieved = backend.retrieve(batch.backend_batch_id)
     snapshot = BatchSnapshot.of(retrieved)
     record_batch_state(conn, snapshot.id, snapshot.processing_status, snapshot.request_counts, retrieved.ended_at)
     conn.commit()
@@ -152,17 +150,18 @@ def _land_batch(conn, client, workload, run, batch: BatchRow, writers: list[Slic
     # a key (one product queued twice) wait for each other instead of deadlocking.
     with ExitStack() as stack:
         try:
-            response = stack.enter_context(
-                client.messages.batches.with_streaming_response.results(batch.backend_batch_id))
-        except anthropic.NotFoundError:
+            outcomes = stack.enter_context(backend.results(batch.backend_batch_id))  # read as they arrive
+        except Exception as exc:
+            failure = backend.failure(exc)
+            if failure is None or failure.kind is not ErrorKind.NOT_FOUND:
+                raise
             _results_archived(conn, run, batch, retrieved, result)
             return
         pool = stack.enter_context(ThreadPoolExecutor(len(writers), thread_name_prefix="land-writer"))
         writing: deque = deque()
         try:
-            lines = jsonl_lines(response.iter_bytes())  # as the bytes arrive
-            for number, chunk in enumerate(iter(lambda: list(islice(lines, SLICE)), [])):
-                rows = [outcome_of(line) for line in chunk]
+            for number, chunk in enumerate(iter(lambda: list(islice(outcomes, SLICE)), [])):
+                rows = [outcome_of(outcome) for outcome in chunk]
                 del chunk
                 if len(writing) == len(writers):  # the oldest slice's writer is the one to reuse
                     result.outcomes.update(writing.popleft().result())
@@ -200,7 +199,7 @@ def _results_archived(conn, run: Run, batch: BatchRow, retrieved, result: LandRe
 
 
 class _OutcomeReader:
-    """Turns one result line into one staging row: the item's columns (``ITEM_COLUMNS``), then
+    """Turns one outcome into one staging row: the item's columns (``ITEM_COLUMNS``), then
     the destination values and the model (NULL unless the result succeeded and validated)."""
 
     def __init__(self, workload: Workload, run: Run, round_: int, prices: PriceTable,
@@ -212,7 +211,6 @@ class _OutcomeReader:
         self.retry_invalid_output = round_ < workload.batch.validation_retries
         self.fields = tuple(workload.destination.columns.values())
         self.no_destination = (None,) * (len(self.fields) + 1)
-        self.decode = msgspec.json.Decoder().decode
         self._costed: dict[tuple, tuple] = {}
 
     def _usage(self, message: dict[str, Any]) -> tuple:
@@ -237,16 +235,10 @@ class _OutcomeReader:
             self._costed[key] = costed
         return costed
 
-    def __call__(self, line: str | bytes) -> tuple:
-        try:
-            record = self.decode(line)
-        except msgspec.DecodeError:  # JSON msgspec refuses (a lone surrogate escape) but json reads,
-            record = json.loads(line)  # so the reply fails alone, as invalid_output, not the slice
-        custom_id = record["custom_id"]
-        result = record["result"]
-        kind = result["type"]
-        if kind == "succeeded":
-            message = result["message"]
+    def __call__(self, outcome: Outcome) -> tuple:
+        custom_id, kind = outcome.custom_id, outcome.kind
+        if kind is OutcomeKind.SUCCEEDED:
+            message = outcome.message
             usage = self._usage(message)
             stop_reason = message.get("stop_reason")
             try:
@@ -256,13 +248,12 @@ class _OutcomeReader:
                 return (custom_id, status, exc.error_type, str(exc), stop_reason, *usage, *self.no_destination)
             return (custom_id, "succeeded", None, None, stop_reason, *usage,
                     *[_adapt(output[f]) for f in self.fields], message.get("model") or self.workload.model)
-        if kind == "errored":
-            error = (result.get("error") or {}).get("error") or {}
-            error_type = error.get("type", "api_error")
+        if kind is OutcomeKind.ERRORED:
+            error_type = outcome.error_type or "api_error"
             status = "failed" if error_type in FINAL_ITEM_ERRORS else "retry"
             reason = "invalid_request" if error_type == "invalid_request_error" else error_type
-            return (custom_id, status, reason, error.get("message"), None, *_NO_USAGE, *self.no_destination)
-        if kind == "expired":
+            return (custom_id, status, reason, outcome.error_message, None, *_NO_USAGE, *self.no_destination)
+        if kind is OutcomeKind.EXPIRED:
             return (custom_id, "retry", "expired", "the batch expired before this request was processed",
                     None, *_NO_USAGE, *self.no_destination)
         return (custom_id, *self.canceled, None, *_NO_USAGE, *self.no_destination)

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import msgspec
 import psycopg
 
-from nightshift.batch.jsonl import jsonl_lines
+from nightshift.backends.base import BatchBackend, OutcomeKind
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +65,6 @@ class Candidate:
     ended: bool
 
 
-class _CustomId(msgspec.Struct):
-    custom_id: str
-
-
 def journal_answer(conn: psycopg.Connection, batch_pk: int, batch_id: str) -> None:
     """Make a create call's answer durable at once; on a broken connection, on a fresh one."""
     for attempt in range(1, JOURNAL_ATTEMPTS + 1):
@@ -99,19 +94,17 @@ def answered(conn: psycopg.Connection, batch_pk: int) -> str | None:
     return row[0] if row else None
 
 
-def candidates(conn: psycopg.Connection, client: Any, batch_pk: int, intent_at: datetime, request_count: int
+def candidates(conn: psycopg.Connection, backend: BatchBackend, batch_pk: int, intent_at: datetime, request_count: int
                ) -> list[Candidate]:
     """Listed batches created in the intent's window, with its request count, that the ledger does
     not know and has not already proven not this intent's. Newest first, as the API lists them."""
     window_start, window_end = intent_at - ORPHAN_WINDOW_BEFORE, intent_at + ORPHAN_WINDOW_AFTER
     listed_now = []
-    for listed in client.messages.batches.list(limit=100):
+    for listed in backend.recent_batches():
         if listed.created_at < window_start:
             break
-        counts = listed.request_counts
-        total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
-        if listed.created_at <= window_end and total == request_count:
-            listed_now.append(Candidate(listed.id, listed.created_at, listed.processing_status == "ended"))
+        if listed.created_at <= window_end and listed.request_counts.total == request_count:
+            listed_now.append(Candidate(listed.id, listed.created_at, listed.ended))
     # Read after listing: a batch another intent created just before the list has had its answer
     # journalled (or recorded) by now, so it is known, not a candidate.
     known = {row[0] for row in conn.execute(
@@ -131,24 +124,21 @@ def run_custom_ids(conn: psycopg.Connection, run_pk: int) -> set[str]:
     return {row[0] for row in conn.execute("SELECT custom_id FROM nightshift.items WHERE run_pk = %s", (run_pk,))}
 
 
-def prove(client: Any, batch_id: str, expected: set[str], *, exact: bool = True) -> Verdict:
+def prove(backend: BatchBackend, batch_id: str, expected: set[str], *, exact: bool = True) -> Verdict:
     """Ours when the ended batch's results carry the intent's custom_ids, no more, no fewer; with
     ``exact=False``, when every one of them is one of ``expected`` (a run's, whose items may have
     moved on to a later round since the intent).
 
-    Reads only the custom_ids, stopping at the first one that is not expected.
+    Reads the results only as far as the first custom_id that is not expected.
     """
-    batch = client.messages.batches.retrieve(batch_id)
-    if batch.processing_status != "ended":
+    if not backend.retrieve(batch_id).ended:
         return Verdict.UNPROVEN
     seen: set[str] = set()
-    decode = msgspec.json.Decoder(_CustomId).decode
-    with client.messages.batches.with_streaming_response.results(batch_id) as response:
-        for line in jsonl_lines(response.iter_bytes()):
-            custom_id = decode(line).custom_id
-            if custom_id not in expected:
+    with backend.results(batch_id) as outcomes:
+        for outcome in outcomes:
+            if outcome.custom_id not in expected:
                 return Verdict.NOT_OURS
-            seen.add(custom_id)
+            seen.add(outcome.custom_id)
     return Verdict.OURS if seen and (seen == expected or not exact) else Verdict.NOT_OURS
 
 
@@ -168,14 +158,14 @@ def settle(conn: psycopg.Connection, batch_id: str, batch_pk: int, verdict: Verd
         log.info("batch %s is not ours (its results' custom_ids are not intent #%d's): left alone", batch_id, batch_pk)
 
 
-def identify(conn: psycopg.Connection, client: Any, batch_pk: int, found: list[Candidate]
+def identify(conn: psycopg.Connection, backend: BatchBackend, batch_pk: int, found: list[Candidate]
              ) -> tuple[str | None, list[str]]:
     """Among the candidates for an intent: the one proven ours, and those still unproven (each
     candidate's verdict, unproven included, is recorded in ``nightshift.suspect_batches``)."""
     expected = intent_custom_ids(conn, batch_pk)
     unproven = []
     for candidate in found:
-        verdict = prove(client, candidate.id, expected) if candidate.ended else Verdict.UNPROVEN
+        verdict = prove(backend, candidate.id, expected) if candidate.ended else Verdict.UNPROVEN
         settle(conn, candidate.id, batch_pk, verdict)
         if verdict is Verdict.OURS:
             return candidate.id, []
@@ -198,7 +188,7 @@ SELECT s.backend_batch_id, s.batch_pk, b.run_pk, b.round, r.created_at
 """
 
 
-def settle_late_duplicates(conn: psycopg.Connection, client: Any, workload: Any) -> list[str]:
+def settle_late_duplicates(conn: psycopg.Connection, backend: BatchBackend, workload: Any) -> list[str]:
     """Decide the workload's suspected late duplicates that have ended since they were found.
 
     One proven ours is a second, paid copy of a batch already landed: it is recorded
@@ -208,19 +198,19 @@ def settle_late_duplicates(conn: psycopg.Connection, client: Any, workload: Any)
     """
     duplicates = []
     for batch_id, batch_pk, run_pk, round_, run_created in conn.execute(LATE_SUSPECTS, (workload.name,)).fetchall():
-        verdict = prove(client, batch_id, run_custom_ids(conn, run_pk), exact=False)
+        verdict = prove(backend, batch_id, run_custom_ids(conn, run_pk), exact=False)
         if verdict is Verdict.UNPROVEN:
             log.warning("batch %s may duplicate batch #%d but is still running: it cannot be proven ours yet, so it "
                         "is neither cancelled nor landed; the next landing or finalize looks again", batch_id, batch_pk)
             continue
         if verdict is Verdict.OURS:
-            billed = billed_usd(client, batch_id, workload, run_created.date())
+            billed = billed_usd(backend, batch_id, workload, run_created.date())
             next_seq = conn.execute("SELECT max(seq) + 1 FROM nightshift.batches WHERE run_pk = %s AND round = %s",
                                     (run_pk, round_)).fetchone()[0]
             conn.execute(
                 "INSERT INTO nightshift.batches (run_pk, round, seq, backend_batch_id, status, request_count, "
-                "body_bytes, intent_at, recovery, billed_usd) SELECT run_pk, round, %s, %s, 'abandoned', request_count, "
-                "0, intent_at, %s, %s FROM nightshift.batches WHERE batch_pk = %s",
+                "body_bytes, intent_at, recovery, billed_usd, backend) SELECT run_pk, round, %s, %s, 'abandoned', "
+                "request_count, 0, intent_at, %s, %s, backend FROM nightshift.batches WHERE batch_pk = %s",
                 (next_seq, batch_id, f"late duplicate of batch #{batch_pk}, proven by its results' custom_ids (its "
                  f"create call went through after timing out): not landed; billed ${billed:.6f}", billed, batch_pk))
             duplicates.append(batch_id)
@@ -230,7 +220,7 @@ def settle_late_duplicates(conn: psycopg.Connection, client: Any, workload: Any)
     return duplicates
 
 
-def billed_usd(client: Any, batch_id: str, workload: Any, billed_on) -> Any:
+def billed_usd(backend: BatchBackend, batch_id: str, workload: Any, billed_on) -> Any:
     """What an ended batch's results were billed at the batch rate (errored, canceled, expired: nothing)."""
     from decimal import Decimal
 
@@ -239,11 +229,10 @@ def billed_usd(client: Any, batch_id: str, workload: Any, billed_on) -> Any:
 
     prices = price_table()
     total = Decimal(0)
-    with client.messages.batches.with_streaming_response.results(batch_id) as response:
-        for line in jsonl_lines(response.iter_bytes()):
-            result = msgspec.json.decode(line)["result"]
-            if result["type"] == "succeeded":
-                message = result["message"]
+    with backend.results(batch_id) as outcomes:
+        for outcome in outcomes:
+            if outcome.kind is OutcomeKind.SUCCEEDED:
+                message = outcome.message
                 total += prices.cost(usage_of(message.get("usage") or {}, workload),
                                      message.get("model") or workload.model, batch=True, on=billed_on)
     return total

@@ -4,10 +4,10 @@ A batch accepts any params at create time and reports what the API refuses only 
 as an ``errored`` result for every item: the night is paid for in time and rounds before
 anyone learns a workload's request is wrong. Two calls that cost nothing come first instead:
 
-* ``models.retrieve`` once per run: what the API says the model supports (structured outputs,
+* the Models API once per run: what the API says the model supports (structured outputs,
   thinking types, effort levels) wins over Nightshift's table for that run, and each
   disagreement is logged;
-* ``messages.count_tokens`` on each distinct request shape of the round (the first request and
+* token counting on each distinct request shape of the round (the first request and
   the longest): it validates params as the Messages endpoint does. A 400 there fails the run
   before any batch exists, naming the workload, the field and the API's message.
 """
@@ -19,10 +19,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import anthropic
 import psycopg
 from psycopg.types.json import Jsonb
 
+from nightshift.backends.base import BatchBackend, ErrorKind
 from nightshift.batch.errors import RetryWontHelp
 from nightshift.batch.ledger import Run
 from nightshift.model_table import model_table, reconcile
@@ -31,11 +31,6 @@ from nightshift.workloads.shape import Delivery, RequestShape, UnsupportedReques
 
 log = logging.getLogger(__name__)
 
-#: Keyword arguments of the SDK's ``messages.count_tokens``; other params travel in ``extra_body``.
-COUNT_TOKENS_KWARGS = frozenset({"messages", "model", "cache_control", "context_management", "mcp_servers",
-                                 "output_config", "system", "thinking", "tool_choice", "tools"})
-#: Params that only the Messages endpoint takes (limits, not content): not sent to count_tokens.
-MESSAGES_ONLY = frozenset({"max_tokens", "stream", "metadata", "service_tier", "stop_sequences"})
 _FIELD = re.compile(r'^\W*([a-z_][a-z0-9_]*)')
 
 
@@ -56,16 +51,17 @@ class ConfirmedShape:
     differences: list[str]
 
 
-def confirm_shape(client: anthropic.Anthropic, workload: Workload) -> ConfirmedShape:
+def confirm_shape(backend: BatchBackend, workload: Workload) -> ConfirmedShape:
     """The workload's request shape with the Models API's word on its model's capabilities."""
     caps = model_table().capabilities(workload.model)
     try:
-        info = client.models.retrieve(workload.model)
-    except anthropic.APIError as exc:
+        api = backend.model_capabilities(workload.model) or {}
+    except Exception as exc:
+        if backend.failure(exc) is None:
+            raise
         log.warning("the Models API could not be asked about %s (%s): Nightshift's model table stands for this run",
                     workload.model, exc)
         return ConfirmedShape(workload.shape_for(caps), [])
-    api = info.capabilities.model_dump(mode="json") if info.capabilities is not None else {}
     caps, differences = reconcile(caps, api)
     for difference in differences:
         log.warning("model table and Models API disagree on %s: %s; the API's answer is used for this run",
@@ -76,13 +72,13 @@ def confirm_shape(client: anthropic.Anthropic, workload: Workload) -> ConfirmedS
         raise PreflightRefused(workload.name, "model", f"by the Models API's capabilities: {exc}") from None
 
 
-def run_shape(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, run: Run) -> RequestShape:
+def run_shape(conn: psycopg.Connection, backend: BatchBackend, workload: Workload, run: Run) -> RequestShape:
     """The shape this run sends, confirmed once and kept on the run (later rounds reuse it)."""
     recorded = conn.execute("SELECT details -> 'request_shape' FROM nightshift.runs WHERE run_pk = %s",
                             (run.run_pk,)).fetchone()[0]
     if recorded:
         return shape_from_record(recorded)
-    confirmed = confirm_shape(client, workload)
+    confirmed = confirm_shape(backend, workload)
     conn.execute("UPDATE nightshift.runs SET details = details || jsonb_build_object('request_shape', %s::jsonb, "
                  "'capability_differences', %s::jsonb) WHERE run_pk = %s",
                  (Jsonb(confirmed.shape.as_dict()), Jsonb(confirmed.differences), run.run_pk))
@@ -95,24 +91,17 @@ def shape_from_record(record: dict[str, Any]) -> RequestShape:
                         record["effort_in_force"])
 
 
-def preflight(client: anthropic.Anthropic, workload: Workload, samples: list[dict[str, Any]]) -> None:
-    """Send each sample request to the token-counting endpoint; raise :class:`PreflightRefused` on a 400."""
+def preflight(backend: BatchBackend, workload: Workload, samples: list[dict[str, Any]]) -> None:
+    """Count each sample request's tokens; raise :class:`PreflightRefused` when the API refuses it."""
     for params in samples:
-        kwargs = {key: value for key, value in params.items() if key in COUNT_TOKENS_KWARGS}
-        extra = {key: value for key, value in params.items()
-                 if key not in COUNT_TOKENS_KWARGS and key not in MESSAGES_ONLY}
         try:
-            client.messages.count_tokens(**kwargs, **({"extra_body": extra} if extra else {}))
-        except anthropic.BadRequestError as exc:
-            message = api_message(exc)
-            match = _FIELD.match(message)
-            raise PreflightRefused(workload.name, match.group(1) if match else "(request)", message) from None
-
-
-def api_message(exc: anthropic.APIStatusError) -> str:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    return str(error.get("message") or exc.message)
+            backend.count_tokens(params)
+        except Exception as exc:
+            failure = backend.failure(exc)
+            if failure is None or failure.kind is not ErrorKind.INVALID_REQUEST:
+                raise
+            match = _FIELD.match(failure.message)
+            raise PreflightRefused(workload.name, match.group(1) if match else "(request)", failure.message) from None
 
 
 def fail_refused_run(conn: psycopg.Connection, run: Run, refused: PreflightRefused) -> int:

@@ -12,7 +12,7 @@ batch of its own may exist unrecorded:
   batch still runs it cannot be proven, so the round waits for it (:class:`AwaitingProof`)
   instead of creating again; another team's batch is never adopted.
 
-The create call has the SDK's own retries turned off for the same reason: a create that timed
+The backend makes the create call once, its client's retries off, for the same reason: a create that timed
 out may still have created its batch, and a blind retry would pay for the same requests twice.
 """
 
@@ -24,12 +24,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import anthropic
 import psycopg
-from anthropic.types.messages import MessageBatch
 from psycopg import sql
 
 from nightshift import queue
+from nightshift.backends.base import BatchBackend, BatchState, ErrorKind
 from nightshift.batch.body import BatchBody, encode_request
 from nightshift.batch.ledger import BatchRow, Run, batches
 from nightshift.batch.ownership import AwaitingProof, answered, candidates, identify, journal_answer, record_suspects
@@ -40,8 +39,6 @@ from nightshift.workloads.shape import RequestShape
 log = logging.getLogger(__name__)
 
 CREATE_ATTEMPTS = 4
-#: Statuses with which the API refuses a call before doing any of it: no orphan to look for.
-REFUSED_BEFORE_WORK = (429, 529)
 #: Marks a batch created after a create call that may still go through late (see land).
 UNANSWERED_CREATE = "created after an unanswered create call"
 ROWS_PER_FETCH = 2_000
@@ -77,10 +74,9 @@ class Caps:
     max_queued: int | None = None  # across all runs; None: no admission control
 
     @classmethod
-    def for_workload(cls, workload: Workload, **overrides: Any) -> Caps:
-        from nightshift.config import settings
-
-        caps = cls(workload.batch.max_requests_per_batch, workload.batch.max_batch_bytes, settings().max_queued_requests)
+    def for_workload(cls, workload: Workload, max_queued: int | None = None, **overrides: Any) -> Caps:
+        """The workload's batch limits; ``max_queued`` is the deployment's (``[nightshift] max_queued_requests``)."""
+        caps = cls(workload.batch.max_requests_per_batch, workload.batch.max_batch_bytes, max_queued)
         for name, value in overrides.items():
             if value is not None:
                 setattr(caps, name, int(value))
@@ -102,27 +98,27 @@ class SubmitResult:
         return self.__dict__.copy()
 
 
-def submit_round(conn: psycopg.Connection, client: anthropic.Anthropic, workload: Workload, run: Run,
+def submit_round(conn: psycopg.Connection, backend: BatchBackend, workload: Workload, run: Run,
                  round_: int, caps: Caps) -> SubmitResult:
     from nightshift.batch.preflight import run_shape
 
     result = SubmitResult(round_)
     past_deadline = run.past_deadline()
-    shape = run_shape(conn, client, workload, run)
+    shape = run_shape(conn, backend, workload, run)
     if round_ > 0:
         _promote_retries(conn, run, round_)
     elif not past_deadline:
         from nightshift.batch.costing import plan_caching
         from nightshift.costs import price_table
 
-        plan_caching(conn, client, workload, run, price_table(), shape)
+        plan_caching(conn, backend, workload, run, price_table(), shape)
     for intent in batches(conn, run, round_, statuses=("intent",)):
-        _recover_intent(conn, client, workload, run, intent, result, past_deadline)
+        _recover_intent(conn, backend, workload, run, intent, result, past_deadline)
     if past_deadline:  # e.g. it waited for room in the queue until then: what is in flight is all
         log.warning("run %s is past its deadline (%s): the round's unsubmitted requests stay unsubmitted",
                     run.run_pk, run.deadline_at.isoformat())
     else:
-        _submit_unassigned(conn, client, workload, run, round_, caps, result, shape)
+        _submit_unassigned(conn, backend, workload, run, round_, caps, result, shape)
     result.batch_ids = [b.backend_batch_id for b in batches(conn, run, round_) if b.backend_batch_id]
     log.info(
         "round %d of run %s: %d batches (%s), %d requests submitted now, %d invalid inputs failed",
@@ -191,7 +187,7 @@ def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list, shap
             yield custom_id, encode_request(custom_id, params)
 
 
-def _submit_unassigned(conn, client, workload, run, round_, caps, result, shape: RequestShape) -> None:
+def _submit_unassigned(conn, backend: BatchBackend, workload, run, round_, caps, result, shape: RequestShape) -> None:
     invalid: list[tuple[str, int | None, str]] = []
     samples = _Samples(round_ == 0 and not _any_batch(conn, run))
     seq = conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM nightshift.batches WHERE run_pk = %s AND round = %s",
@@ -203,8 +199,8 @@ def _submit_unassigned(conn, client, workload, run, round_, caps, result, shape:
         for custom_id, encoded in _encoded_requests(conn, workload, run, round_, None, invalid, shape):
             samples.offer(encoded)
             if body.count and (body.count >= max_requests or body.size_with(encoded) > caps.max_bytes):
-                samples.check(conn, client, workload, run, invalid, result)
-                _create_batch(conn, client, run, round_, seq, body, invalid, result, caps)
+                samples.check(conn, backend, workload, run, invalid, result)
+                _create_batch(conn, backend, run, round_, seq, body, invalid, result, caps)
                 seq += 1
                 body.close()
                 body = BatchBody()
@@ -217,8 +213,8 @@ def _submit_unassigned(conn, client, workload, run, round_, caps, result, shape:
                 continue
             body.add(custom_id, encoded)
         if body.count:
-            samples.check(conn, client, workload, run, invalid, result)
-            _create_batch(conn, client, run, round_, seq, body, invalid, result, caps)
+            samples.check(conn, backend, workload, run, invalid, result)
+            _create_batch(conn, backend, run, round_, seq, body, invalid, result, caps)
         else:
             _fail_invalid(conn, run, invalid, result)
             conn.commit()
@@ -247,7 +243,7 @@ class _Samples:
         if self.longest is None or len(encoded) > len(self.longest):
             self.longest = encoded
 
-    def check(self, conn, client, workload: Workload, run: Run, invalid: list, result: SubmitResult) -> None:
+    def check(self, conn, backend: BatchBackend, workload: Workload, run: Run, invalid: list, result: SubmitResult) -> None:
         """Once, before the first create: a refusal fails the run's waiting requests, then raises."""
         if not self.wanted or self.first is None:
             return
@@ -256,7 +252,7 @@ class _Samples:
         self.wanted = False
         distinct = [self.first] if self.longest in (None, self.first) else [self.first, self.longest]
         try:
-            preflight(client, workload, [json.loads(encoded)["params"] for encoded in distinct])
+            preflight(backend, workload, [json.loads(encoded)["params"] for encoded in distinct])
         except PreflightRefused as refused:
             _fail_invalid(conn, run, invalid, result)  # bad rows keep their own reason
             count = fail_refused_run(conn, run, refused)
@@ -282,18 +278,20 @@ def admit(conn: psycopg.Connection, count: int, cap: int | None) -> None:
         raise NotAdmitted(count, queued, cap)
 
 
-def _create_batch(conn, client, run, round_, seq, body: BatchBody, invalid, result, caps: Caps) -> None:
+def _create_batch(conn, backend: BatchBackend, run, round_, seq, body: BatchBody, invalid, result, caps: Caps
+                  ) -> None:
     admit(conn, body.count, caps.max_queued)
     intent_pk, intent_at = conn.execute(
-        "INSERT INTO nightshift.batches (run_pk, round, seq, request_count, body_bytes) VALUES (%s, %s, %s, %s, %s) "
-        "RETURNING batch_pk, intent_at", (run.run_pk, round_, seq, body.count, body.size),
+        "INSERT INTO nightshift.batches (run_pk, round, seq, request_count, body_bytes, backend) "
+        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING batch_pk, intent_at",
+        (run.run_pk, round_, seq, body.count, body.size, backend.name),
     ).fetchone()
     conn.execute("UPDATE nightshift.items SET batch_pk = %s WHERE run_pk = %s AND custom_id = ANY(%s)",
                  (intent_pk, run.run_pk, body.custom_ids))
     _fail_invalid(conn, run, invalid, result)
     conn.commit()
     try:
-        batch, recovery = _create_or_adopt(conn, client, intent_pk, intent_at, body)
+        batch, recovery = _create_or_adopt(conn, backend, intent_pk, intent_at, body)
     except AwaitingProof as waiting:  # the rest of the round goes on; this intent waits for its suspects
         result.awaiting_proof += waiting.batch_ids
         return
@@ -304,43 +302,43 @@ def _create_batch(conn, client, run, round_, seq, body: BatchBody, invalid, resu
     log.info("created batch %s: round %d #%d, %d requests, %.1f MB", batch.id, round_, seq, body.count, body.size / 1e6)
 
 
-def _create_or_adopt(conn, client: anthropic.Anthropic, intent_pk: int, intent_at, body: BatchBody
-                     ) -> tuple[MessageBatch, str | None]:
+def _create_or_adopt(conn, backend: BatchBackend, intent_pk: int, intent_at, body: BatchBody
+                     ) -> tuple[BatchState, str | None]:
     """Create the intent's batch; after a failure that may have reached the API, adopt rather than repeat."""
-    from nightshift.batch.errors import SpendLimitReached, is_spend_limit
-    from nightshift.batch.polling import is_transient, next_interval
-    from nightshift.batch.preflight import api_message
+    from nightshift.batch.errors import SpendLimitReached
+    from nightshift.batch.polling import next_interval
 
-    once = client.with_options(max_retries=0)
     unanswered: list[str] = []
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
-            batch = _create_call(once, body)
+            batch = backend.create(body)
             journal_answer(conn, intent_pk, batch.id)
             return batch, (f"{UNANSWERED_CREATE}: {'; '.join(unanswered)}"[:500] if unanswered else None)
         except Exception as exc:
-            if is_spend_limit(exc):
-                raise SpendLimitReached(f"the create call of intent #{intent_pk}", api_message(exc)) from exc
-            if not is_transient(exc) or attempt == CREATE_ATTEMPTS:
+            failure = backend.failure(exc)
+            if failure is not None and failure.kind is ErrorKind.SPEND_LIMIT:
+                raise SpendLimitReached(f"the create call of intent #{intent_pk}", failure.message) from exc
+            if failure is None or not failure.transient or attempt == CREATE_ATTEMPTS:
                 raise
-            delay = _retry_after(exc) or next_interval(0.5, attempt - 1, 8.0)
+            delay = failure.retry_after or next_interval(0.5, attempt - 1, 8.0)
             log.warning("create call for intent #%d failed (attempt %d of %d, again in %.1fs): %r",
                         intent_pk, attempt, CREATE_ATTEMPTS, delay, exc)
             time.sleep(delay)
-            if getattr(exc, "status_code", None) in REFUSED_BEFORE_WORK:
+            if failure.refused_before_work:  # no orphan to look for
                 continue
             unanswered.append(repr(exc))
-            ours, unproven = identify(conn, client, intent_pk, candidates(conn, client, intent_pk, intent_at, body.count))
+            ours, unproven = identify(conn, backend, intent_pk,
+                                      candidates(conn, backend, intent_pk, intent_at, body.count))
             if ours is not None:
                 log.warning("the failed create call had created batch %s anyway (proven by its results' "
                             "custom_ids): adopted it", ours)
-                return client.messages.batches.retrieve(ours), f"adopted {ours} after a create call failed: {exc!r}"[:500]
+                return backend.retrieve(ours), f"adopted {ours} after a create call failed: {exc!r}"[:500]
             if unproven:  # identify has recorded them as the intent's suspects
                 raise AwaitingProof(unproven) from exc
     raise AssertionError("unreachable")
 
 
-def find_late_duplicates(conn: psycopg.Connection, client: anthropic.Anthropic, run: Run, round_: int) -> list[str]:
+def find_late_duplicates(conn: psycopg.Connection, backend: BatchBackend, run: Run, round_: int) -> list[str]:
     """Record, as suspects, batches a create call that never answered may have made after all.
 
     Runs before landing, long after submit: a listed batch matching such an intent (its window
@@ -354,7 +352,7 @@ def find_late_duplicates(conn: psycopg.Connection, client: anthropic.Anthropic, 
     ).fetchall()
     found = []
     for batch_pk, intent_at, request_count in suspects:
-        matching = [c.id for c in candidates(conn, client, batch_pk, intent_at, request_count)]
+        matching = [c.id for c in candidates(conn, backend, batch_pk, intent_at, request_count)]
         if matching:
             record_suspects(conn, batch_pk, matching)
             found += matching
@@ -363,22 +361,7 @@ def find_late_duplicates(conn: psycopg.Connection, client: anthropic.Anthropic, 
     return found
 
 
-def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    try:
-        return float(response.headers["retry-after"]) if response is not None else None
-    except (KeyError, ValueError):
-        return None
-
-
-def _create_call(client: anthropic.Anthropic, body: BatchBody) -> MessageBatch:
-    return client.post(
-        "/v1/messages/batches", cast_to=MessageBatch, content=body,
-        options={"headers": {"Content-Type": "application/json", "Content-Length": str(body.size)}},
-    )
-
-
-def _record_created(conn: psycopg.Connection, batch_pk: int, batch: MessageBatch, recovery: str | None = None) -> None:
+def _record_created(conn: psycopg.Connection, batch_pk: int, batch: BatchState, recovery: str | None = None) -> None:
     try:
         conn.execute(
             "UPDATE nightshift.batches SET backend_batch_id = %s, status = 'submitted', submitted_at = now(), "
@@ -412,16 +395,16 @@ def _fail_invalid(conn: psycopg.Connection, run: Run, invalid: list, result: Sub
     invalid.clear()
 
 
-def _recover_intent(conn, client, workload: Workload, run: Run, intent: BatchRow, result: SubmitResult,
+def _recover_intent(conn, backend: BatchBackend, workload: Workload, run: Run, intent: BatchRow, result: SubmitResult,
                     past_deadline: bool = False) -> None:
     batch_id = answered(conn, intent.batch_pk)
     if batch_id is not None:
-        _adopt(conn, client, intent, batch_id, f"adopted {batch_id}: the create call's journalled answer", result)
+        _adopt(conn, backend, intent, batch_id, f"adopted {batch_id}: the create call's journalled answer", result)
         return
-    ours, unproven = identify(conn, client, intent.batch_pk,
-                              candidates(conn, client, intent.batch_pk, intent.intent_at, intent.request_count))
+    ours, unproven = identify(conn, backend, intent.batch_pk,
+                              candidates(conn, backend, intent.batch_pk, intent.intent_at, intent.request_count))
     if ours is not None:
-        _adopt(conn, client, intent, ours, f"adopted orphan {ours}: its results' custom_ids are this intent's",
+        _adopt(conn, backend, intent, ours, f"adopted orphan {ours}: its results' custom_ids are this intent's",
                result)
         return
     if unproven:  # identify has recorded them as the intent's suspects
@@ -448,7 +431,7 @@ def _recover_intent(conn, client, workload: Workload, run: Run, intent: BatchRow
                      (body.count, body.size, intent.batch_pk))
         conn.commit()
         try:
-            batch, adopted = _create_or_adopt(conn, client, intent.batch_pk, intent.intent_at, body)
+            batch, adopted = _create_or_adopt(conn, backend, intent.batch_pk, intent.intent_at, body)
         except AwaitingProof as waiting:
             result.awaiting_proof += waiting.batch_ids
             return
@@ -464,8 +447,9 @@ def _recover_intent(conn, client, workload: Workload, run: Run, intent: BatchRow
     )
 
 
-def _adopt(conn, client, intent: BatchRow, batch_id: str, recovery: str, result: SubmitResult) -> None:
-    _record_created(conn, intent.batch_pk, client.messages.batches.retrieve(batch_id), recovery)
+def _adopt(conn, backend: BatchBackend, intent: BatchRow, batch_id: str, recovery: str, result: SubmitResult
+           ) -> None:
+    _record_created(conn, intent.batch_pk, backend.retrieve(batch_id), recovery)
     result.adopted.append(batch_id)
     log.warning("recovered intent #%d (round %d, %d requests): %s; the previous attempt stopped before recording it",
                 intent.batch_pk, intent.round, intent.request_count, recovery)

@@ -1,6 +1,9 @@
-"""Declarative workload definitions, shared by the streaming path and the batch path."""
+"""Declarative workload definitions, shared by the streaming path and the batch path.
+
+The deployment's workloads (those of the configured folders) are :mod:`nightshift.deployment`'s.
+"""
 
 from nightshift.workloads.definition import Workload, WorkloadDefinitionError
-from nightshift.workloads.registry import get_workload, load_workloads
+from nightshift.workloads.registry import load_workloads
 
-__all__ = ["Workload", "WorkloadDefinitionError", "get_workload", "load_workloads"]
+__all__ = ["Workload", "WorkloadDefinitionError", "load_workloads"]

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from nightshift.backends.registry import DEFAULT_BACKEND, backend_names
 from nightshift.model_table import ModelCapabilities
 from nightshift.workloads.shape import Delivery, RequestShape, Thinking, UnsupportedRequest, request_shape
 
@@ -137,6 +138,8 @@ class Workload(_Strict):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
     description: str = ""
+    #: Which batch API runs the workload's nights (a name in :mod:`nightshift.backends.registry`).
+    backend: str = DEFAULT_BACKEND
     model: str = Field(min_length=1)
     #: The budget thinking and the answer share (thinking tokens are output tokens): checked at
     #: load against what Nightshift plans for thinking at the workload's effort.
@@ -156,6 +159,13 @@ class Workload(_Strict):
     failure_threshold: float = Field(default=0.05, ge=0, le=1)
     batch: BatchSettings = BatchSettings()
     migration: MigrationSettings = MigrationSettings()
+
+    @field_validator("backend")
+    @classmethod
+    def _a_known_backend(cls, backend: str) -> str:
+        if backend not in backend_names():
+            raise ValueError(f"unknown batch backend {backend!r}; known backends: {', '.join(backend_names())}")
+        return backend
 
     @field_validator("model")
     @classmethod
