@@ -15,6 +15,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from nightshift.config import settings
+from nightshift.lineage import CollectLineage, FinalizeLineage, LandLineage
 from nightshift.ui.links import AnthropicConsoleBatchLink, NightshiftRunLink
 
 
@@ -94,7 +95,7 @@ class _NightshiftOperator(NightshiftTask, BaseOperator):
         self.anthropic_conn_id = anthropic_conn_id
 
 
-class CollectRequestsOperator(_NightshiftOperator):
+class CollectRequestsOperator(CollectLineage, _NightshiftOperator):
     """Claim the night's pending requests into a new ledger run; skip downstream on an empty night.
 
     ``source="interval"`` (the backfill DAGs) takes the source rows of the run's data interval
@@ -139,6 +140,7 @@ class CollectRequestsOperator(_NightshiftOperator):
                 deadline=timedelta(seconds=float(deadline_seconds)) if deadline_seconds else None,
                 data_interval=(context.get("data_interval_start"), context.get("data_interval_end")), mode=mode,
             )
+            self.lineage_run = run
             if run.shadow:
                 self.log.info("%s is in shadow mode: answering the window's requests into %s; the streaming "
                               "path keeps the queue and the destination", self.workload_name, "a shadow table")
@@ -241,7 +243,7 @@ class SubmitBatchesOperator(_RoundOperator):
         return self.execute(context)
 
 
-class LandResultsOperator(_RoundOperator):
+class LandResultsOperator(LandLineage, _RoundOperator):
     """Stream ended batches' results into the destination table, the ledger and the queue."""
 
     def execute(self, context) -> dict:
@@ -249,14 +251,15 @@ class LandResultsOperator(_RoundOperator):
         from nightshift.batch.land import land_round
 
         with self.db() as conn:
-            run = self.ledger_run(conn, context)
+            run = self.lineage_run = self.ledger_run(conn, context)
             try:
-                return land_round(conn, self.backend(), self.workload, run, self.round).as_dict()
+                self.lineage_result = land_round(conn, self.backend(), self.workload, run, self.round)
+                return self.lineage_result.as_dict()
             except RetryWontHelp as final:  # what landed is committed; later rounds would fail the same way
                 raise AirflowFailException(str(final)) from None
 
 
-class FinalizeRunOperator(_NightshiftOperator):
+class FinalizeRunOperator(FinalizeLineage, _NightshiftOperator):
     """Close the run (every request terminal), summarise it, and publish the destination Asset.
 
     Runs whatever happened upstream (``all_done``), so a failed or timed-out night still
@@ -273,6 +276,7 @@ class FinalizeRunOperator(_NightshiftOperator):
             except LookupError:
                 raise AirflowSkipException("no ledger run: collect never started") from None
             summary = finalize_run(conn, run, self._backend_if_possible(), self.workload)
+        self.lineage_run, self.lineage_summary = run, summary
         self.log.info("run summary: %s", summary.as_dict())
         if summary.succeeded == 0:
             raise AirflowSkipException(f"no {self.workload_name} result landed in this run: no Asset event")
