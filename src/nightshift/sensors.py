@@ -37,10 +37,12 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
 
     def _round_batches(self, context) -> tuple[Any, list[str]]:
         from nightshift.batch.ledger import batches
+        from nightshift.ledger.status import BatchStatus
 
         with self.db() as conn:
             run = self.ledger_run(conn, context)
-            ids = [b.backend_batch_id for b in batches(conn, run, self.round, ("submitted", "ended", "landed"))]
+            ids = [b.backend_batch_id for b in batches(
+                conn, run, self.round, (BatchStatus.SUBMITTED, BatchStatus.ENDED, BatchStatus.LANDED))]
         return run, ids
 
     def execute(self, context) -> Any:

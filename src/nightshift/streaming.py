@@ -128,15 +128,15 @@ def _record_usage(conn, workload: Workload, request_id: int, message: dict) -> N
     """What this request cost at the standard rate (the streaming path's side of the comparison)."""
     from nightshift.batch.costing import usage_of
     from nightshift.costs import price_table
+    from nightshift.ledger.migration import record_stream_usage
 
     usage = usage_of(message.get("usage") or {}, workload)
     cost = price_table().cost(usage, message.get("model") or workload.model, batch=False)
-    conn.execute(
-        "INSERT INTO nightshift.stream_usage (request_id, workload, model, input_tokens, output_tokens, "
-        "cache_write_tokens, cache_read_tokens, cost_usd) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (request_id) DO UPDATE SET cost_usd = EXCLUDED.cost_usd, created_at = now()",
-        (request_id, workload.name, message.get("model") or workload.model, usage.input_tokens, usage.output_tokens,
-         usage.cache_write_5m_tokens + usage.cache_write_1h_tokens, usage.cache_read_tokens, cost))
+    record_stream_usage(conn, request_id=request_id, workload=workload.name,
+                        model=message.get("model") or workload.model, input_tokens=usage.input_tokens,
+                        output_tokens=usage.output_tokens,
+                        cache_write_tokens=usage.cache_write_5m_tokens + usage.cache_write_1h_tokens,
+                        cache_read_tokens=usage.cache_read_tokens, cost_usd=cost)
 
 
 def _fail(conn, request_id: int, reason: str, message: str) -> str:

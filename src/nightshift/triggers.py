@@ -21,6 +21,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from nightshift.backends.registry import DEFAULT_BACKEND
 from nightshift.batch.polling import BatchSnapshot, WaitPolicy, WaitVerdict
+from nightshift.ledger import batches as ledger_batches
+from nightshift.ledger.status import CancelReason
 
 
 def seconds_until(deadline: float) -> float:
@@ -159,9 +161,7 @@ class BatchesEndedTrigger(BaseTrigger):
     async def _query_ledger_counts(self) -> tuple[int, int] | None:
         try:
             async with _ledger(self, self.db_conn_id) as conn:
-                cur = await conn.execute("SELECT count(DISTINCT run_pk), count(*) FROM nightshift.batches "
-                                         "WHERE status = 'submitted'")
-                waits, batches = await cur.fetchone()
+                waits, batches = await ledger_batches.in_flight_counts(conn)
             return max(1, waits), max(1, batches)
         except Exception as exc:
             self.log.warning("could not read the ledger for the poll budget: %r", exc)
@@ -172,12 +172,10 @@ class BatchesEndedTrigger(BaseTrigger):
         if not self.db_conn_id:
             return False
         try:
-            from nightshift.batch.ledger import RECORD_BATCH_STATE, batch_state_params
-
             async with _ledger(self, self.db_conn_id) as conn:
                 for s in snapshots:
-                    await conn.execute(RECORD_BATCH_STATE, batch_state_params(
-                        s.id, s.processing_status, s.request_counts, s.ended_at))
+                    await ledger_batches.record_batch_state_async(
+                        conn, s.id, s.processing_status, s.request_counts, s.ended_at)
             return True
         except Exception as exc:
             self.log.warning("could not record batch states in the ledger (the wait goes on): %r", exc)
@@ -206,11 +204,9 @@ class BatchesEndedTrigger(BaseTrigger):
         finally:
             await backend.aclose()
         if cancelled and self.db_conn_id:
-            from nightshift.batch.deadline import MARK_CANCELLED, CancelReason
-
             try:
                 async with _ledger(self, self.db_conn_id) as conn:
-                    await conn.execute(MARK_CANCELLED, (CancelReason.KILLED, cancelled))
+                    await ledger_batches.mark_cancelled_async(conn, cancelled, CancelReason.KILLED)
             except Exception as exc:
                 self.log.warning("on_kill: could not record the cancel of %s: %r", ", ".join(cancelled), exc)
 
@@ -244,10 +240,8 @@ class AdmissionTrigger(BaseTrigger):
 
     async def queued(self) -> int:
         """Requests queued across all runs, as the ledger knows them."""
-        from nightshift.batch.submit import QUEUED
-
         async with _ledger(self, self.db_conn_id) as conn:
-            return (await (await conn.execute(QUEUED)).fetchone())[0]
+            return await ledger_batches.queued_requests_async(conn)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:

@@ -76,7 +76,7 @@ async def _budget_slots(dsn: str, count: int) -> float:
     a limit so high that none waits; the rows leave the window like any call's)."""
     import psycopg
 
-    from nightshift.batch.budget import TAKE
+    from nightshift.ledger.budget import TAKE
 
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await conn.execute(TAKE, (10**9, 60.0))

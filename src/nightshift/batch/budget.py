@@ -21,9 +21,10 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
+from nightshift.ledger.budget import take_batch_api_call, take_batch_api_call_async
+
 log = logging.getLogger(__name__)
 
-TAKE = "SELECT nightshift.take_batch_api_call(%s, %s)"
 APPLICATION_NAME = "nightshift-batch-api-budget"
 
 
@@ -63,7 +64,7 @@ class LedgerCallBudget:
 
         try:
             with psycopg.connect(self.dsn, autocommit=True, application_name=APPLICATION_NAME) as conn:
-                return conn.execute(TAKE, (self.budget.limit, self.budget.window_seconds)).fetchone()[0]
+                return take_batch_api_call(conn, self.budget.limit, self.budget.window_seconds)
         except psycopg.Error as exc:
             log.warning("batch API budget unavailable, calling without it: %r", exc)
             return 0.0
@@ -82,8 +83,7 @@ class AsyncLedgerCallBudget:
     async def _take(self) -> float:
         try:
             async with self.connect() as conn:
-                cur = await conn.execute(TAKE, (self.budget.limit, self.budget.window_seconds))
-                return (await cur.fetchone())[0]
+                return await take_batch_api_call_async(conn, self.budget.limit, self.budget.window_seconds)
         except Exception as exc:
             log.warning("batch API budget unavailable, calling without it: %r", exc)
             return 0.0

@@ -14,12 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from nightshift.backends.base import BatchBackend
 from nightshift.batch.ledger import Run
 from nightshift.costs import MILLION, PriceTable, Usage
+from nightshift.ledger import costs as ledger_costs
+from nightshift.ledger import items
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.requests import stable_prefix
 from nightshift.workloads.shape import RequestShape
@@ -71,14 +71,12 @@ def decide_warmup(workload: Workload, prices: PriceTable, *, prefix_tokens: int,
 def plan_caching(conn: psycopg.Connection, backend: BatchBackend, workload: Workload, run: Run,
                  prices: PriceTable, shape: RequestShape | None = None) -> CachingPlan:
     """Measure the prefix, decide on a warm-up (and send it), and record both on the run, once."""
-    recorded = conn.execute("SELECT details -> 'caching' FROM nightshift.runs WHERE run_pk = %s",
-                            (run.run_pk,)).fetchone()[0]
+    recorded = ledger_costs.caching_plan(conn, run.run_pk)
     if recorded:
         return CachingPlan(**recorded)
     prefix = stable_prefix(workload, shape)
     counted = backend.count_tokens({"model": workload.model, **prefix, "messages": [{"role": "user", "content": "."}]})
-    requests = conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s AND status = 'pending'",
-                            (run.run_pk,)).fetchone()[0]
+    requests = items.pending_count(conn, run.run_pk)
     plan = decide_warmup(workload, prices, prefix_tokens=counted, requests=requests, on=run.billed_on)
     if plan.warmup:
         reply = backend.create_message(
@@ -87,10 +85,8 @@ def plan_caching(conn: psycopg.Connection, backend: BatchBackend, workload: Work
         plan.warmup_usage = asdict(usage)
         plan.warmup_cost_usd = float(prices.cost(usage, workload.model, batch=False, on=run.billed_on))
     (log.info if plan.cacheable else log.warning)("caching plan for run %s: %s", run.run_pk, plan.reason)
-    conn.execute(
-        "UPDATE nightshift.runs SET prefix_tokens = %s, warmup_cost_usd = %s, "
-        "details = details || jsonb_build_object('caching', %s::jsonb) WHERE run_pk = %s",
-        (plan.prefix_tokens, plan.warmup_cost_usd, Jsonb(asdict(plan)), run.run_pk))
+    ledger_costs.record_caching_plan(conn, run.run_pk, prefix_tokens=plan.prefix_tokens,
+                                     warmup_cost_usd=plan.warmup_cost_usd, plan=asdict(plan))
     conn.commit()
     return plan
 
@@ -108,33 +104,21 @@ def usage_of(usage: dict[str, Any], workload: Workload) -> Usage:
                  cache_read_tokens=usage.get("cache_read_input_tokens") or 0)
 
 
-# The run's usage in two sums: requests whose prompt is over the price row's long-prompt threshold
-# (if it has one) pay other rates on every token, so they are priced apart.
-RUN_USAGE = """
-SELECT input_tokens + cache_write_5m_tokens + cache_write_1h_tokens + cache_read_input_tokens > %(over)s AS long_prompt,
-       coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cache_write_5m_tokens), 0),
-       coalesce(sum(cache_write_1h_tokens), 0), coalesce(sum(cache_read_input_tokens), 0),
-       coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE status = 'failed' AND cost_usd > 0)
-  FROM nightshift.items WHERE run_pk = %(run_pk)s GROUP BY 1
-"""
-
-
 def record_run_costs(conn: psycopg.Connection, run: Run, model: str, prices: PriceTable) -> dict[str, Any]:
     """The run's cost record: actual (items + warm-up) against both streaming baselines, each
     priced with the row in force on the day the run was billed."""
     price = prices.price(model, run.billed_on)
     over = price.long_prompt_over if price.long_prompt_over is not None else 2**62
-    groups = conn.execute(RUN_USAGE, {"run_pk": run.run_pk, "over": over}).fetchall()
-    warmup, caching = conn.execute("SELECT warmup_cost_usd, details -> 'caching' FROM nightshift.runs "
-                                   "WHERE run_pk = %s", (run.run_pk,)).fetchone()
+    # Requests over the price row's long-prompt threshold (if it has one) pay other rates on every token.
+    groups = ledger_costs.usage_groups(conn, run.run_pk, over)
+    warmup, caching = ledger_costs.warmup(conn, run.run_pk)
     # The warm-up request is part of the night's work: its tokens count in both baselines too.
     parts = [Usage(*tokens) for _, *tokens, _, _ in groups]
     parts.append(Usage(**((caching or {}).get("warmup_usage") or {})))
     usage = sum(parts, Usage())
     items_cost = sum((cost for *_, cost, _ in groups), Decimal(0))
     # a proven late duplicate was billed too, though none of its results is landed
-    duplicates = conn.execute("SELECT coalesce(sum(billed_usd), 0) FROM nightshift.batches WHERE run_pk = %s "
-                              "AND status = 'abandoned'", (run.run_pk,)).fetchone()[0]
+    duplicates = ledger_costs.billed_duplicates(conn, run.run_pk)
     billed_failed = sum(billed for *_, billed in groups)
 
     def streaming(cached: bool) -> Decimal:
@@ -150,8 +134,5 @@ def record_run_costs(conn: psycopg.Connection, run: Run, model: str, prices: Pri
         "cache_read_tokens": usage.cache_read_tokens, "billed_failed": billed_failed,
         "prices_as_of": prices.as_of,
     }
-    assignments = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column))
-                                     for column in record)
-    conn.execute(sql.SQL("UPDATE nightshift.runs SET {} WHERE run_pk = %(run_pk)s").format(assignments),
-                 {**record, "run_pk": run.run_pk})
+    ledger_costs.record_run_costs(conn, run.run_pk, record)
     return record

@@ -9,21 +9,16 @@ what succeeded and record the cost of everything billed. The requests the cancel
 
 from __future__ import annotations
 
-import enum
 import logging
 
 import psycopg
 
 from nightshift.backends.base import BatchBackend
 from nightshift.batch.ledger import Run
+from nightshift.ledger import batches, runs
+from nightshift.ledger.status import CancelReason
 
 log = logging.getLogger(__name__)
-
-
-
-class CancelReason(enum.StrEnum):
-    DEADLINE = "deadline"
-    KILLED = "killed"
 
 
 def cancel_at_deadline(conn: psycopg.Connection, backend: BatchBackend, run: Run, unfinished: list[str]) -> str:
@@ -36,16 +31,12 @@ def cancel_at_deadline(conn: psycopg.Connection, backend: BatchBackend, run: Run
     mark_cancelled(conn, unfinished, CancelReason.DEADLINE)
     message = (f"run {run.run_pk} passed its deadline ({run.deadline_at.isoformat()}) with {len(unfinished)} "
                f"batch(es) unfinished; cancelled {', '.join(unfinished)}; what they had processed is landed")
-    conn.execute("UPDATE nightshift.runs SET message = %s WHERE run_pk = %s", (message, run.run_pk))
+    runs.set_message(conn, run.run_pk, message)
     conn.commit()
     log.warning("%s", message)
     return message
 
 
-MARK_CANCELLED = ("UPDATE nightshift.batches SET cancel_reason = coalesce(cancel_reason, %s) "
-                  "WHERE backend_batch_id = ANY(%s)")
-
-
-def mark_cancelled(conn: psycopg.Connection, batch_ids: list[str], reason: str) -> None:
-    conn.execute(MARK_CANCELLED, (reason, list(batch_ids)))
+def mark_cancelled(conn: psycopg.Connection, batch_ids: list[str], reason: CancelReason) -> None:
+    batches.mark_cancelled(conn, batch_ids, reason)
     conn.commit()

@@ -28,6 +28,9 @@ from nightshift.batch.errors import AccountProblem
 from nightshift.costs import PriceTable, price_table
 from nightshift.batch.polling import BatchSnapshot
 from nightshift.destination import upsert_statement
+from nightshift.ledger import batches as ledger_batches
+from nightshift.ledger import items, queue
+from nightshift.ledger.status import BatchStatus, CancelReason, ItemStatus
 from nightshift.migration.modes import shadow_table
 from nightshift.queue import column_type
 from nightshift.workloads.definition import Workload
@@ -46,33 +49,8 @@ ITEM_COLUMNS = ("custom_id", "status", "error_type", "error_message", "stop_reas
                 "cache_write_1h_tokens", "cost_usd")
 
 
-#: The usage of a result that was billed but not landed (the item stays ``submitted``).
-RECORD_BILLED = (
-    "UPDATE nightshift.items SET input_tokens = %s, output_tokens = %s, cache_creation_input_tokens = %s, "
-    "cache_read_input_tokens = %s, cache_write_5m_tokens = %s, cache_write_1h_tokens = %s, cost_usd = %s, "
-    "updated_at = now() WHERE run_pk = %s AND round = %s AND custom_id = %s AND status = 'submitted'")
-
-
 class BatchNotEnded(RuntimeError):
     pass
-
-
-#: A batch whose results can no longer be read: its open items fail with the reason, and the
-#: queue rows with them, in one statement.
-FAIL_BATCH_ITEMS = """
-WITH failed AS MATERIALIZED (
-    UPDATE nightshift.items SET status = 'failed', error_type = %(error_type)s, error_message = %(message)s,
-                                updated_at = now()
-     WHERE batch_pk = %(batch_pk)s AND status = 'submitted'
- RETURNING request_id
-), queue AS (
-    UPDATE app.llm_requests q
-       SET status = 'failed', completed_at = now(), error = %(error_type)s || ': ' || %(message)s
-      FROM failed f
-     WHERE q.request_id = f.request_id AND NOT %(shadow)s
-)
-SELECT count(*) FROM failed
-"""
 
 
 @dataclass
@@ -93,7 +71,7 @@ def land_round(conn: psycopg.Connection, backend: BatchBackend, workload: Worklo
     result = LandResult(round_)
     find_late_duplicates(conn, backend, run, round_)
     settle_late_duplicates(conn, backend, workload)
-    to_land = batches(conn, run, round_, statuses=("submitted", "ended"))
+    to_land = batches(conn, run, round_, statuses=(BatchStatus.SUBMITTED, BatchStatus.ENDED))
     extra = _extra_connections(conn, WRITERS - 1) if to_land else []
     refused: psycopg.Error | None = None
     try:
@@ -110,9 +88,7 @@ def land_round(conn: psycopg.Connection, backend: BatchBackend, workload: Worklo
     if refused is not None:
         raise refused
     log.info("landed round %d of run %s: %s", round_, run.run_pk, dict(result.outcomes) or "nothing to land")
-    account = dict(conn.execute(
-        "SELECT error_type, count(*) FROM nightshift.items WHERE run_pk = %s AND round = %s AND status = 'failed' "
-        "AND error_type = ANY(%s) GROUP BY 1", (run.run_pk, round_, sorted(ACCOUNT_ITEM_ERRORS))).fetchall())
+    account = items.failed_by(conn, run.run_pk, round_, ACCOUNT_ITEM_ERRORS)
     if account:
         raise AccountProblem(run.run_pk, account)
     return result
@@ -139,8 +115,7 @@ def _land_batch(conn, backend: BatchBackend, workload, run, batch: BatchRow, wri
     if not snapshot.ended:
         raise BatchNotEnded(f"batch {batch.backend_batch_id} is {snapshot.processing_status}, not ended: "
                             "nothing to land yet")
-    cancel_reason = conn.execute("SELECT cancel_reason FROM nightshift.batches WHERE batch_pk = %s",
-                                 (batch.batch_pk,)).fetchone()[0]
+    cancel_reason = ledger_batches.cancel_reason(conn, batch.batch_pk)
     outcome_of = _OutcomeReader(workload, run, batch.round, price_table(), cancel_reason)
     # Slices are read and parsed while earlier ones are written, by WRITERS connections at once:
     # Python and Postgres work at the same time, and Postgres on more than one core. At most
@@ -169,16 +144,12 @@ def _land_batch(conn, backend: BatchBackend, workload, run, batch: BatchRow, wri
         finally:
             while writing:
                 result.outcomes.update(writing.popleft().result())
-    missing = conn.execute(
-        "UPDATE nightshift.items SET status = 'retry', error_type = 'missing_result', "
-        "error_message = 'the batch ended without a result for this request', updated_at = now() "
-        "WHERE batch_pk = %s AND status = 'submitted'", (batch.batch_pk,)).rowcount
+    missing = items.retry_missing_results(conn, batch.batch_pk)
     if missing:
         log.warning("batch %s ended without results for %d requests; they go to the next round",
                     batch.backend_batch_id, missing)
         result.outcomes["retry:missing_result"] += missing
-    conn.execute("UPDATE nightshift.batches SET status = 'landed', landed_at = now() WHERE batch_pk = %s",
-                 (batch.batch_pk,))
+    ledger_batches.mark_landed(conn, batch.batch_pk)
     conn.commit()
     result.landed_batches.append(batch.backend_batch_id)
     log.info("landed batch %s (%d requests)", batch.backend_batch_id, batch.request_count)
@@ -189,10 +160,9 @@ def _results_archived(conn, run: Run, batch: BatchRow, retrieved, result: LandRe
     message = (f"the results of batch {batch.backend_batch_id} (created {retrieved.created_at:%Y-%m-%d %H:%M} UTC) "
                "are no longer available: the API archives them 29 days after creation; "
                "collect these requests again to process them")
-    failed = conn.execute(FAIL_BATCH_ITEMS, {"error_type": "results_archived", "message": message,
-                                             "batch_pk": batch.batch_pk, "shadow": run.shadow}).fetchone()[0]
-    conn.execute("UPDATE nightshift.batches SET status = 'abandoned', recovery = %s WHERE batch_pk = %s",
-                 (message, batch.batch_pk))
+    failed = items.fail_batch_items(conn, batch.batch_pk, error_type="results_archived", message=message,
+                                    shadow=run.shadow)
+    ledger_batches.abandon(conn, batch.batch_pk, message)
     conn.commit()
     log.error("%s (%d requests recorded as failed: results_archived)", message, failed)
     result.outcomes["failed:results_archived"] += failed
@@ -203,7 +173,7 @@ class _OutcomeReader:
     the destination values and the model (NULL unless the result succeeded and validated)."""
 
     def __init__(self, workload: Workload, run: Run, round_: int, prices: PriceTable,
-                 cancel_reason: str | None = None) -> None:
+                 cancel_reason: CancelReason | None = None) -> None:
         self.workload = workload
         self.canceled = CANCELED_OUTCOMES[cancel_reason]
         self.prices = prices
@@ -244,17 +214,17 @@ class _OutcomeReader:
             try:
                 output = extract_output(self.workload, message)
             except InvalidOutput as exc:
-                status = "retry" if self.retry_invalid_output else "failed"
+                status = ItemStatus.RETRY if self.retry_invalid_output else ItemStatus.FAILED
                 return (custom_id, status, exc.error_type, str(exc), stop_reason, *usage, *self.no_destination)
-            return (custom_id, "succeeded", None, None, stop_reason, *usage,
+            return (custom_id, ItemStatus.SUCCEEDED, None, None, stop_reason, *usage,
                     *[_adapt(output[f]) for f in self.fields], message.get("model") or self.workload.model)
         if kind is OutcomeKind.ERRORED:
             error_type = outcome.error_type or "api_error"
-            status = "failed" if error_type in FINAL_ITEM_ERRORS else "retry"
+            status = ItemStatus.FAILED if error_type in FINAL_ITEM_ERRORS else ItemStatus.RETRY
             reason = "invalid_request" if error_type == "invalid_request_error" else error_type
             return (custom_id, status, reason, outcome.error_message, None, *_NO_USAGE, *self.no_destination)
         if kind is OutcomeKind.EXPIRED:
-            return (custom_id, "retry", "expired", "the batch expired before this request was processed",
+            return (custom_id, ItemStatus.RETRY, "expired", "the batch expired before this request was processed",
                     None, *_NO_USAGE, *self.no_destination)
         return (custom_id, *self.canceled, None, *_NO_USAGE, *self.no_destination)
 
@@ -262,10 +232,11 @@ class _OutcomeReader:
 #: A canceled request's outcome, by who cancelled its batch: the run's deadline (final), a killed
 #: task (the retried night resubmits it), or someone outside Nightshift (final: they meant it).
 CANCELED_OUTCOMES = {
-    "deadline": ("failed", "deadline_exceeded",
-                 "the run's deadline passed and its batch was cancelled before this request was processed"),
-    "killed": ("retry", "canceled", "the task was killed and its batch cancelled before this request was processed"),
-    None: ("failed", "canceled", "the batch was canceled before this request was processed"),
+    CancelReason.DEADLINE: (ItemStatus.FAILED, "deadline_exceeded",
+                            "the run's deadline passed and its batch was cancelled before this request was processed"),
+    CancelReason.KILLED: (ItemStatus.RETRY, "canceled",
+                          "the task was killed and its batch cancelled before this request was processed"),
+    None: (ItemStatus.FAILED, "canceled", "the batch was canceled before this request was processed"),
 }
 _NO_USAGE = (None,) * 7  # errored, canceled and expired requests are not billed
 
@@ -308,14 +279,7 @@ class SliceWriter:
         self.copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
             staging, sql.SQL(", ").join(map(sql.Identifier, [*ITEM_COLUMNS, *value_columns, "model"])))
         key_type = column_type(conn, dest.table, dest.key)
-        item_updates = sql.SQL(", ").join(sql.SQL("{0} = l.{0}").format(sql.Identifier(c)) for c in ITEM_COLUMNS[1:])
-        landed = sql.SQL(
-            "UPDATE nightshift.items i SET {updates}, updated_at = now() FROM {staging} l "
-            "WHERE i.run_pk = %(run_pk)s AND i.custom_id = l.custom_id AND i.round = %(round)s "
-            "AND i.status = 'submitted' "
-            "RETURNING i.source_key, i.request_id, l.status, l.error_type, l.error_message, {values}, l.model"
-        ).format(updates=item_updates, staging=staging,
-                 values=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in value_columns))
+        landed = items.land_from(staging, ITEM_COLUMNS, value_columns)
         # Two queued requests for one source key (a product changed twice) may land in one slice:
         # the later request's result wins, as it would have on the streaming path.
         target = shadow_table(workload) if run.shadow else None
@@ -325,14 +289,9 @@ class SliceWriter:
             "ORDER BY l.source_key, l.request_id DESC NULLS LAST").format(
             key_type=key_type,
             values=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in value_columns)))
-        close_queue = sql.SQL(
-            "UPDATE app.llm_requests q SET status = CASE WHEN l.status = 'succeeded' THEN 'done' ELSE 'failed' END, "
-            "completed_at = now(), "
-            "error = CASE WHEN l.status = 'succeeded' THEN NULL ELSE l.error_type || ': ' || l.error_message END "
-            "FROM landed l WHERE q.request_id = l.request_id AND l.status IN ('succeeded', 'failed')")
         parts = [sql.SQL("landed AS ({})").format(landed), sql.SQL("destination AS ({})").format(upsert)]
         if not run.shadow:  # in shadow mode the streaming path owns the queue
-            parts.append(sql.SQL("queue AS ({})").format(close_queue))
+            parts.append(sql.SQL("queue AS ({})").format(queue.CLOSE_LANDED))
         self.land = sql.SQL("WITH {} SELECT count(*) FROM landed").format(sql.SQL(", ").join(parts))
 
     def write(self, rows: list[tuple]) -> Counter:
@@ -342,7 +301,8 @@ class SliceWriter:
         column, say), what the API billed for it is still recorded on its items, which stay
         ``submitted`` for a retry: cost comes from the results, landed or not.
         """
-        counts: Counter = Counter(row[1] if row[1] == "succeeded" else f"{row[1]}:{row[2]}" for row in rows)
+        counts: Counter = Counter(str(row[1]) if row[1] == ItemStatus.SUCCEEDED else f"{row[1]}:{row[2]}"
+                                  for row in rows)
         try:
             with self.conn.cursor() as cur:
                 cur.execute(self.create_staging)
@@ -363,8 +323,7 @@ class SliceWriter:
         billed = [(*row[usage_at:usage_at + 7], self.params["run_pk"], self.params["round"], row[0])
                   for row in rows if row[usage_at] is not None]
         try:
-            with self.conn.cursor() as cur:
-                cur.executemany(RECORD_BILLED, billed)
+            items.record_billed(self.conn, billed)
             self.conn.commit()
             log.warning("a slice of %d results could not be landed; the usage and cost of its %d billed requests "
                         "are recorded on their items", len(rows), len(billed))

@@ -16,7 +16,6 @@ or cancelled, and a foreign batch is never touched.
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import time
 from dataclasses import dataclass
@@ -26,6 +25,9 @@ from typing import Any
 import psycopg
 
 from nightshift.backends.base import BatchBackend, OutcomeKind
+from nightshift.ledger import ownership as proofs
+from nightshift.ledger.ownership import answered, intent_custom_ids, run_custom_ids  # noqa: F401
+from nightshift.ledger.status import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,6 @@ ORPHAN_WINDOW_BEFORE = timedelta(minutes=2)
 ORPHAN_WINDOW_AFTER = timedelta(hours=1)
 #: Tries (on fresh connections) to journal a create answer before giving up and raising.
 JOURNAL_ATTEMPTS = 5
-
-
-class Verdict(enum.StrEnum):
-    UNPROVEN = "unproven"
-    OURS = "ours"
-    NOT_OURS = "not_ours"
 
 
 #: How long a submit waits for suspects before it looks again (one may have been recorded by
@@ -71,8 +67,7 @@ def journal_answer(conn: psycopg.Connection, batch_pk: int, batch_id: str) -> No
         try:
             target = conn if not conn.closed and not conn.broken else psycopg.connect(
                 conn.info.dsn, password=conn.info.password)
-            target.execute("INSERT INTO nightshift.create_answers (batch_pk, backend_batch_id) VALUES (%s, %s)",
-                           (batch_pk, batch_id))
+            proofs.record_create_answer(target, batch_pk, batch_id)
             target.commit()
             if target is not conn:
                 target.close()
@@ -85,13 +80,6 @@ def journal_answer(conn: psycopg.Connection, batch_pk: int, batch_id: str) -> No
                           "will look for it at the API and adopt it only on proof", batch_id, batch_pk, exc)
                 raise
             time.sleep(min(0.2 * 2 ** attempt, 5.0))
-
-
-def answered(conn: psycopg.Connection, batch_pk: int) -> str | None:
-    """The batch id the API answered for this intent, if a create call's answer was journalled."""
-    row = conn.execute("SELECT backend_batch_id FROM nightshift.create_answers WHERE batch_pk = %s "
-                       "ORDER BY answer_pk DESC LIMIT 1", (batch_pk,)).fetchone()
-    return row[0] if row else None
 
 
 def candidates(conn: psycopg.Connection, backend: BatchBackend, batch_pk: int, intent_at: datetime, request_count: int
@@ -107,21 +95,9 @@ def candidates(conn: psycopg.Connection, backend: BatchBackend, batch_pk: int, i
             listed_now.append(Candidate(listed.id, listed.created_at, listed.ended))
     # Read after listing: a batch another intent created just before the list has had its answer
     # journalled (or recorded) by now, so it is known, not a candidate.
-    known = {row[0] for row in conn.execute(
-        "SELECT backend_batch_id FROM nightshift.batches WHERE backend_batch_id IS NOT NULL "
-        "UNION SELECT backend_batch_id FROM nightshift.create_answers WHERE batch_pk <> %s "
-        "UNION SELECT backend_batch_id FROM nightshift.suspect_batches WHERE verdict = 'not_ours' AND batch_pk = %s",
-        (batch_pk, batch_pk))}
+    known = proofs.known_batch_ids(conn, batch_pk)
     conn.commit()
     return [c for c in listed_now if c.id not in known]
-
-
-def intent_custom_ids(conn: psycopg.Connection, batch_pk: int) -> set[str]:
-    return {row[0] for row in conn.execute("SELECT custom_id FROM nightshift.items WHERE batch_pk = %s", (batch_pk,))}
-
-
-def run_custom_ids(conn: psycopg.Connection, run_pk: int) -> set[str]:
-    return {row[0] for row in conn.execute("SELECT custom_id FROM nightshift.items WHERE run_pk = %s", (run_pk,))}
 
 
 def prove(backend: BatchBackend, batch_id: str, expected: set[str], *, exact: bool = True) -> Verdict:
@@ -144,15 +120,12 @@ def prove(backend: BatchBackend, batch_id: str, expected: set[str], *, exact: bo
 
 def record_suspects(conn: psycopg.Connection, batch_pk: int, batch_ids: list[str]) -> None:
     for batch_id in batch_ids:
-        conn.execute("INSERT INTO nightshift.suspect_batches (backend_batch_id, batch_pk) VALUES (%s, %s) "
-                     "ON CONFLICT DO NOTHING", (batch_id, batch_pk))
+        proofs.record_suspect(conn, batch_pk, batch_id)
     conn.commit()
 
 
 def settle(conn: psycopg.Connection, batch_id: str, batch_pk: int, verdict: Verdict) -> None:
-    conn.execute("INSERT INTO nightshift.suspect_batches (backend_batch_id, batch_pk, verdict, settled_at) "
-                 "VALUES (%s, %s, %s, now()) ON CONFLICT (backend_batch_id, batch_pk) DO UPDATE "
-                 "SET verdict = EXCLUDED.verdict, settled_at = EXCLUDED.settled_at", (batch_id, batch_pk, verdict))
+    proofs.settle_suspect(conn, batch_id, batch_pk, verdict)
     conn.commit()
     if verdict is Verdict.NOT_OURS:
         log.info("batch %s is not ours (its results' custom_ids are not intent #%d's): left alone", batch_id, batch_pk)
@@ -176,18 +149,6 @@ def identify(conn: psycopg.Connection, backend: BatchBackend, batch_pk: int, fou
 
 
 
-#: Unproven late-duplicate suspects of a workload, oldest first: those whose intent has its batch.
-LATE_SUSPECTS = """
-SELECT s.backend_batch_id, s.batch_pk, b.run_pk, b.round, r.created_at
-  FROM nightshift.suspect_batches s
-  JOIN nightshift.batches b ON b.batch_pk = s.batch_pk
-  JOIN nightshift.runs r ON r.run_pk = b.run_pk
- WHERE s.verdict = 'unproven' AND b.backend_batch_id IS NOT NULL AND r.workload = %s
- ORDER BY s.found_at
- LIMIT 50
-"""
-
-
 def settle_late_duplicates(conn: psycopg.Connection, backend: BatchBackend, workload: Any) -> list[str]:
     """Decide the workload's suspected late duplicates that have ended since they were found.
 
@@ -197,7 +158,7 @@ def settle_late_duplicates(conn: psycopg.Connection, backend: BatchBackend, work
     the next landing or finalize of the workload.
     """
     duplicates = []
-    for batch_id, batch_pk, run_pk, round_, run_created in conn.execute(LATE_SUSPECTS, (workload.name,)).fetchall():
+    for batch_id, batch_pk, run_pk, round_, run_created in proofs.late_suspects(conn, workload.name):
         verdict = prove(backend, batch_id, run_custom_ids(conn, run_pk), exact=False)
         if verdict is Verdict.UNPROVEN:
             log.warning("batch %s may duplicate batch #%d but is still running: it cannot be proven ours yet, so it "
@@ -205,14 +166,10 @@ def settle_late_duplicates(conn: psycopg.Connection, backend: BatchBackend, work
             continue
         if verdict is Verdict.OURS:
             billed = billed_usd(backend, batch_id, workload, run_created.date())
-            next_seq = conn.execute("SELECT max(seq) + 1 FROM nightshift.batches WHERE run_pk = %s AND round = %s",
-                                    (run_pk, round_)).fetchone()[0]
-            conn.execute(
-                "INSERT INTO nightshift.batches (run_pk, round, seq, backend_batch_id, status, request_count, "
-                "body_bytes, intent_at, recovery, billed_usd, backend) SELECT run_pk, round, %s, %s, 'abandoned', "
-                "request_count, 0, intent_at, %s, %s, backend FROM nightshift.batches WHERE batch_pk = %s",
-                (next_seq, batch_id, f"late duplicate of batch #{batch_pk}, proven by its results' custom_ids (its "
-                 f"create call went through after timing out): not landed; billed ${billed:.6f}", billed, batch_pk))
+            proofs.record_late_duplicate(
+                conn, batch_pk, batch_id, run_pk=run_pk, round_=round_, billed=billed,
+                recovery=f"late duplicate of batch #{batch_pk}, proven by its results' custom_ids (its create call "
+                         f"went through after timing out): not landed; billed ${billed:.6f}")
             duplicates.append(batch_id)
             log.warning("batch %s is a late duplicate of batch #%d (proven by its results' custom_ids): recorded, not "
                         "landed; it was billed $%.6f", batch_id, batch_pk, billed)

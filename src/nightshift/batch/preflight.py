@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from nightshift.backends.base import BatchBackend, ErrorKind
 from nightshift.batch.errors import RetryWontHelp
 from nightshift.batch.ledger import Run
+from nightshift.ledger import items, queue, runs
 from nightshift.model_table import model_table, reconcile
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.shape import Delivery, RequestShape, UnsupportedRequest
@@ -74,14 +74,11 @@ def confirm_shape(backend: BatchBackend, workload: Workload) -> ConfirmedShape:
 
 def run_shape(conn: psycopg.Connection, backend: BatchBackend, workload: Workload, run: Run) -> RequestShape:
     """The shape this run sends, confirmed once and kept on the run (later rounds reuse it)."""
-    recorded = conn.execute("SELECT details -> 'request_shape' FROM nightshift.runs WHERE run_pk = %s",
-                            (run.run_pk,)).fetchone()[0]
+    recorded = runs.request_shape(conn, run.run_pk)
     if recorded:
         return shape_from_record(recorded)
     confirmed = confirm_shape(backend, workload)
-    conn.execute("UPDATE nightshift.runs SET details = details || jsonb_build_object('request_shape', %s::jsonb, "
-                 "'capability_differences', %s::jsonb) WHERE run_pk = %s",
-                 (Jsonb(confirmed.shape.as_dict()), Jsonb(confirmed.differences), run.run_pk))
+    runs.record_request_shape(conn, run.run_pk, confirmed.shape.as_dict(), confirmed.differences)
     conn.commit()
     return confirmed.shape
 
@@ -106,14 +103,9 @@ def preflight(backend: BatchBackend, workload: Workload, samples: list[dict[str,
 
 def fail_refused_run(conn: psycopg.Connection, run: Run, refused: PreflightRefused) -> int:
     """Every request of the run still waiting for a batch fails with the API's reason; returns how many."""
-    from nightshift import queue
-
     reason = f"field {refused.field}: {refused.message}"[:2000]
-    rows = conn.execute(
-        "UPDATE nightshift.items SET status = 'failed', error_type = %s, error_message = %s, updated_at = now() "
-        "WHERE run_pk = %s AND status = 'pending' AND batch_pk IS NULL RETURNING request_id",
-        (refused.error_type, reason, run.run_pk)).fetchall()
-    for (request_id,) in rows:
+    rows = items.fail_unbatched(conn, run.run_pk, refused.error_type, reason)
+    for request_id in rows:
         if request_id is not None:
             queue.mark_failed(conn, request_id, f"{refused.error_type}: {reason}")
     conn.commit()

@@ -25,13 +25,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from nightshift import queue
 from nightshift.backends.base import BatchBackend, BatchState, ErrorKind
 from nightshift.batch.body import BatchBody, encode_request
 from nightshift.batch.ledger import BatchRow, Run, batches
 from nightshift.batch.ownership import AwaitingProof, answered, candidates, identify, journal_answer, record_suspects
+from nightshift.ledger import batches as ledger_batches
+from nightshift.ledger import items
+from nightshift.ledger.status import BatchStatus
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.requests import InvalidInput, build_params
 from nightshift.workloads.shape import RequestShape
@@ -42,9 +44,6 @@ CREATE_ATTEMPTS = 4
 #: Marks a batch created after a create call that may still go through late (see land).
 UNANSWERED_CREATE = "created after an unanswered create call"
 ROWS_PER_FETCH = 2_000
-
-
-QUEUED = "SELECT coalesce(sum(request_count), 0) FROM nightshift.batches WHERE status IN ('intent', 'submitted')"
 
 
 class BatchIdReissued(RuntimeError):
@@ -112,7 +111,7 @@ def submit_round(conn: psycopg.Connection, backend: BatchBackend, workload: Work
         from nightshift.costs import price_table
 
         plan_caching(conn, backend, workload, run, price_table(), shape)
-    for intent in batches(conn, run, round_, statuses=("intent",)):
+    for intent in batches(conn, run, round_, statuses=(BatchStatus.INTENT,)):
         _recover_intent(conn, backend, workload, run, intent, result, past_deadline)
     if past_deadline:  # e.g. it waited for room in the queue until then: what is in flight is all
         log.warning("run %s is past its deadline (%s): the round's unsubmitted requests stay unsubmitted",
@@ -132,37 +131,15 @@ def submit_round(conn: psycopg.Connection, backend: BatchBackend, workload: Work
 
 def _promote_retries(conn: psycopg.Connection, run: Run, round_: int) -> None:
     """Move the items the previous round marked for retry into this round, unassigned."""
-    conn.execute(
-        "UPDATE nightshift.items SET round = %s, status = 'pending', batch_pk = NULL, updated_at = now() "
-        "WHERE run_pk = %s AND status = 'retry' AND round < %s",
-        (round_, run.run_pk, round_),
-    )
+    items.promote_retries(conn, run.run_pk, round_)
     conn.commit()
 
 
 def _pending_rows(conn: psycopg.Connection, workload: Workload, run: Run, round_: int,
                   batch_pk: int | None, key: queue.KeyCast) -> psycopg.Cursor:
     """The round's items with their source rows, from a server-side cursor (held across commits)."""
-    columns = [workload.source.key, *workload.source.columns]
-    schema, table = workload.source.table.split(".")
-    assigned = sql.SQL("i.batch_pk IS NULL") if batch_pk is None else sql.SQL("i.batch_pk = %s")
-    source_key = sql.SQL("i.source_key")
-    query = sql.SQL(
-        "SELECT i.custom_id, i.source_key, i.request_id, {valid}, s.{key} IS NOT NULL, {columns} "
-        "FROM nightshift.items i LEFT JOIN {table} s ON s.{key} = {cast} "
-        "WHERE i.run_pk = %s AND i.round = %s AND i.status = 'pending' AND {assigned} ORDER BY i.custom_id"
-    ).format(
-        key=sql.Identifier(workload.source.key),
-        columns=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns),
-        table=sql.Identifier(schema, table),
-        valid=key.valid(source_key),
-        cast=key.cast(source_key),
-        assigned=assigned,
-    )
-    cursor = conn.cursor(name=f"nightshift_submit_{run.run_pk}_{round_}", withhold=True)
-    cursor.itersize = ROWS_PER_FETCH
-    cursor.execute(query, (run.run_pk, round_) if batch_pk is None else (run.run_pk, round_, batch_pk))
-    return cursor
+    return items.pending_with_sources(conn, workload, run.run_pk, round_, batch_pk, key,
+                                      name=f"nightshift_submit_{run.run_pk}_{round_}", itersize=ROWS_PER_FETCH)
 
 
 def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list, shape: RequestShape | None = None):
@@ -190,8 +167,7 @@ def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list, shap
 def _submit_unassigned(conn, backend: BatchBackend, workload, run, round_, caps, result, shape: RequestShape) -> None:
     invalid: list[tuple[str, int | None, str]] = []
     samples = _Samples(round_ == 0 and not _any_batch(conn, run))
-    seq = conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM nightshift.batches WHERE run_pk = %s AND round = %s",
-                       (run.run_pk, round_)).fetchone()[0]
+    seq = ledger_batches.next_seq(conn, run.run_pk, round_)
     # A batch never holds more than the queue cap: a larger night goes through in turns.
     max_requests = min(caps.max_requests, caps.max_queued or caps.max_requests)
     body = BatchBody()
@@ -206,8 +182,7 @@ def _submit_unassigned(conn, backend: BatchBackend, workload, run, round_, caps,
                 body = BatchBody()
             if body.size_with(encoded) > caps.max_bytes:
                 # with its request_id, so its queue row is closed with the reason, not left claimed
-                request_id = conn.execute("SELECT request_id FROM nightshift.items WHERE run_pk = %s AND custom_id = %s",
-                                          (run.run_pk, custom_id)).fetchone()[0]
+                request_id = items.request_id(conn, run.run_pk, custom_id)
                 invalid.append((custom_id, request_id, f"request {custom_id} alone is {len(encoded)} bytes, "
                                 f"over the batch body cap of {caps.max_bytes} bytes"))
                 continue
@@ -223,8 +198,7 @@ def _submit_unassigned(conn, backend: BatchBackend, workload, run, round_, caps,
 
 
 def _any_batch(conn: psycopg.Connection, run: Run) -> bool:
-    return conn.execute("SELECT EXISTS (SELECT 1 FROM nightshift.batches WHERE run_pk = %s)",
-                        (run.run_pk,)).fetchone()[0]
+    return ledger_batches.any_batch(conn, run.run_pk)
 
 
 class _Samples:
@@ -271,8 +245,8 @@ def admit(conn: psycopg.Connection, count: int, cap: int | None) -> None:
     if count > cap:
         raise ValueError(f"a batch of {count} requests can never fit under the queued-requests cap of {cap}: "
                          "lower max_requests_per_batch")
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext('nightshift.admission'))")
-    queued = conn.execute(QUEUED).fetchone()[0]
+    ledger_batches.lock_admission(conn)
+    queued = ledger_batches.queued_requests(conn)
     if queued + count > cap:
         conn.rollback()
         raise NotAdmitted(count, queued, cap)
@@ -281,13 +255,9 @@ def admit(conn: psycopg.Connection, count: int, cap: int | None) -> None:
 def _create_batch(conn, backend: BatchBackend, run, round_, seq, body: BatchBody, invalid, result, caps: Caps
                   ) -> None:
     admit(conn, body.count, caps.max_queued)
-    intent_pk, intent_at = conn.execute(
-        "INSERT INTO nightshift.batches (run_pk, round, seq, request_count, body_bytes, backend) "
-        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING batch_pk, intent_at",
-        (run.run_pk, round_, seq, body.count, body.size, backend.name),
-    ).fetchone()
-    conn.execute("UPDATE nightshift.items SET batch_pk = %s WHERE run_pk = %s AND custom_id = ANY(%s)",
-                 (intent_pk, run.run_pk, body.custom_ids))
+    intent_pk, intent_at = ledger_batches.record_intent(conn, run.run_pk, round_, seq, request_count=body.count,
+                                                        body_bytes=body.size, backend=backend.name)
+    items.assign_to_batch(conn, run.run_pk, intent_pk, body.custom_ids)
     _fail_invalid(conn, run, invalid, result)
     conn.commit()
     try:
@@ -346,10 +316,7 @@ def find_late_duplicates(conn: psycopg.Connection, backend: BatchBackend, run: R
     another team's. Nothing is cancelled on that likeness; :func:`settle_suspects` decides once
     the suspect has ended.
     """
-    suspects = conn.execute(
-        "SELECT batch_pk, intent_at, request_count FROM nightshift.batches "
-        "WHERE run_pk = %s AND round = %s AND recovery LIKE %s", (run.run_pk, round_, UNANSWERED_CREATE + "%"),
-    ).fetchall()
+    suspects = ledger_batches.intents_with_recovery(conn, run.run_pk, round_, UNANSWERED_CREATE)
     found = []
     for batch_pk, intent_at, request_count in suspects:
         matching = [c.id for c in candidates(conn, backend, batch_pk, intent_at, request_count)]
@@ -363,31 +330,22 @@ def find_late_duplicates(conn: psycopg.Connection, backend: BatchBackend, run: R
 
 def _record_created(conn: psycopg.Connection, batch_pk: int, batch: BatchState, recovery: str | None = None) -> None:
     try:
-        conn.execute(
-            "UPDATE nightshift.batches SET backend_batch_id = %s, status = 'submitted', submitted_at = now(), "
-            "expires_at = %s, processing_status = %s, recovery = %s WHERE batch_pk = %s",
-            (batch.id, batch.expires_at, batch.processing_status, recovery, batch_pk),
-        )
+        ledger_batches.record_created(conn, batch_pk, batch_id=batch.id, expires_at=batch.expires_at,
+                                      processing_status=batch.processing_status, recovery=recovery)
     except psycopg.errors.UniqueViolation:
         conn.rollback()
-        holder = conn.execute("SELECT batch_pk, run_pk FROM nightshift.batches WHERE backend_batch_id = %s",
-                              (batch.id,)).fetchone()
+        holder = ledger_batches.holder_of(conn, batch.id)
         if holder is None:
             raise
         raise BatchIdReissued(batch.id, batch_pk, *holder) from None
-    conn.execute("UPDATE nightshift.items SET status = 'submitted', updated_at = now() "
-                 "WHERE batch_pk = %s AND status = 'pending'", (batch_pk,))
+    items.mark_submitted(conn, batch_pk)
     conn.commit()
 
 
 def _fail_invalid(conn: psycopg.Connection, run: Run, invalid: list, result: SubmitResult) -> None:
     """Bad source rows fail at once, with the reason, and never reach the API."""
     for custom_id, request_id, message in invalid:
-        conn.execute(
-            "UPDATE nightshift.items SET status = 'failed', error_type = 'invalid_input', error_message = %s, "
-            "batch_pk = NULL, updated_at = now() WHERE run_pk = %s AND custom_id = %s",
-            (message, run.run_pk, custom_id),
-        )
+        items.fail_invalid_input(conn, run.run_pk, custom_id, message)
         if request_id is not None:
             queue.mark_failed(conn, request_id, f"invalid_input: {message}")
         log.warning("%s: %s", custom_id, message)
@@ -423,12 +381,10 @@ def _recover_intent(conn, backend: BatchBackend, workload: Workload, run: Run, i
         _fail_invalid(conn, run, invalid, result)
         conn.commit()
         if not body.count:
-            conn.execute("UPDATE nightshift.batches SET status = 'abandoned', recovery = 'no requests left' "
-                         "WHERE batch_pk = %s", (intent.batch_pk,))
+            ledger_batches.abandon(conn, intent.batch_pk, "no requests left")
             conn.commit()
             return
-        conn.execute("UPDATE nightshift.batches SET request_count = %s, body_bytes = %s WHERE batch_pk = %s",
-                     (body.count, body.size, intent.batch_pk))
+        ledger_batches.resize(conn, intent.batch_pk, request_count=body.count, body_bytes=body.size)
         conn.commit()
         try:
             batch, adopted = _create_or_adopt(conn, backend, intent.batch_pk, intent.intent_at, body)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
 from nightshift.ledger.runs import Run
 from nightshift.ledger.status import ItemStatus
+from nightshift.workloads.definition import Workload
+
+if TYPE_CHECKING:
+    from nightshift.queue import KeyCast
 
 
 def item_counts(conn: psycopg.Connection, run: Run) -> dict[ItemStatus, int]:
@@ -27,6 +32,20 @@ def failure_counts(conn: psycopg.Connection, run: Run) -> dict[str, int]:
 
 def count(conn: psycopg.Connection, run_pk: int) -> int:
     return conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s", (run_pk,)).fetchone()[0]
+
+
+def pending_count(conn: psycopg.Connection, run_pk: int) -> int:
+    return conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s AND status = 'pending'",
+                        (run_pk,)).fetchone()[0]
+
+
+def fail_unbatched(conn: psycopg.Connection, run_pk: int, error_type: str, message: str) -> list[int | None]:
+    """Fail every pending item no batch holds yet; returns their queue request ids (None: an interval
+    item)."""
+    return [request_id for (request_id,) in conn.execute(
+        "UPDATE nightshift.items SET status = 'failed', error_type = %s, error_message = %s, updated_at = now() "
+        "WHERE run_pk = %s AND status = 'pending' AND batch_pk IS NULL RETURNING request_id",
+        (error_type, message, run_pk)).fetchall()]
 
 
 def waiting_for_round(conn: psycopg.Connection, run_pk: int, round_: int) -> int:
@@ -56,7 +75,8 @@ INTERVAL_INTO_LEDGER_END = sql.SQL("ON CONFLICT (run_pk, custom_id) DO NOTHING")
 
 def add_interval_rows(conn: psycopg.Connection, key: sql.Identifier, rows: sql.Composable,
                       params: dict[str, Any]) -> int:
-    """Add an item for each source row ``rows`` selects (aliased ``s``, keyed by ``key``); return how many were new."""
+    """Add an item for each source row ``rows`` selects (aliased ``s``, keyed by ``key``); return how
+    many were new."""
     statement = INTERVAL_INTO_LEDGER.format(key=key) + rows + INTERVAL_INTO_LEDGER_END
     return conn.execute(statement, params).rowcount
 
@@ -86,8 +106,10 @@ UPDATE app.llm_requests q
 
 
 def close_open_items(conn: psycopg.Connection, run: Run, *, past_deadline: bool) -> None:
-    """Fail every item still open, with the reason it stopped, and its queue request with it (not a shadow run's)."""
-    conn.execute(CLOSE_OPEN_ITEMS, {"run_pk": run.run_pk, "past_deadline": past_deadline, "shadow": run.shadow})
+    """Fail every item still open, with the reason it stopped, and its queue request with it (not a
+    shadow run's)."""
+    conn.execute(CLOSE_OPEN_ITEMS,
+                 {"run_pk": run.run_pk, "past_deadline": past_deadline, "shadow": run.shadow})
 
 
 def mean_output_tokens(conn: psycopg.Connection, workload: str) -> Decimal | None:
@@ -95,3 +117,136 @@ def mean_output_tokens(conn: psycopg.Connection, workload: str) -> Decimal | Non
     return conn.execute(
         "SELECT avg(i.output_tokens) FROM nightshift.items i JOIN nightshift.runs r USING (run_pk) "
         "WHERE r.workload = %s AND i.status = 'succeeded'", (workload,)).fetchone()[0]
+
+
+def failed_by(conn: psycopg.Connection, run_pk: int, round_: int,
+              error_types: Iterable[str]) -> dict[str, int]:
+    """How many of the round's items failed with each of ``error_types`` (those that did)."""
+    return dict(conn.execute(
+        "SELECT error_type, count(*) FROM nightshift.items WHERE run_pk = %s AND round = %s AND status = 'failed' "
+        "AND error_type = ANY(%s) GROUP BY 1", (run_pk, round_, sorted(error_types))).fetchall())
+
+
+def retry_missing_results(conn: psycopg.Connection, batch_pk: int) -> int:
+    """The batch ended without a result for these items: they go to the next round. Returns how many."""
+    return conn.execute(
+        "UPDATE nightshift.items SET status = 'retry', error_type = 'missing_result', "
+        "error_message = 'the batch ended without a result for this request', updated_at = now() "
+        "WHERE batch_pk = %s AND status = 'submitted'", (batch_pk,)).rowcount
+
+
+#: A batch whose results can no longer be read: its open items fail with the reason, and the
+#: queue rows with them, in one statement.
+FAIL_BATCH_ITEMS = """
+WITH failed AS MATERIALIZED (
+    UPDATE nightshift.items SET status = 'failed', error_type = %(error_type)s, error_message = %(message)s,
+                                updated_at = now()
+     WHERE batch_pk = %(batch_pk)s AND status = 'submitted'
+ RETURNING request_id
+), queue AS (
+    UPDATE app.llm_requests q
+       SET status = 'failed', completed_at = now(), error = %(error_type)s || ': ' || %(message)s
+      FROM failed f
+     WHERE q.request_id = f.request_id AND NOT %(shadow)s
+)
+SELECT count(*) FROM failed
+"""
+
+
+def fail_batch_items(conn: psycopg.Connection, batch_pk: int, *, error_type: str, message: str,
+                     shadow: bool) -> int:
+    """Fail the batch's open items (and their queue requests, unless a shadow run's); returns how many."""
+    return conn.execute(FAIL_BATCH_ITEMS, {"error_type": error_type, "message": message, "batch_pk": batch_pk,
+                                           "shadow": shadow}).fetchone()[0]
+
+
+#: The usage of a result that was billed but not landed (the item stays ``submitted``).
+RECORD_BILLED = (
+    "UPDATE nightshift.items SET input_tokens = %s, output_tokens = %s, cache_creation_input_tokens = %s, "
+    "cache_read_input_tokens = %s, cache_write_5m_tokens = %s, cache_write_1h_tokens = %s, cost_usd = %s, "
+    "updated_at = now() WHERE run_pk = %s AND round = %s AND custom_id = %s AND status = 'submitted'")
+
+
+def record_billed(conn: psycopg.Connection, billed: Sequence[tuple]) -> None:
+    """Per item: ``(the seven usage and cost columns of RECORD_BILLED, run_pk, round, custom_id)``."""
+    with conn.cursor() as cur:
+        cur.executemany(RECORD_BILLED, billed)
+
+
+def land_from(staging: sql.Identifier, item_columns: Sequence[str],
+              value_columns: Sequence[str]) -> sql.Composed:
+    """The landing's item update: each item of the round still ``submitted`` takes its columns from
+    the ``staging`` row of its custom_id (``item_columns``, custom_id first); returns what the
+    destination and the queue need of it: source_key, request_id, status, error_type, error_message,
+    ``value_columns`` and model. An item already landed is not returned, so nothing lands twice.
+    Parameters: ``run_pk``, ``round``."""
+    updates = sql.SQL(", ").join(sql.SQL("{0} = l.{0}").format(sql.Identifier(c)) for c in item_columns[1:])
+    return sql.SQL(
+        "UPDATE nightshift.items i SET {updates}, updated_at = now() FROM {staging} l "
+        "WHERE i.run_pk = %(run_pk)s AND i.custom_id = l.custom_id AND i.round = %(round)s "
+        "AND i.status = 'submitted' "
+        "RETURNING i.source_key, i.request_id, l.status, l.error_type, l.error_message, {values}, l.model"
+    ).format(updates=updates, staging=staging,
+             values=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in value_columns))
+
+
+def promote_retries(conn: psycopg.Connection, run_pk: int, round_: int) -> None:
+    """Move the items an earlier round marked for retry into ``round_``, unassigned."""
+    conn.execute(
+        "UPDATE nightshift.items SET round = %s, status = 'pending', batch_pk = NULL, updated_at = now() "
+        "WHERE run_pk = %s AND status = 'retry' AND round < %s",
+        (round_, run_pk, round_),
+    )
+
+
+def pending_with_sources(conn: psycopg.Connection, workload: Workload, run_pk: int, round_: int,
+                         batch_pk: int | None, key: KeyCast, *, name: str, itersize: int) -> psycopg.Cursor:
+    """The round's pending items (unassigned, or ``batch_pk``'s) with their source rows, in custom_id
+    order, from a server-side cursor ``name`` held across commits. Each row: custom_id, source_key,
+    request_id, whether the key is a valid value of its type, whether the source row exists, then
+    the source key and columns."""
+    columns = [workload.source.key, *workload.source.columns]
+    schema, table = workload.source.table.split(".")
+    assigned = sql.SQL("i.batch_pk IS NULL") if batch_pk is None else sql.SQL("i.batch_pk = %s")
+    source_key = sql.SQL("i.source_key")
+    query = sql.SQL(
+        "SELECT i.custom_id, i.source_key, i.request_id, {valid}, s.{key} IS NOT NULL, {columns} "
+        "FROM nightshift.items i LEFT JOIN {table} s ON s.{key} = {cast} "
+        "WHERE i.run_pk = %s AND i.round = %s AND i.status = 'pending' AND {assigned} ORDER BY i.custom_id"
+    ).format(
+        key=sql.Identifier(workload.source.key),
+        columns=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns),
+        table=sql.Identifier(schema, table),
+        valid=key.valid(source_key),
+        cast=key.cast(source_key),
+        assigned=assigned,
+    )
+    cursor = conn.cursor(name=name, withhold=True)
+    cursor.itersize = itersize
+    cursor.execute(query, (run_pk, round_) if batch_pk is None else (run_pk, round_, batch_pk))
+    return cursor
+
+
+def request_id(conn: psycopg.Connection, run_pk: int, custom_id: str) -> int | None:
+    return conn.execute("SELECT request_id FROM nightshift.items WHERE run_pk = %s AND custom_id = %s",
+                        (run_pk, custom_id)).fetchone()[0]
+
+
+def assign_to_batch(conn: psycopg.Connection, run_pk: int, batch_pk: int, custom_ids: Sequence[str]) -> None:
+    conn.execute("UPDATE nightshift.items SET batch_pk = %s WHERE run_pk = %s AND custom_id = ANY(%s)",
+                 (batch_pk, run_pk, custom_ids))
+
+
+def mark_submitted(conn: psycopg.Connection, batch_pk: int) -> None:
+    """The batch's pending items are in a created batch now."""
+    conn.execute("UPDATE nightshift.items SET status = 'submitted', updated_at = now() "
+                 "WHERE batch_pk = %s AND status = 'pending'", (batch_pk,))
+
+
+def fail_invalid_input(conn: psycopg.Connection, run_pk: int, custom_id: str, message: str) -> None:
+    """A bad source row: the item fails ``invalid_input`` and leaves its batch."""
+    conn.execute(
+        "UPDATE nightshift.items SET status = 'failed', error_type = 'invalid_input', error_message = %s, "
+        "batch_pk = NULL, updated_at = now() WHERE run_pk = %s AND custom_id = %s",
+        (message, run_pk, custom_id),
+    )

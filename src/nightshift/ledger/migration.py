@@ -23,8 +23,8 @@ def recorded_mode(conn: psycopg.Connection, workload: str) -> DeliveryMode | Non
     return DeliveryMode(row[0]) if row else None
 
 
-def record_mode(conn: psycopg.Connection, workload: str, mode: DeliveryMode, *, agreement: float | None = None,
-                report: dict[str, Any] | None = None) -> None:
+def record_mode(conn: psycopg.Connection, workload: str, mode: DeliveryMode, *,
+                agreement: float | None = None, report: dict[str, Any] | None = None) -> None:
     conn.execute(
         "INSERT INTO nightshift.workload_modes (workload, mode, agreement, report) VALUES (%s, %s, %s, %s) "
         "ON CONFLICT (workload) DO UPDATE SET mode = EXCLUDED.mode, agreement = EXCLUDED.agreement, "
@@ -85,11 +85,12 @@ def record_parity_report(conn: psycopg.Connection, workload: str, *, rows_compar
 
 
 def record_stream_usage(conn: psycopg.Connection, *, request_id: int, workload: str, model: str,
-                        input_tokens: int, output_tokens: int, cache_write_tokens: int, cache_read_tokens: int,
-                        cost_usd: Decimal) -> None:
+                        input_tokens: int, output_tokens: int, cache_write_tokens: int,
+                        cache_read_tokens: int, cost_usd: Decimal) -> None:
     """What the streaming path spent on one request (the like-for-like side of a parity report's costs)."""
     conn.execute(
         "INSERT INTO nightshift.stream_usage (request_id, workload, model, input_tokens, output_tokens, "
         "cache_write_tokens, cache_read_tokens, cost_usd) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (request_id) DO UPDATE SET cost_usd = EXCLUDED.cost_usd, created_at = now()",
-        (request_id, workload, model, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_usd))
+        (request_id, workload, model, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens,
+         cost_usd))

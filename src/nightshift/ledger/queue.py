@@ -103,7 +103,8 @@ def claim_into_run(conn: psycopg.Connection, *, workload: str, claimer: str, run
 
 def copy_window_into_run(conn: psycopg.Connection, *, workload: str, run_pk: int, limit: int | None,
                          start: datetime, end: datetime) -> int:
-    """Copy the requests queued in ``[start, end)`` into the run's items without claiming them (a shadow run)."""
+    """Copy the requests queued in ``[start, end)`` into the run's items without claiming them (a
+    shadow run)."""
     return conn.execute(SHADOW_INTO_LEDGER, {"workload": workload, "run_pk": run_pk, "limit": limit,
                                              "start": start, "end": end}).rowcount
 
@@ -113,3 +114,12 @@ def is_valid_input(value: sql.Composable, pattern: str, oid: int) -> sql.Composa
     settles the keys it matches, ``nightshift.is_valid_input`` the rest."""
     return sql.SQL("CASE WHEN {v} ~ {pattern} THEN true ELSE nightshift.is_valid_input({v}, {oid}::oid::regtype) "
                    "END").format(v=value, pattern=sql.Literal(pattern), oid=sql.Literal(oid))
+
+
+#: A landing's queue update: the requests of the items it landed (a ``landed`` CTE, see
+#: :func:`nightshift.ledger.items.land_from`) are done, or failed with the item's reason.
+CLOSE_LANDED = sql.SQL(
+    "UPDATE app.llm_requests q SET status = CASE WHEN l.status = 'succeeded' THEN 'done' ELSE 'failed' END, "
+    "completed_at = now(), "
+    "error = CASE WHEN l.status = 'succeeded' THEN NULL ELSE l.error_type || ': ' || l.error_message END "
+    "FROM landed l WHERE q.request_id = l.request_id AND l.status IN ('succeeded', 'failed')")

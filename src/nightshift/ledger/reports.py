@@ -48,4 +48,3 @@ def failed_examples(conn: psycopg.Connection, run_pk: int) -> list[tuple[str, st
     return conn.execute(
         "SELECT source_key, error_type, error_message FROM nightshift.items WHERE run_pk = %s AND status = 'failed' "
         "ORDER BY error_type, custom_id LIMIT 4", (run_pk,)).fetchall()
-

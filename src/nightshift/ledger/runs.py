@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from nightshift.ledger.status import RunMode, RunStatus
 from nightshift.workloads.definition import Workload
@@ -121,8 +122,8 @@ def model(conn: psycopg.Connection, run_pk: int) -> str:
     return conn.execute("SELECT model FROM nightshift.runs WHERE run_pk = %s", (run_pk,)).fetchone()[0]
 
 
-def close(conn: psycopg.Connection, run_pk: int, *, status: RunStatus, requests: int, succeeded: int, failed: int,
-          rounds: int) -> None:
+def close(conn: psycopg.Connection, run_pk: int, *, status: RunStatus, requests: int, succeeded: int,
+          failed: int, rounds: int) -> None:
     """Record the run's end (its first ``finished_at`` stays)."""
     conn.execute(
         "UPDATE nightshift.runs SET status = %s, requests = %s, succeeded = %s, failed = %s, rounds = %s, "
@@ -136,3 +137,20 @@ def outcome(conn: psycopg.Connection, run_pk: int) -> Outcome:
         "SELECT status, requests, succeeded, failed, message FROM nightshift.runs WHERE run_pk = %s",
         (run_pk,)).fetchone()
     return Outcome(RunStatus(status), *rest)
+
+
+def set_message(conn: psycopg.Connection, run_pk: int, message: str) -> None:
+    conn.execute("UPDATE nightshift.runs SET message = %s WHERE run_pk = %s", (message, run_pk))
+
+
+def request_shape(conn: psycopg.Connection, run_pk: int) -> dict[str, Any] | None:
+    """The request shape confirmed for the run, if it was (later rounds reuse it)."""
+    return conn.execute("SELECT details -> 'request_shape' FROM nightshift.runs WHERE run_pk = %s",
+                        (run_pk,)).fetchone()[0]
+
+
+def record_request_shape(conn: psycopg.Connection, run_pk: int, shape: dict[str, Any],
+                         capability_differences: Any) -> None:
+    conn.execute("UPDATE nightshift.runs SET details = details || jsonb_build_object('request_shape', %s::jsonb, "
+                 "'capability_differences', %s::jsonb) WHERE run_pk = %s",
+                 (Jsonb(shape), Jsonb(capability_differences), run_pk))

@@ -1,4 +1,4 @@
-"""The values the ledger stores in its status columns, as enums (each a ``str``: it binds and compares as one).
+"""The values the ledger stores in its status columns, as enums (each a ``str``: binds and compares as one).
 
 The members are exactly the values the schema's CHECK constraints allow; the stored text never changes.
 """
@@ -31,7 +31,8 @@ class RunMode(enum.StrEnum):
 
 
 class DeliveryMode(enum.StrEnum):
-    """``nightshift.workload_modes.mode``: whether a workload's batch runs write a shadow table or the destination."""
+    """``nightshift.workload_modes.mode``: whether a workload's batch runs write a shadow table or the
+    destination."""
 
     SHADOW = "shadow"
     BATCH = "batch"
