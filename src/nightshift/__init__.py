@@ -1,3 +1,3 @@
 """Nightshift: move Claude work nobody is waiting on onto the Message Batches API, from Airflow 3."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
