@@ -75,9 +75,13 @@ def print_report(conn: psycopg.Connection, console: Console | None = None) -> li
             console.print(f"[bold]{r.workload}[/] ran on {r.model}" + (f" ({r.request_shape})" if r.request_shape else ""))
     _print_costs(console, reports)
     for r in reports:
+        if not (r.failed or r.batches):
+            continue
+        # Every workload's details open with its own name, failures or not, so no round reads as another's.
+        console.print(f"[bold]{r.workload}[/] run #{r.run_pk}:")
         if r.failed:
             reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(r.failed.items()))
-            console.print(f"[bold]{r.workload}[/] failed by reason: {reasons}")
+            console.print(f"  failed by reason: {reasons}")
         for batch_id, round_, count, state in r.batches:
             console.print(f"  round {round_}: {batch_id}, {count} requests, {state}")
         for source_key, reason, message in r.examples:
