@@ -65,6 +65,16 @@ class LandResult:
 
 def land_round(conn: psycopg.Connection, backend: BatchBackend, workload: Workload, run: Run,
                round_: int) -> LandResult:
+    """Land the round's ended batches; when it fails, why is kept on the run for what it leaves unlanded."""
+    from nightshift.batch.causes import recorded
+    from nightshift.ledger.runs import Step
+
+    with recorded(conn, run, Step.LAND, backend):
+        return _land_round(conn, backend, workload, run, round_)
+
+
+def _land_round(conn: psycopg.Connection, backend: BatchBackend, workload: Workload, run: Run,
+                round_: int) -> LandResult:
     from nightshift.batch.ownership import settle_late_duplicates
     from nightshift.batch.submit import find_late_duplicates
 

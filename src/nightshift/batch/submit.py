@@ -99,6 +99,16 @@ class SubmitResult:
 
 def submit_round(conn: psycopg.Connection, backend: BatchBackend, workload: Workload, run: Run,
                  round_: int, caps: Caps) -> SubmitResult:
+    """Submit the round; when it fails, why is kept on the run for the requests it leaves unsubmitted."""
+    from nightshift.batch.causes import recorded
+    from nightshift.ledger.runs import Step
+
+    with recorded(conn, run, Step.SUBMIT, backend, passing=(AwaitingProof, NotAdmitted)):
+        return _submit_round(conn, backend, workload, run, round_, caps)
+
+
+def _submit_round(conn: psycopg.Connection, backend: BatchBackend, workload: Workload, run: Run,
+                  round_: int, caps: Caps) -> SubmitResult:
     from nightshift.batch.preflight import run_shape
 
     result = SubmitResult(round_)

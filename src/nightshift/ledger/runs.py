@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -46,6 +47,13 @@ class Run:
 
     def past_deadline(self, now: datetime | None = None) -> bool:
         return (now or datetime.now(timezone.utc)) >= self.deadline_at
+
+
+class Step(enum.StrEnum):
+    """A step of a night whose failure leaves requests open (the key under ``details -> 'causes'``)."""
+
+    SUBMIT = "submit"
+    LAND = "land"
 
 
 class Outcome(NamedTuple):
@@ -154,3 +162,10 @@ def record_request_shape(conn: psycopg.Connection, run_pk: int, shape: dict[str,
     conn.execute("UPDATE nightshift.runs SET details = details || jsonb_build_object('request_shape', %s::jsonb, "
                  "'capability_differences', %s::jsonb) WHERE run_pk = %s",
                  (Jsonb(shape), Jsonb(capability_differences), run_pk))
+
+
+def record_cause(conn: psycopg.Connection, run_pk: int, step: Step, cause: str | None) -> None:
+    """Why ``step`` last stopped (None: it last completed); the items it left open end with it."""
+    conn.execute("UPDATE nightshift.runs SET details = jsonb_set(details, '{causes}', "
+                 "coalesce(details -> 'causes', '{}'::jsonb) || jsonb_build_object(%s::text, %s::text)) "
+                 "WHERE run_pk = %s", (Step(step).value, cause, run_pk))
