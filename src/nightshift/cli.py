@@ -1,7 +1,7 @@
 """The ``nightshift`` command: the project's own tools, one subcommand each.
 
-The runtime commands (``db``, ``report``, ``parity``, ``switch``, ``estimate``, ``inventory``)
-ship with the package; the demo, emulator, local-dev and bench commands join them when this
+The runtime commands (``db``, ``enqueue``, ``requeue``, ``report``, ``parity``, ``switch``, ``estimate``,
+``inventory``) ship with the package; the demo, emulator, local-dev and bench commands join them when this
 repository's ``nightshift-devtools`` distribution is installed. The Makefile is a thin layer
 over these; every subcommand also works on its own.
 """
@@ -107,6 +107,68 @@ def cmd_estimate(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def cmd_enqueue(args: argparse.Namespace, rest: list[str]) -> int:
+    from datetime import datetime
+
+    from nightshift import db
+    from nightshift.deployment import get_workload
+    from nightshift.enqueue import EnqueueError, Filter, enqueue_keys, enqueue_where, read_keys, window_filters
+
+    def moment(flag: str, text: str | None) -> datetime | None:
+        try:
+            return None if text is None else datetime.fromisoformat(text)
+        except ValueError:
+            raise EnqueueError(f"{flag} {text!r}: not an ISO date or timestamp (2026-05-01, 2026-05-01T06:00+00:00)"
+                               ) from None
+
+    workload = get_workload(args.workload)
+    try:
+        filtered = bool(args.where or args.since or args.until)
+        if filtered == bool(args.keys_file):
+            raise EnqueueError("give either keys (--keys-file FILE, or - for stdin) or filters (--where, --since, "
+                               "--until), not both and not neither")
+        with db.connect(_dsn(args)) as conn:
+            if args.keys_file:
+                if args.keys_file == "-":
+                    keys = read_keys(sys.stdin, "stdin")
+                else:
+                    try:
+                        with open(args.keys_file, encoding="utf-8") as f:
+                            keys = read_keys(f, args.keys_file)
+                    except OSError as exc:
+                        raise EnqueueError(f"--keys-file {args.keys_file}: {exc.strerror}") from None
+                done = enqueue_keys(conn, workload, keys)
+            else:
+                filters = [Filter.parse(text, workload) for text in args.where]
+                filters += window_filters(workload, moment("--since", args.since), moment("--until", args.until))
+                done = enqueue_where(conn, workload, filters)
+    except EnqueueError as exc:
+        print(f"nightshift enqueue: {exc}", file=sys.stderr)
+        return 2
+    print(f"{workload.name}: {done.queued} queued, {done.already_pending} already pending "
+          f"(of {done.given} {'keys' if args.keys_file else 'matching source rows'})")
+    return 0
+
+
+def cmd_requeue(args: argparse.Namespace, rest: list[str]) -> int:
+    from nightshift import db
+    from nightshift.deployment import get_workload
+    from nightshift.enqueue import EnqueueError, requeue
+
+    workload = get_workload(args.workload)
+    statuses = [s.strip() for text in args.status for s in text.split(",") if s.strip()]
+    try:
+        with db.connect(_dsn(args)) as conn:
+            done = requeue(conn, workload, statuses, args.run)
+    except EnqueueError as exc:
+        print(f"nightshift requeue: {exc}", file=sys.stderr)
+        return 2
+    print(f"{workload.name}: {done.failed} key(s) failed {'/'.join(statuses)}"
+          f"{f' in run {args.run}' if args.run else ''}: {done.queued} queued again, {done.already_pending} "
+          f"already pending, {done.superseded} left alone (answered, failed otherwise or taken by a night since)")
+    return 0
+
+
 def cmd_db(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift import db
     from nightshift.ledger import schema
@@ -153,6 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement", type=float, help="override the workload's migration.min_agreement")
     p.add_argument("--dsn")
     p.set_defaults(func=cmd_switch)
+
+    p = sub.add_parser("enqueue", help="queue work for a workload's next night: keys from a file or stdin, or the "
+                       "source rows a filter matches; a key already pending is not queued again")
+    p.add_argument("--workload", required=True)
+    p.add_argument("--keys-file", metavar="FILE", help="one source key per line; - reads stdin")
+    p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                   help="a filter on a source column the workload declares (=, !=, >=, <=, >, <; repeatable, "
+                   "all must match); the value is bound as a parameter of the column's type")
+    p.add_argument("--since", help="source timestamp column >= this (ISO date or timestamp)")
+    p.add_argument("--until", help="source timestamp column < this")
+    p.add_argument("--dsn")
+    p.set_defaults(func=cmd_enqueue)
+
+    p = sub.add_parser("requeue", help="queue again the keys whose latest request failed with a given type "
+                       "(not_submitted, expired_after_retries, ...), unless answered or queued since")
+    p.add_argument("--workload", required=True)
+    p.add_argument("--status", action="append", required=True, metavar="ERROR_TYPE",
+                   help="an item's failure type (repeatable or comma-separated)")
+    p.add_argument("--run", type=int, metavar="RUN_PK", help="only this run's failures")
+    p.add_argument("--dsn")
+    p.set_defaults(func=cmd_requeue)
 
     p = sub.add_parser("estimate", help="dry-run a backfill: rows, tokens and cost per day, without submitting")
     p.add_argument("--workload", required=True)

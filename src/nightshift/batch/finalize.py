@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from nightshift.ledger import batches, runs
+from nightshift.ledger import batches, queue, runs
 from nightshift.ledger.items import close_open_items, failure_counts, item_counts
 from nightshift.ledger.runs import Run
 from nightshift.ledger.status import ItemStatus, RunStatus
@@ -57,6 +57,8 @@ def finalize_run(conn: psycopg.Connection, run: Run, client: Any = None, workloa
             log.warning("could not settle suspected late duplicates: %r", exc)
     past_deadline = run.past_deadline()
     close_open_items(conn, run, past_deadline=past_deadline)
+    if not run.shadow:
+        queue.close_answered_duplicates(conn, run.claimer)
     counts = item_counts(conn, run)
     failed = failure_counts(conn, run)
     rounds, batch_count = batches.rounds_and_count(conn, run.run_pk)
