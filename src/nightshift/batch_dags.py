@@ -72,7 +72,9 @@ def backfill_dag(workload: Workload, *, fileloc: str | None = None, deferrable: 
 
 def broken_workload_dag(name: str, error: Exception, *, fileloc: str | None = None) -> DAG:
     """The nightly DAG of a workload whose definition does not load: one task that fails, naming
-    the file and the field. The other workloads' DAGs load and run; this one says why it cannot."""
+    the file and the field. The other workloads' DAGs load and run; this one says why it cannot.
+    ``name`` is the file's (any character a DAG id cannot hold becomes ``_``)."""
+    import re
     from datetime import datetime, timedelta
 
     from airflow.sdk import CronDataIntervalTimetable
@@ -80,7 +82,8 @@ def broken_workload_dag(name: str, error: Exception, *, fileloc: str | None = No
     from nightshift.config import settings
 
     cfg = settings()
-    with DAG(dag_id=batch_dag_id(name), description=f"Broken workload definition: {error}"[:500],
+    dag_id = batch_dag_id(re.sub(r"[^A-Za-z0-9_.-]", "_", name))
+    with DAG(dag_id=dag_id, description=f"Broken workload definition: {error}"[:500],
              schedule=CronDataIntervalTimetable(cfg.schedule, timezone=cfg.timezone), start_date=datetime(2026, 1, 1),
              catchup=False, max_active_runs=1, tags=["nightshift", "batch", name, "broken"],
              default_args={"retries": 0, "retry_delay": timedelta(minutes=2)}) as dag:

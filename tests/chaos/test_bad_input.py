@@ -302,7 +302,8 @@ MISSING = [
     ("source", lambda d: d.pop("source"), "field source: Field required"),
     ("source.key", lambda d: d["source"].pop("key"), "field source.key: Field required"),
     ("destination.table", lambda d: d["destination"].pop("table"), "field destination.table: Field required"),
-    ("output.schema", lambda d: d["output"].pop("schema"), "field output.schema: Field required"),
+    ("output.schema", lambda d: d["output"].pop("schema"),
+     "field output: a json output needs schema (or set type: text for a plain-text answer)"),
     ("prompt.item_template", lambda d: d["prompt"].pop("item_template"), "field prompt.item_template: Field required"),
     ("max_tokens", lambda d: d.pop("max_tokens"), "field max_tokens: Field required"),
     ("destination.asset.uri", lambda d: d["destination"]["asset"].pop("uri"), "field destination.asset.uri"),
@@ -329,9 +330,10 @@ def test_in_a_deployment_one_bad_definition_sets_only_itself_aside(workload_dir)
     (workload_dir / "broken.yaml").write_text("name: [unclosed\n")
     errors: dict[str, WorkloadDefinitionError] = {}
     loaded = load_workloads(workload_dir, errors=errors)
-    assert loaded == {}  # product_enrichment is claimed by two files: neither is trusted
-    assert set(errors) == {"ticket_classification", "product_enrichment", "broken"}
-    assert "field model" in str(errors["ticket_classification"]) and "defined twice" in str(errors["product_enrichment"])
+    assert set(loaded) == {"product_enrichment"}  # the copy is set aside by its own file name
+    assert set(errors) == {"ticket_classification", "zz_copy", "broken"}
+    assert "field model" in str(errors["ticket_classification"])
+    assert "must be named product_enrichment.yaml" in str(errors["zz_copy"])
     (workload_dir / "zz_copy.yaml").unlink()
     errors.clear()
     assert set(load_workloads(workload_dir, errors=errors)) == {"product_enrichment"}
@@ -349,6 +351,7 @@ def test_a_broken_definition_fails_its_own_dag_and_the_other_nights_run(
 
     edit(workload_dir / "product_enrichment.yaml", lambda d: (d.update(name="chaos_broken"),
                                                                d["destination"].update(key="product id")))
+    (workload_dir / "product_enrichment.yaml").rename(workload_dir / "chaos_broken.yaml")
     monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__WORKLOADS_FOLDER", str(workload_dir))
     load_deployment.cache_clear()
     try:

@@ -80,10 +80,57 @@ def test_unreadable_yaml_is_reported_by_file(workload_dir):
         load_workloads(workload_dir)
 
 
-def test_duplicate_names_are_refused(workload_dir):
+def test_a_file_declaring_another_files_name_is_refused_naming_both(workload_dir):
     shutil.copy(workload_dir / "ticket_classification.yaml", workload_dir / "copy.yaml")
-    with pytest.raises(WorkloadDefinitionError, match="defined twice"):
+    with pytest.raises(WorkloadDefinitionError) as raised:
         load_workloads(workload_dir)
+    assert str(raised.value) == (f"workload file copy.yaml declares name 'ticket_classification': a workload's file "
+                                 f"must be named ticket_classification.yaml ({workload_dir / 'copy.yaml'})")
+
+
+def test_in_a_deployment_a_copy_is_set_aside_by_its_file_name_and_the_original_loads(workload_dir):
+    edit(workload_dir / "ticket_classification.yaml", lambda d: d.update(max_tokens=0))
+    (workload_dir / "ticket_classification.yaml").rename(workload_dir / "ticket_copy.yaml")
+    shutil.copy(SHIPPED / "ticket_classification.yaml", workload_dir / "ticket_classification.yaml")
+    errors: dict[str, WorkloadDefinitionError] = {}
+    loaded = load_workloads(workload_dir, errors=errors)
+    assert set(loaded) == {"ticket_classification", "product_enrichment"}
+    assert list(errors) == ["ticket_copy"] and "must be named ticket_classification.yaml" in str(errors["ticket_copy"])
+
+
+def test_a_name_in_two_folders_stays_with_the_earlier_folder(workload_dir, tmp_path):
+    later = tmp_path / "later"
+    later.mkdir()
+    shutil.copy(workload_dir / "product_enrichment.yaml", later)
+    with pytest.raises(WorkloadDefinitionError, match="already defines: one name, one file"):
+        load_workloads((workload_dir, later))
+    errors: dict[str, WorkloadDefinitionError] = {}
+    assert set(load_workloads((workload_dir, later), errors=errors)) == {"ticket_classification", "product_enrichment"}
+    message = str(errors.pop("product_enrichment__folder2"))
+    assert not errors
+    assert str(later / "product_enrichment.yaml") in message and str(workload_dir / "product_enrichment.yaml") in message
+
+
+@pytest.mark.parametrize(("schedule", "timezone"), [("@daily", "UTC"), ("*/30 1-5 * * 1-5", "Europe/Paris"),
+                                                     (None, "deployment"), ("deployment", "Asia/Tokyo")])
+def test_a_workload_may_set_its_own_schedule_and_time_zone(workload_dir, schedule, timezone):
+    edit(workload_dir / "ticket_classification.yaml", lambda d: d.update(schedule=schedule, timezone=timezone))
+    workload = load_workloads(workload_dir)["ticket_classification"]
+    assert (workload.schedule, workload.timezone) == (schedule, timezone)
+    assert load_workloads(SHIPPED)["ticket_classification"].prompt_version == workload.prompt_version
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"schedule": "0 25 * * *"}, "field schedule: '0 25 * * *' is not a five-field cron expression"),
+    ({"schedule": "0 0 2 * * *"}, "field schedule: '0 0 2 * * *' is not a five-field cron expression"),
+    ({"schedule": "@nightly"}, "field schedule: unknown preset '@nightly'; known: @hourly, @daily"),
+    ({"timezone": "Mars/Olympus"}, "field timezone: unknown time zone 'Mars/Olympus'"),
+])
+def test_a_bad_schedule_or_time_zone_names_the_field(workload_dir, change, expected):
+    edit(workload_dir / "ticket_classification.yaml", lambda d: d.update(change))
+    with pytest.raises(WorkloadDefinitionError, match="workload 'ticket_classification'") as raised:
+        load_workloads(workload_dir)
+    assert expected in str(raised.value)
 
 
 def test_prompt_version_changes_with_anything_that_changes_output(workload_dir):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nightshift.backends.registry import DEFAULT_BACKEND, backend_names
 from nightshift.model_table import ModelCapabilities
+from nightshift.workloads.schedule import FROM_DEPLOYMENT, check_schedule, check_timezone
 from nightshift.workloads.shape import Delivery, RequestShape, Thinking, UnsupportedRequest, request_shape
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -138,6 +139,16 @@ class Workload(_Strict):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
     description: str = ""
+    schedule: str | None = Field(
+        default=FROM_DEPLOYMENT,
+        description="When the nightly DAGs (batch and streaming) run: a five-field cron expression (`0 2 * * *`), a "
+                    "preset (`@daily`, `@hourly`, `@weekly`, `@monthly`, `@quarterly`, `@yearly`), or null for manual "
+                    "runs only. `deployment`: the `[nightshift] schedule` setting. The backfill DAG covers the same "
+                    "intervals (a manual-only workload's backfill uses the deployment's schedule).")
+    timezone: str = Field(
+        default=FROM_DEPLOYMENT,
+        description="The IANA time zone `schedule` is read in (`Europe/Paris`); it also sets where a data "
+                    "interval starts and ends. `deployment`: the `[nightshift] timezone` setting.")
     #: Which batch API runs the workload's nights (a name in :mod:`nightshift.backends.registry`).
     backend: str = DEFAULT_BACKEND
     model: str = Field(min_length=1)
@@ -166,6 +177,16 @@ class Workload(_Strict):
         if backend not in backend_names():
             raise ValueError(f"unknown batch backend {backend!r}; known backends: {', '.join(backend_names())}")
         return backend
+
+    @field_validator("schedule")
+    @classmethod
+    def _a_cron_or_preset(cls, schedule: str | None) -> str | None:
+        return schedule if schedule in (None, FROM_DEPLOYMENT) else check_schedule(schedule)
+
+    @field_validator("timezone")
+    @classmethod
+    def _a_known_zone(cls, zone: str) -> str:
+        return zone if zone == FROM_DEPLOYMENT else check_timezone(zone)
 
     @field_validator("model")
     @classmethod
@@ -295,7 +316,11 @@ def load_workload_file(path: Path) -> Workload:
         raise WorkloadDefinitionError(f"workload {label!r} ({path}): cannot read YAML: {exc}", label) from None
     if not isinstance(raw, dict):
         raise WorkloadDefinitionError(f"workload {label!r} ({path}): expected a mapping at the top level", label)
-    label = str(raw.get("name") or label)
+    declared = raw.get("name")
+    if declared is not None and str(declared) != path.stem:
+        raise WorkloadDefinitionError(
+            f"workload file {path.name} declares name {str(declared)!r}: a workload's file must be named "
+            f"{declared}.yaml ({path})", label)
     instructions_file = (raw.get("prompt") or {}).get("instructions_file")
     if instructions_file is not None and "instructions" not in raw:
         prompt_path = path.parent / instructions_file

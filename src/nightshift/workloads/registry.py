@@ -34,29 +34,38 @@ def check_folders(folders: tuple[Path, ...], where: str) -> tuple[Path, ...]:
 
 def load_workloads(directory: Path | tuple[Path, ...], *,
                    errors: dict[str, WorkloadDefinitionError] | None = None) -> dict[str, Workload]:
-    """Load every ``*.yaml`` in ``directory`` (a folder or several).
+    """Load every ``*.yaml`` in ``directory`` (a folder or several, in the order given).
 
+    A workload's file is named for it (``<name>.yaml``), so a name is claimed by its file name.
     Without ``errors``, any invalid file fails the whole load, by name. With it, each invalid
-    file's error is put there under its workload's name and the valid workloads are returned;
-    two files claiming one name make that workload invalid (which one is meant is unknowable).
+    file's error is put there under its file name and the valid workloads are returned. A copy
+    declaring another file's name is an error of its own, keyed by the copy's file name, so the
+    workload it copies loads untouched. A name claimed again by a later folder keeps the file of the
+    earlier folder (the one the deployment already runs); the later file is set aside with an error,
+    keyed ``<name>__folder<n>``, naming both files.
     """
     folders = (directory,) if isinstance(directory, Path) else tuple(directory)
     workloads: dict[str, Workload] = {}
-    for path in sorted(p for folder in folders for p in folder.glob("*.yaml")):
-        try:
-            workload = load_workload_file(path)
-            _check_priced(workload, path)
-            if workload.name in workloads or (errors is not None and workload.name in errors):
-                raise WorkloadDefinitionError(f"workload {workload.name!r} is defined twice (second: {path})",
-                                              workload.name)
-        except WorkloadDefinitionError as exc:
-            if errors is None:
-                raise
-            name = exc.workload or path.stem
-            errors[name] = exc
-            workloads.pop(name, None)
-            continue
-        workloads[workload.name] = workload
+    claimed: dict[str, Path] = {}
+    for number, folder in enumerate(folders, start=1):
+        for path in sorted(folder.glob("*.yaml")):
+            key = path.stem
+            try:
+                if key in claimed:
+                    key = f"{path.stem}__folder{number}"
+                    raise WorkloadDefinitionError(
+                        f"workload file {path} claims the name {path.stem!r}, which {claimed[path.stem]} (an earlier "
+                        f"workloads folder) already defines: one name, one file. {claimed[path.stem]} keeps the "
+                        f"name and this file is set aside; rename or remove one of them", key)
+                claimed[key] = path
+                workload = load_workload_file(path)
+                _check_priced(workload, path)
+            except WorkloadDefinitionError as exc:
+                if errors is None:
+                    raise
+                errors[key] = exc
+                continue
+            workloads[workload.name] = workload
     return workloads
 
 
