@@ -1,7 +1,7 @@
 """The ``nightshift`` command: the project's own tools, one subcommand each.
 
-The runtime commands (``db``, ``enqueue``, ``requeue``, ``report``, ``parity``, ``switch``, ``estimate``,
-``inventory``) ship with the package; the demo, emulator, local-dev and bench commands join them when this
+The runtime commands (``db``, ``workloads``, ``enqueue``, ``requeue``, ``report``, ``parity``, ``switch``,
+``estimate``, ``inventory``) ship with the package; the demo, emulator, local-dev and bench commands join them when this
 repository's ``nightshift-devtools`` distribution is installed. The Makefile is a thin layer
 over these; every subcommand also works on its own.
 """
@@ -186,6 +186,27 @@ def cmd_db(args: argparse.Namespace, rest: list[str]) -> int:
         return 1 if missing else 0
 
 
+def cmd_workloads(args: argparse.Namespace, rest: list[str]) -> int:
+    from pathlib import Path
+
+    from nightshift.workloads import reference
+
+    target = Path(args.output) if args.output else None
+    if target is None:
+        from nightshift.paths import project_root
+
+        target = project_root() / "docs" / "workloads.md"
+    if args.check:
+        current = target.read_text(encoding="utf-8") if target.exists() else ""
+        if current != reference.render():
+            print(f"{target} is stale: run `{reference.REGENERATE}`", file=sys.stderr)
+            return 1
+        print(f"{target} is up to date")
+        return 0
+    print(f"{target}: {'written' if reference.write(target) else 'already up to date'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nightshift", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade", "check"])
     p.add_argument("--dsn", help="a postgresql:// URL (default: the [nightshift] db_conn_id connection)")
     p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("workloads", help="the workload file field reference: write docs/workloads.md from the "
+                       "definition model, or check that it is current")
+    p.add_argument("action", choices=["reference"])
+    p.add_argument("--output", help="where to write it (default: docs/workloads.md of this work tree)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when the file is stale")
+    p.set_defaults(func=cmd_workloads)
 
     p = sub.add_parser("report", help="what happened: requests, outcomes, where the rows are")
     p.add_argument("--dsn")

@@ -93,7 +93,8 @@ def timetable(dag) -> tuple[str, str] | None:
 
 def test_each_workload_runs_on_its_own_schedule_and_the_rest_on_the_deployments(tmp_path, dags_of, monkeypatch):
     workloads = folder(tmp_path, "workloads")
-    edit(workloads / "ticket_classification.yaml", lambda d: d.update(schedule="30 4 * * 1-5", timezone="Europe/Paris"))
+    edit(workloads / "ticket_classification.yaml",
+         lambda d: d.update(schedule="30 4 * * 1-5", timezone="Europe/Paris"))
     edit(workloads / "product_enrichment.yaml", lambda d: d.update(schedule="@weekly"))
 
     dags = dags_of(workloads)

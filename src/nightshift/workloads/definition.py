@@ -40,11 +40,25 @@ class _Strict(BaseModel):
 
 
 class Source(_Strict):
-    table: str = Field(pattern=QUALIFIED_TABLE.pattern)
-    key: str = Field(pattern=IDENTIFIER.pattern)
-    columns: list[str] = Field(min_length=1)
-    required_columns: list[str] = []
-    timestamp_column: str | None = Field(default=None, pattern=IDENTIFIER.pattern)
+    """Where each request's input row is read from."""
+
+    table: str = Field(
+        pattern=QUALIFIED_TABLE.pattern,
+        description="The source table, schema-qualified and lower-case (`app.support_tickets`).")
+    key: str = Field(
+        pattern=IDENTIFIER.pattern,
+        description="The column that identifies a row; queued requests name rows by it.")
+    columns: list[str] = Field(
+        min_length=1,
+        description="The columns read for each row; `prompt.item_template` may use these and `key`.")
+    required_columns: list[str] = Field(
+        default=[],
+        description="Columns of `columns` that must hold a value: a row with one of them NULL or empty "
+                    "fails as `invalid_input` without an API call.")
+    timestamp_column: str | None = Field(
+        default=None, pattern=IDENTIFIER.pattern,
+        description="The column that dates a row. Needed by the backfill DAG, which reads the rows of each "
+                    "data interval by this column.")
 
     @field_validator("columns", "required_columns")
     @classmethod
@@ -63,18 +77,41 @@ class Source(_Strict):
 
 
 class Prompt(_Strict):
-    instructions_file: str
-    item_template: str = Field(min_length=1)
-    cache_ttl: Literal["5m", "1h"] = "1h"
+    """How a row becomes a request: the same instructions for every item, then its own text."""
+
+    instructions_file: str = Field(
+        description="The instructions (the system prompt, the same for every item, so it is cached): a file "
+                    "path relative to the workload's YAML file.")
+    item_template: str = Field(
+        min_length=1,
+        description="The user message of one item: a format string over `source.columns` and `source.key` "
+                    "(`Subject: {subject}`).")
+    cache_ttl: Literal["5m", "1h"] = Field(
+        default="1h",
+        description="How long the cached instructions live: `5m` or `1h` (a batch can run for hours, so "
+                    "`1h` lets more of its items read the cache).")
 
 
 class Output(_Strict):
-    tool_name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
-    tool_description: str = ""
-    json_schema: dict[str, Any] = Field(alias="schema")
+    """What a valid answer is."""
+
+    tool_name: str = Field(
+        pattern=r"^[a-zA-Z0-9_-]{1,64}$",
+        description="The tool's name, when the answer is asked for through a forced tool call.")
+    tool_description: str = Field(
+        default="",
+        description="The tool's description (part of the cached prefix).")
+    json_schema: dict[str, Any] = Field(
+        alias="schema",
+        description="The JSON Schema (draft 2020-12) the answer must satisfy; it must describe an object, "
+                    "whose fields `destination.columns` map.")
     #: How the answer is asked for: ``auto`` (structured outputs where the model has them, else a
     #: forced tool), ``json_schema`` or ``forced_tool``; checked against the model's capabilities.
-    delivery: Delivery = Delivery.AUTO
+    delivery: Delivery = Field(
+        default=Delivery.AUTO,
+        description="How the answer is asked for: `auto` (structured outputs where the model has them, else "
+                    "a forced tool), `json_schema` or `forced_tool`; checked against the model's "
+                    "capabilities.")
 
     @field_validator("json_schema")
     @classmethod
@@ -89,16 +126,32 @@ class Output(_Strict):
 
 
 class AssetRef(_Strict):
-    name: str
-    uri: str
+    """The Airflow Asset both delivery paths publish once they have written."""
+
+    name: str = Field(
+        description="The Asset's name (what downstream DAGs schedule on).")
+    uri: str = Field(
+        description="The Asset's URI.")
 
 
 class Destination(_Strict):
-    table: str = Field(pattern=QUALIFIED_TABLE.pattern)
-    key: str = Field(pattern=IDENTIFIER.pattern)
-    columns: dict[str, str] = Field(min_length=1)
-    written_at_column: str = Field(pattern=IDENTIFIER.pattern)
-    asset: AssetRef
+    """Where answers are written: the tables and columns the streaming path writes."""
+
+    table: str = Field(
+        pattern=QUALIFIED_TABLE.pattern,
+        description="The destination table, schema-qualified and lower-case.")
+    key: str = Field(
+        pattern=IDENTIFIER.pattern,
+        description="The destination's column holding the source key (one row per key).")
+    columns: dict[str, str] = Field(
+        min_length=1,
+        description="`column: output field`: which answer field each destination column receives (each "
+                    "field must be required by `output.schema`).")
+    written_at_column: str = Field(
+        pattern=IDENTIFIER.pattern,
+        description="The column that receives the time a row was written.")
+    asset: AssetRef = Field(
+        description="The Asset published after each night's writes.")
 
     @field_validator("columns")
     @classmethod
@@ -112,23 +165,51 @@ class Destination(_Strict):
 class BatchSettings(_Strict):
     """How the batch path splits, waits and retries. The caps default to the API's limits."""
 
-    max_requests_per_batch: int = Field(default=100_000, gt=0, le=100_000)
-    max_batch_bytes: int = Field(default=256_000_000, gt=1_000, le=256_000_000)
-    retry_rounds: int = Field(default=2, ge=0, le=10)
-    validation_retries: int = Field(default=0, ge=0, le=1)
-    poll_interval_seconds: float = Field(default=60.0, gt=0)
-    max_poll_interval_seconds: float = Field(default=600.0, gt=0)
-    deadline_hours: float = Field(default=20.0, gt=0, le=72)
-    max_consecutive_poll_failures: int = Field(default=10, ge=1)
-    warmup: Literal["auto", "always", "never"] = "auto"
-    expected_cache_hit_rate: float = Field(default=0.5, ge=0, le=1)
+    max_requests_per_batch: int = Field(
+        default=100_000, gt=0, le=100_000,
+        description="Requests per batch at most (the API's limit is 100,000).")
+    max_batch_bytes: int = Field(
+        default=256_000_000, gt=1_000, le=256_000_000,
+        description="Bytes of request bodies per batch at most (the API's limit is 256 MB).")
+    retry_rounds: int = Field(
+        default=2, ge=0, le=10,
+        description="Rounds that resubmit the items that failed transiently (errored, expired); each is a "
+                    "`retry_N` task group.")
+    validation_retries: int = Field(
+        default=0, ge=0, le=1,
+        description="Rounds in which an answer that fails validation (`invalid_output`) is asked for again.")
+    poll_interval_seconds: float = Field(
+        default=60.0, gt=0,
+        description="Seconds between polls of a running batch.")
+    max_poll_interval_seconds: float = Field(
+        default=600.0, gt=0,
+        description="The longest wait between polls while failing polls back off.")
+    deadline_hours: float = Field(
+        default=20.0, gt=0, le=72,
+        description="Hours after collect at which unfinished batches are cancelled and their items closed.")
+    max_consecutive_poll_failures: int = Field(
+        default=10, ge=1,
+        description="Polls in a row that may fail before the wait fails.")
+    warmup: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Send one full-price request that writes the prompt cache before the batch: `auto` when "
+                    "the expected saving exceeds its cost, `always` or `never`.")
+    expected_cache_hit_rate: float = Field(
+        default=0.5, ge=0, le=1,
+        description="The share of a batch's items expected to read the cache without a warm-up (what "
+                    "`warmup: auto` and the estimates assume).")
 
 
 class MigrationSettings(_Strict):
     """How shadow (batch) output is judged against the streaming output before a switch."""
 
-    min_agreement: float = Field(default=0.98, ge=0, le=1)
-    text_similarity: float = Field(default=0.9, ge=0, le=1)
+    min_agreement: float = Field(
+        default=0.98, ge=0, le=1,
+        description="The share of keys on which shadow (batch) and streaming answers must agree before "
+                    "`nightshift switch --to batch` is allowed.")
+    text_similarity: float = Field(
+        default=0.9, ge=0, le=1,
+        description="How similar two free-text answers must be (0 to 1) to count as agreeing.")
 
 
 SAMPLING_PARAMETERS = ("temperature", "top_p", "top_k")
@@ -137,8 +218,13 @@ SAMPLING_PARAMETERS = ("temperature", "top_p", "top_k")
 class Workload(_Strict):
     """A validated workload definition. Build with :func:`load_workload_file`."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
-    description: str = ""
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,40}$",
+        description="The workload's name: lower case, digits and `_`, up to 41 characters. Its file is "
+                    "named for it (`<name>.yaml`); DAG ids and the queue use it.")
+    description: str = Field(
+        default="",
+        description="One line shown on the workload's DAGs.")
     schedule: str | None = Field(
         default=FROM_DEPLOYMENT,
         description="When the nightly DAGs (batch and streaming) run: a five-field cron expression (`0 2 * * *`), a "
@@ -149,27 +235,48 @@ class Workload(_Strict):
         default=FROM_DEPLOYMENT,
         description="The IANA time zone `schedule` is read in (`Europe/Paris`); it also sets where a data "
                     "interval starts and ends. `deployment`: the `[nightshift] timezone` setting.")
-    #: Which batch API runs the workload's nights (a name in :mod:`nightshift.backends.registry`).
-    backend: str = DEFAULT_BACKEND
-    model: str = Field(min_length=1)
-    #: The budget thinking and the answer share (thinking tokens are output tokens): checked at
-    #: load against what Nightshift plans for thinking at the workload's effort.
-    max_tokens: int = Field(gt=0, le=128_000)
-    #: ``default`` (what the model does when not told), ``adaptive``, or ``off``.
-    thinking: Thinking = Thinking.DEFAULT
-    #: ``output_config.effort``; None sends none and the model's default is in force.
-    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
-    #: Params merged into every request as they are (an escape hatch for what Nightshift does not
-    #: model). Nothing checks them at load; the preflight before the first batch does.
-    request_overrides: dict[str, Any] = {}
-    source: Source
-    prompt: Prompt
-    output: Output
-    destination: Destination
-    instructions: str = Field(min_length=1)
-    failure_threshold: float = Field(default=0.05, ge=0, le=1)
-    batch: BatchSettings = BatchSettings()
-    migration: MigrationSettings = MigrationSettings()
+    backend: str = Field(
+        default=DEFAULT_BACKEND,
+        description="Which batch API runs the workload's nights (a name in `nightshift.backends.registry`).")
+    model: str = Field(
+        min_length=1,
+        description="The model id; it must be in Nightshift's model table and price table.")
+    max_tokens: int = Field(
+        gt=0, le=128_000,
+        description="The budget thinking and the answer share (thinking tokens are output tokens); checked "
+                    "at load against what Nightshift plans for thinking at the workload's effort.")
+    thinking: Thinking = Field(
+        default=Thinking.DEFAULT,
+        description="`default` (what the model does when not told), `adaptive`, or `off`.")
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = Field(
+        default=None,
+        description="`output_config.effort`; null sends none and the model's default is in force.")
+    request_overrides: dict[str, Any] = Field(
+        default={},
+        description="Params merged into every request as they are (an escape hatch for what Nightshift does "
+                    "not model). Nothing checks them at load; the preflight before the first batch does.")
+    source: Source = Field(
+        description="Where each request's input row is read from.")
+    prompt: Prompt = Field(
+        description="How a row becomes a request.")
+    output: Output = Field(
+        description="What a valid answer is.")
+    destination: Destination = Field(
+        description="Where answers are written.")
+    instructions: str = Field(
+        min_length=1,
+        description="The instructions text. Normally left out: it is read from `prompt.instructions_file`; "
+                    "given here, it is used instead.")
+    failure_threshold: float = Field(
+        default=0.05, ge=0, le=1,
+        description="The share of a night's items that may fail before the night needs attention (the "
+                    "notifier is called).")
+    batch: BatchSettings = Field(
+        default=BatchSettings(),
+        description="How the batch path splits, waits and retries.")
+    migration: MigrationSettings = Field(
+        default=MigrationSettings(),
+        description="How shadow (batch) output is judged against the streaming output.")
 
     @field_validator("backend")
     @classmethod

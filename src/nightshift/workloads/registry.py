@@ -51,12 +51,12 @@ def load_workloads(directory: Path | tuple[Path, ...], *,
         for path in sorted(folder.glob("*.yaml")):
             key = path.stem
             try:
-                if key in claimed:
+                if (earlier := claimed.get(key)) is not None:
                     key = f"{path.stem}__folder{number}"
                     raise WorkloadDefinitionError(
-                        f"workload file {path} claims the name {path.stem!r}, which {claimed[path.stem]} (an earlier "
-                        f"workloads folder) already defines: one name, one file. {claimed[path.stem]} keeps the "
-                        f"name and this file is set aside; rename or remove one of them", key)
+                        f"workload file {path} claims the name {path.stem!r}, which {earlier} (an earlier "
+                        f"workloads folder) already defines: one name, one file. {earlier} keeps the name "
+                        "and this file is set aside; rename or remove one of them", key)
                 claimed[key] = path
                 workload = load_workload_file(path)
                 _check_priced(workload, path)

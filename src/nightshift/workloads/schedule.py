@@ -30,8 +30,8 @@ def check_schedule(schedule: str) -> str:
 
     expression = CRON_PRESETS.get(schedule, schedule)
     if schedule.startswith("@") and schedule not in CRON_PRESETS:
-        raise ValueError(f"unknown preset {schedule!r}; known: {', '.join(CRON_PRESETS)} (or a five-field cron "
-                         "expression, or null for manual runs only)")
+        raise ValueError(f"unknown preset {schedule!r}; known: {', '.join(CRON_PRESETS)} (or a five-field "
+                         "cron expression, or null for manual runs only)")
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise ValueError(f"{schedule!r} is not a five-field cron expression (minute hour day-of-month month "
                          f"day-of-week, e.g. '0 2 * * *') nor a preset ({', '.join(CRON_PRESETS)})")
@@ -43,5 +43,6 @@ def check_timezone(name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (an IANA name such as 'UTC' or 'Europe/Paris')") from None
+        raise ValueError(f"unknown time zone {name!r} (an IANA name such as 'UTC' or 'Europe/Paris')") \
+            from None
     return name
