@@ -97,8 +97,9 @@ def test_a_paid_batch_that_could_not_be_landed_still_records_its_cost(app_db, ap
 
 
 def test_an_older_request_landing_last_never_overwrites_a_newer_one(app_db, app_dsn, anthropic_conn):
-    """One ticket queued twice in a night; the older request's result comes back errored and lands
-    a round later than the newer one's. The row must be the newer request's (queue order)."""
+    """One ticket queued again after a night claimed it, and taken by an overlapping night (one night
+    answers a key once, #19); the older request's result comes back errored and lands a round later
+    than the newer one's. The row must be the newer request's (queue order)."""
     from tests.chaos.test_bad_input import queue_request
 
     emulator = anthropic_conn
@@ -106,15 +107,20 @@ def test_an_older_request_landing_last_never_overwrites_a_newer_one(app_db, app_
     ticket = app_db.execute("SELECT min(ticket_id) FROM app.support_tickets").fetchone()[0]
     older = app_db.execute("SELECT request_id FROM app.llm_requests WHERE source_key = %s",
                            (str(ticket),)).fetchone()[0]
+    first = ChaosNight(app_dsn, airflow_run_id="first")
+    first.start()  # claims the older request
     newer = queue_request(app_db, "ticket_classification", str(ticket))
+    overlapping, overlapping_summary = ChaosNight(app_dsn, airflow_run_id="overlapping").whole_night()
+    assert overlapping_summary.succeeded == 1
     emulator.add_fault(kind="item_error", error_type="overloaded_error", custom_id=rf"r\d+-q{older}", count=1)
-    run, summary = ChaosNight(app_dsn).whole_night()
+    run, summary = first.whole_night()
     assert fired(emulator) == [1] and summary.rounds == 2
-    assert outcomes(app_db, run.run_pk) == {"succeeded": TICKETS_PER_NIGHT + 1}
+    assert outcomes(app_db, run.run_pk) == {"succeeded": TICKETS_PER_NIGHT}
     (writer,) = app_db.execute("SELECT request_id FROM app.ticket_classifications WHERE ticket_id = %s",
                                (ticket,)).fetchone()
     assert writer == newer != older
-    assert_nothing_lost_or_doubled(app_db, emulator, run.run_pk)
+    for night in (overlapping, run):
+        assert_nothing_lost_or_doubled(app_db, emulator, night.run_pk)
 
 
 async def test_a_poll_crowded_by_another_teams_batches_pages_and_counts_its_calls(app_db, app_dsn, anthropic_conn):
