@@ -195,7 +195,11 @@ def cmd_workloads(args: argparse.Namespace, rest: list[str]) -> int:
     if target is None:
         from nightshift.paths import project_root
 
-        target = project_root() / "docs" / "workloads.md"
+        try:
+            target = project_root() / "docs" / "workloads.md"
+        except FileNotFoundError as exc:
+            print(f"{exc}; name the file to write with --output", file=sys.stderr)
+            return 2
     if args.check:
         current = target.read_text(encoding="utf-8") if target.exists() else ""
         if current != reference.render():
