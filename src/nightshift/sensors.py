@@ -69,8 +69,10 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
             return False
         self._consecutive_failures = 0
         self.log.info("%s", policy.progress_line(snapshots))
-        self._record(snapshots)
-        verdict = policy.verdict(snapshots, now=time.time(), deadline=run.deadline_at.timestamp())
+        polled_at = time.time()
+        verdict = policy.verdict(snapshots, now=polled_at, deadline=run.deadline_at.timestamp())
+        next_poll_at = None if verdict is WaitVerdict.ENDED else polled_at + self.poke_interval
+        self._record(snapshots, poll=(batch_ids, polled_at, next_poll_at))
         if verdict is WaitVerdict.ENDED:
             return True
         if verdict is WaitVerdict.DEADLINE and self._cancelled_at is None:
@@ -112,12 +114,20 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
             self.log.info("%s", self.wait_policy().progress_line(snapshots))
         return snapshots
 
-    def _record(self, snapshots: list[BatchSnapshot]) -> None:
-        from nightshift.batch.ledger import record_batch_state
+    def _record(self, snapshots: list[BatchSnapshot],
+                poll: tuple[list[str], float, float | None] | None = None) -> None:
+        """Batch states, and with ``poll`` (batch ids, polled at, next poll at; epoch seconds) the poll times."""
+        from datetime import datetime, timezone
+
+        from nightshift.batch.ledger import record_batch_state, record_poll
 
         with self.db() as conn:
             for s in snapshots:
                 record_batch_state(conn, s.id, s.processing_status, s.request_counts, s.ended_at)
+            if poll:
+                batch_ids, polled_at, next_poll_at = poll
+                record_poll(conn, batch_ids, datetime.fromtimestamp(polled_at, timezone.utc),
+                            None if next_poll_at is None else datetime.fromtimestamp(next_poll_at, timezone.utc))
             conn.commit()
 
     def _cancel_at_deadline(self, unfinished: list[str], run) -> None:

@@ -106,22 +106,27 @@ class BatchesEndedTrigger(BaseTrigger):
                     await asyncio.sleep(delay)
                     continue
                 failures = 0
+                polled_at = time.time()
                 self.log.info("%s", self.policy.progress_line(snapshots))
                 changed = [s for s in snapshots if last_seen.get(s.id) != s]
                 if changed and await self.record_states(changed):
                     last_seen.update((s.id, s) for s in changed)
                 batches = [s.as_dict() for s in snapshots]
-                verdict = self.policy.verdict(snapshots, now=time.time(), deadline=self.deadline)
+                verdict = self.policy.verdict(snapshots, now=polled_at, deadline=self.deadline)
                 if verdict is WaitVerdict.ENDED:
+                    await self.record_poll(polled_at, None)
                     yield TriggerEvent({"status": "ended", "batches": batches})
                     return
                 if verdict is WaitVerdict.DEADLINE:
+                    await self.record_poll(polled_at, None)
                     yield TriggerEvent({"status": "deadline", "batches": batches,
                                         "unfinished": self.policy.unfinished(snapshots)})
                     return
                 # the budget counts calls, not polls: a poll that took three calls waits three intervals
                 paced = await self._interval() * max(1, self.calls_last_poll)
-                await asyncio.sleep(min(paced, seconds_until(self.deadline)))
+                delay = min(paced, seconds_until(self.deadline))
+                await self.record_poll(polled_at, time.time() + delay)
+                await asyncio.sleep(delay)
 
     async def poll_once(self, backend) -> list[BatchSnapshot]:
         """The run's batches in as few calls as the backend can (``batch_states``, sized by the
@@ -180,6 +185,22 @@ class BatchesEndedTrigger(BaseTrigger):
         except Exception as exc:
             self.log.warning("could not record batch states in the ledger (the wait goes on): %r", exc)
             return False
+
+    async def record_poll(self, polled_at: float, next_poll_at: float | None) -> None:
+        """When this wait polled and when it polls next (the night page shows both); one statement on
+        the loop's shared autocommit connection, not a connection per poll. A DB hiccup is only logged."""
+        if not self.db_conn_id:
+            return
+        from datetime import datetime, timezone
+
+        def at(epoch: float | None) -> datetime | None:
+            return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+
+        try:
+            async with _budget_ledger(self, self.db_conn_id) as conn:
+                await ledger_batches.record_poll_async(conn, self.batch_ids, at(polled_at), at(next_poll_at))
+        except Exception as exc:
+            self.log.warning("could not record the poll time in the ledger (the wait goes on): %r", exc)
 
     async def on_kill(self) -> None:
         """Cancel the batches when a user kills or clears the deferred task (Airflow 3.3+).
@@ -388,7 +409,8 @@ _budget_connections: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 @contextlib.asynccontextmanager
 async def _budget_ledger(trigger: BaseTrigger, conn_id: str):
-    """The one autocommit ledger connection of this event loop that takes budget slots.
+    """The one autocommit ledger connection of this event loop that takes budget slots (and records
+    poll times: :meth:`BatchesEndedTrigger.record_poll`).
 
     A slot is one short statement before every batch-endpoint call; a connection opened for
     each cost the triggerer more CPU than the API call itself (measured at 1,000 waits: 8.9 ms

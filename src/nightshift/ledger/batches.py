@@ -79,6 +79,16 @@ def record_batch_state(conn: psycopg.Connection, backend_batch_id: str, processi
                  batch_state_params(backend_batch_id, processing_status, request_counts, ended_at))
 
 
+RECORD_POLL = ("UPDATE nightshift.batches SET last_polled_at = %s, next_poll_at = %s "
+               "WHERE backend_batch_id = ANY(%s)")
+
+
+def record_poll(conn: psycopg.Connection, batch_ids: list[str], polled_at: datetime,
+                next_poll_at: datetime | None) -> None:
+    """When the wait last polled these batches and when it polls them next (None: it has stopped)."""
+    conn.execute(RECORD_POLL, (polled_at, next_poll_at, list(batch_ids)))
+
+
 MARK_CANCELLED = ("UPDATE nightshift.batches SET cancel_reason = coalesce(cancel_reason, %s) "
                   "WHERE backend_batch_id = ANY(%s)")
 
@@ -187,6 +197,11 @@ async def record_batch_state_async(conn: psycopg.AsyncConnection, backend_batch_
                                    ended_at: datetime | str | None) -> None:
     await conn.execute(RECORD_BATCH_STATE,
                        batch_state_params(backend_batch_id, processing_status, request_counts, ended_at))
+
+
+async def record_poll_async(conn: psycopg.AsyncConnection, batch_ids: list[str], polled_at: datetime,
+                            next_poll_at: datetime | None) -> None:
+    await conn.execute(RECORD_POLL, (polled_at, next_poll_at, list(batch_ids)))
 
 
 async def mark_cancelled_async(conn: psycopg.AsyncConnection, batch_ids: list[str],

@@ -64,6 +64,7 @@ SELECT p.run_pk, p.workload, p.dag_id, p.airflow_run_id, p.mode, p.status, p.mod
        coalesce(b.rounds, 0)    AS rounds,
        greatest(coalesce(b.rounds, 0) - 1, 0) AS retry_rounds,
        coalesce(b.batches, 0)   AS batches,
+       b.last_poll_at, b.next_poll_at,
        c.cost_usd, c.streaming_uncached_usd, c.streaming_cached_usd, c.savings_usd, c.savings_pct,
        c.cache_hit_ratio
   FROM page p
@@ -80,7 +81,9 @@ SELECT p.run_pk, p.workload, p.dag_id, p.airflow_run_id, p.mode, p.status, p.mod
                   FROM nightshift.items WHERE run_pk = p.run_pk AND status = 'failed'
                  GROUP BY 1) x) f ON true
   LEFT JOIN LATERAL (
-        SELECT coalesce(max(round) + 1, 0) AS rounds, count(*) AS batches
+        SELECT coalesce(max(round) + 1, 0) AS rounds, count(*) AS batches,
+               max(last_polled_at) AS last_poll_at,
+               min(next_poll_at) FILTER (WHERE status = 'submitted') AS next_poll_at
           FROM nightshift.batches WHERE run_pk = p.run_pk) b ON true
  ORDER BY p.run_pk DESC
 """
@@ -100,8 +103,9 @@ def nights(conn: psycopg.Connection, *, workload: str | None = None, limit: int 
 
     Each row: the run's identity and status, ``requests`` / ``succeeded`` / ``failed`` /
     ``open`` counted from its items, ``failed_by_reason``, ``rounds`` submitted (round 0
-    included) and ``retry_rounds``, ``batches``, and ``cost`` (the run_costs figures; None
-    until finalize priced the night).
+    included) and ``retry_rounds``, ``batches``, ``last_poll_at`` / ``next_poll_at`` (when the
+    wait last asked the API about its batches and when it asks next; None when no wait is
+    polling), and ``cost`` (the run_costs figures; None until finalize priced the night).
     """
     where = sql.SQL("WHERE workload = %(workload)s") if workload else sql.SQL("")
     total = conn.execute(sql.SQL("SELECT count(*) FROM nightshift.runs {where}").format(where=where),

@@ -46,6 +46,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nightshift.config import settings
 from nightshift.ledger import dashboard
+from nightshift.ledger.status import RunStatus
 from nightshift.ui import charts, urls
 from nightshift.ui.templates import TEMPLATES
 
@@ -55,6 +56,10 @@ NIGHTS_PER_PAGE = 30
 FAILURES_PER_PAGE = 50
 STATEMENT_TIMEOUT = "30s"
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+#: While a night is open its page reloads itself this often (a meta refresh: the CSP forbids scripts);
+#: a closed night's page stays put.
+LIVE_REFRESH_SECONDS = 10
+OPEN_NIGHT = (RunStatus.COLLECTING, RunStatus.RUNNING)
 SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
     (b"x-content-type-options", b"nosniff"),
@@ -187,11 +192,12 @@ def _display_tz() -> ZoneInfo:
     return ZoneInfo(settings().timezone)
 
 
-def _ts(value: datetime | None) -> str:
+def _ts(value: datetime | None, *, seconds: bool = False) -> str:
     if value is None:
         return "—"
     tz = _display_tz()
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M ") + (value.astimezone(tz).tzname() or "")
+    form = "%Y-%m-%d %H:%M:%S " if seconds else "%Y-%m-%d %H:%M "
+    return value.astimezone(tz).strftime(form) + (value.astimezone(tz).tzname() or "")
 
 
 def _day(value: datetime | None) -> str:
@@ -229,7 +235,8 @@ def _bytes(value: Any) -> str:
 def _environment() -> Environment:
     env = Environment(loader=DictLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(money=charts.money, pct=_pct, ratio=_ratio, num=_num, ts=_ts, day=_day, bytes=_bytes)
+    env.filters.update(money=charts.money, pct=_pct, ratio=_ratio, num=_num, ts=_ts, day=_day, bytes=_bytes,
+                       ts_seconds=lambda v: _ts(v, seconds=True))
     env.globals.update(duration=_duration, console=urls.console_batch_url)
     return env
 
@@ -278,7 +285,7 @@ def _json(payload: dict) -> JSONResponse:
 
 
 def _night_json(request: Request, night: dict) -> JSONResponse:
-    return {**night, "links": {
+    return {**night, "live": night["status"] in OPEN_NIGHT, "links": {
         "dashboard": f"{_base(request)}/runs/{night['run_pk']}",
         "airflow": urls.airflow_dag_run_url(night["dag_id"], night["airflow_run_id"]),
     }}
@@ -452,7 +459,8 @@ def _add_pages(app: FastAPI) -> None:
         _, failures = dashboard.failures(conn, dashboard.FailureFilter(run_pk=run_pk), limit=20)
         return render(request, "run.html", section="nights", n=night, rounds=dashboard.rounds(conn, run_pk),
                       batches=dashboard.batches(conn, run_pk), failures=failures,
-                      airflow_run_url=urls.airflow_dag_run_url(night["dag_id"], night["airflow_run_id"]))
+                      airflow_run_url=urls.airflow_dag_run_url(night["dag_id"], night["airflow_run_id"]),
+                      refresh_seconds=LIVE_REFRESH_SECONDS if night["status"] in OPEN_NIGHT else None)
 
     @app.get("/failures", response_class=HTMLResponse)
     def failures_page(request: Request, conn: Conn, flt: Filter, page: int = Query(1, ge=1)) -> Response:

@@ -13,6 +13,7 @@ BASE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{% block title %}Nightshift{% endblock %} · Nightshift</title>
+{% block head %}{% endblock %}
 <style>
 :root { --fg:#1a202c; --muted:#5a6577; --bg:#ffffff; --panel:#f6f8fb; --line:#dde3ec; --accent:#1f3a5f;
         --cost:#1f3a5f; --saved:#9fd8b4; --streaming:#c2410c; --bad:#b42318; --ok:#1e7b45; --warn:#a15c07; }
@@ -197,13 +198,17 @@ INDEX = """{% extends "base.html" %}{% from "macros.html" import status, reasons
 
 RUN = """{% extends "base.html" %}{% from "macros.html" import status, reasons with context %}
 {% block title %}Night #{{ n.run_pk }} · {{ n.workload }}{% endblock %}
+{% block head %}{% if refresh_seconds %}<meta http-equiv="refresh" content="{{ refresh_seconds }}">{% endif %}{% endblock %}
 {% block main %}
 <h1>Night #{{ n.run_pk }} · {{ n.workload }} {{ status(n.status) }}</h1>
+{% if refresh_seconds %}<p class="muted live">While the night runs this page reloads itself every {{ refresh_seconds }} s.</p>{% endif %}
 <dl class="facts">
   <dt>Airflow run</dt><dd><a href="{{ airflow_run_url }}" target="_blank" rel="noopener">{{ n.dag_id }} / {{ n.airflow_run_id }}</a></dd>
   <dt>started</dt><dd>{{ n.created_at|ts }}</dd>
   <dt>finished</dt><dd>{{ n.finished_at|ts }}{% if n.finished_at %} <span class="muted">({{ duration(n.created_at, n.finished_at) }})</span>{% endif %}</dd>
   <dt>deadline</dt><dd>{{ n.deadline_at|ts }}</dd>
+  <dt>last poll</dt><dd class="last-poll">{{ n.last_poll_at|ts_seconds }}</dd>
+  <dt>next poll</dt><dd class="next-poll">{% if n.next_poll_at %}{{ n.next_poll_at|ts_seconds }}{% else %}<span class="muted">none: no batch is being waited for</span>{% endif %}</dd>
   {% if n.data_interval_start %}<dt>data interval</dt><dd>{{ n.data_interval_start|ts }} → {{ n.data_interval_end|ts }}</dd>{% endif %}
   <dt>model</dt><dd><code>{{ n.model }}</code>{% if n.mode != 'queue' %} · mode {{ n.mode }}{% endif %}</dd>
   {% if n.message %}<dt>message</dt><dd>{{ n.message }}</dd>{% endif %}
