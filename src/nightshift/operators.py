@@ -112,6 +112,7 @@ class CollectRequestsOperator(CollectLineage, _NightshiftOperator):
     def execute(self, context) -> int:
         from nightshift.batch.collect import collect
         from nightshift.batch.ledger import ensure_run
+        from nightshift.contract import ContractMismatch
 
         run_type = getattr(context.get("dag_run"), "run_type", None)
         if self.source == "interval" and getattr(run_type, "value", run_type) == "scheduled":
@@ -148,8 +149,11 @@ class CollectRequestsOperator(CollectLineage, _NightshiftOperator):
                 self.log.info("run %s is already closed (%s); claiming nothing more", run.run_pk, run.status)
                 total = items.count(conn, run.run_pk)
             else:
-                total = collect(conn, self.workload, run, limit=self.param(context, "max_requests"),
-                                reprocess=bool(self.param(context, "reprocess", False)))
+                try:
+                    total = collect(conn, self.workload, run, limit=self.param(context, "max_requests"),
+                                    reprocess=bool(self.param(context, "reprocess", False)))
+                except ContractMismatch as exc:  # the tables must change first: a retry would meet it again
+                    raise AirflowFailException(str(exc)) from None
         if total == 0:
             if self.source == "interval":
                 raise AirflowSkipException(

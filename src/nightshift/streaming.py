@@ -17,7 +17,7 @@ import psycopg
 
 from nightshift import queue
 from nightshift.backends.base import BatchBackend
-from nightshift.destination import destination_row, upsert_statement
+from nightshift.destination import destination_row, upsert_statement, write_row
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.replies import InvalidOutput, as_dict, extract_output
 from nightshift.workloads.requests import InvalidInput, build_params
@@ -62,6 +62,9 @@ def run_streaming(
     """Process the workload's pending requests one API call at a time."""
     from nightshift.batch.preflight import confirm_shape
 
+    from nightshift.contract import check_contract
+
+    check_contract(conn, workload)  # before anything is claimed or sent
     summary = StreamingSummary(workload.name)
     upsert = upsert_statement(workload)
     shape = None
@@ -118,7 +121,8 @@ def _process_one(conn, backend: BatchBackend, workload, upsert, request_id, sour
         _record_usage(conn, workload, request_id, message)  # billed all the same
         return _fail(conn, request_id, exc.error_type, f"{where}: {exc}")
     _record_usage(conn, workload, request_id, message)
-    conn.execute(upsert, destination_row(workload, source_key, output, model=message["model"], request_id=request_id))
+    write_row(conn, workload, upsert, destination_row(workload, source_key, output, model=message["model"],
+                                                     request_id=request_id))
     queue.mark_done(conn, [request_id])
     conn.commit()
     return "succeeded"

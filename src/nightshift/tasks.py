@@ -8,7 +8,9 @@ log = logging.getLogger(__name__)
 
 
 def stream_requests_task(workload_name: str, *, run_id: str) -> dict:
-    from airflow.sdk.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from nightshift.contract import ContractMismatch
 
     from nightshift import db
     from nightshift.config import settings
@@ -19,8 +21,11 @@ def stream_requests_task(workload_name: str, *, run_id: str) -> dict:
     cfg = settings()
     workload = get_workload(workload_name)
     with db.connect(cfg.db_conn_id) as conn:
-        summary = run_streaming(conn, batch_backend(workload.backend, cfg.anthropic_conn_id), workload,
-                                claimer=f"stream:{workload.name}:{run_id}")
+        try:
+            summary = run_streaming(conn, batch_backend(workload.backend, cfg.anthropic_conn_id), workload,
+                                    claimer=f"stream:{workload.name}:{run_id}")
+        except ContractMismatch as exc:  # the tables must change first: a retry would meet it again
+            raise AirflowFailException(str(exc)) from None
     if summary.requests == 0:
         raise AirflowSkipException(f"no pending {workload.name} requests: nothing to do tonight")
     return summary.as_dict()

@@ -13,7 +13,8 @@ import logging
 import psycopg
 from psycopg import sql
 
-from nightshift.ledger import items, queue, runs
+from nightshift.contract import check_contract
+from nightshift.ledger import deliveries, items, queue, runs
 from nightshift.ledger.runs import Run
 from nightshift.ledger.status import RunMode
 from nightshift.workloads.definition import Workload
@@ -21,11 +22,13 @@ from nightshift.workloads.definition import Workload
 log = logging.getLogger(__name__)
 
 # Interval mode: the source rows whose timestamp falls in the run's data interval and whose
-# destination row is missing or was produced by another prompt version.
+# destination row is missing or was produced by another prompt version: as the ledger's delivery record
+# says, or the row's own prompt_version column for a row landed before the ledger kept them.
+# Parameters: start, end, reprocess, version, limit and ``destination`` (the destination table's name).
 INTERVAL_ROWS = sql.SQL("""
-  FROM {source} s LEFT JOIN {destination} d ON d.{dest_key} = s.{key}
+  FROM {source} s LEFT JOIN {destination} d ON d.{dest_key} = s.{key}{provenance}
  WHERE s.{ts} >= %(start)s AND s.{ts} < %(end)s
-   AND (%(reprocess)s OR d.{dest_key} IS NULL OR d.prompt_version IS DISTINCT FROM %(version)s)
+   AND (%(reprocess)s OR d.{dest_key} IS NULL OR {produced_by} IS DISTINCT FROM %(version)s)
  ORDER BY s.{key}
  LIMIT %(limit)s
 """)
@@ -42,9 +45,18 @@ def interval_statement(workload: Workload, select: sql.SQL = sql.SQL(""),
         key=sql.Identifier(workload.source.key), source=sql.Identifier(schema, table),
         destination=sql.Identifier(dest_schema, dest_table), dest_key=sql.Identifier(workload.destination.key),
         ts=sql.Identifier(workload.source.timestamp_column),
+        provenance=deliveries.produced_by(sql.SQL("d.{}").format(sql.Identifier(workload.destination.key))),
+        produced_by=_produced_by(workload),
         columns=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c))
                                    for c in [workload.source.key, *workload.source.columns]))
     return select.format(**names) + INTERVAL_ROWS.format(**names) + end.format(**names)
+
+
+def _produced_by(workload: Workload) -> sql.Composable:
+    column = workload.destination.delivery.prompt_version
+    if column is None:
+        return sql.SQL("dl.prompt_version")
+    return sql.SQL("coalesce(dl.prompt_version, d.{})").format(sql.Identifier(column))
 
 
 def collect(conn: psycopg.Connection, workload: Workload, run: Run, *, limit: int | None = None,
@@ -55,7 +67,11 @@ def collect(conn: psycopg.Connection, workload: Workload, run: Run, *, limit: in
     path still owns and answers them), so both paths answer the same requests. An interval
     run (backfill) takes source rows by timestamp instead of the queue, skipping rows already
     at the current prompt version unless ``reprocess``.
+
+    The tables are checked against the workload first (:func:`nightshift.contract.check_contract`):
+    a mismatch raises :class:`~nightshift.contract.ContractMismatch` before anything is claimed.
     """
+    check_contract(conn, workload)
     if run.mode == RunMode.INTERVAL:
         start, end = runs.data_interval(conn, run.run_pk)
         if start is None or end is None:
@@ -63,7 +79,7 @@ def collect(conn: psycopg.Connection, workload: Workload, run: Run, *, limit: in
         newly_claimed = items.add_interval_rows(
             conn, sql.Identifier(workload.source.key), interval_statement(workload),
             {"run_pk": run.run_pk, "start": start, "end": end, "reprocess": reprocess,
-             "version": workload.prompt_version, "limit": limit})
+             "version": workload.prompt_version, "limit": limit, "destination": workload.destination.table})
     elif run.shadow:
         start, end = runs.shadow_window(conn, run.run_pk)
         newly_claimed = queue.copy_window_into_run(conn, workload=workload.name, run_pk=run.run_pk, limit=limit,

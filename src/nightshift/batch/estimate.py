@@ -68,7 +68,8 @@ def estimate(conn: psycopg.Connection, workload: Workload, prices: PriceTable, s
         interval = IntervalEstimate(start, min(start + step, end), prefix_tokens=prefix)
         with conn.cursor(name="nightshift_estimate") as cursor:
             cursor.execute(query, {"start": interval.start, "end": interval.end, "reprocess": reprocess,
-                                   "version": workload.prompt_version, "limit": None})
+                                   "version": workload.prompt_version, "limit": None,
+                                   "destination": workload.destination.table})
             for values in cursor:
                 try:
                     interval.item_tokens += text_tokens(render_item(workload, dict(zip(columns, values)))) + TURN_TOKENS

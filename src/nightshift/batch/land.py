@@ -27,7 +27,7 @@ from nightshift.batch.ledger import BatchRow, Run, batches, record_batch_state
 from nightshift.batch.errors import AccountProblem
 from nightshift.costs import PriceTable, price_table
 from nightshift.batch.polling import BatchSnapshot
-from nightshift.destination import upsert_statement
+from nightshift.destination import upsert_ctes
 from nightshift.ledger import batches as ledger_batches
 from nightshift.ledger import items, queue
 from nightshift.ledger.status import BatchStatus, CancelReason, ItemStatus
@@ -279,7 +279,7 @@ class SliceWriter:
             "''::text AS stop_reason, 0::int AS input_tokens, 0::int AS output_tokens, "
             "0::int AS cache_creation_input_tokens, 0::int AS cache_read_input_tokens, "
             "0::int AS cache_write_5m_tokens, 0::int AS cache_write_1h_tokens, 0::numeric AS cost_usd, "
-            "{values}, model FROM {dest} WITH NO DATA"
+            "{values}, ''::text AS model FROM {dest} WITH NO DATA"
         ).format(staging=staging, values=sql.SQL(", ").join(map(sql.Identifier, value_columns)),
                  dest=sql.Identifier(schema, table))
         # Temp tables are never auto-analyzed: without this the planner takes a slice for one
@@ -293,13 +293,14 @@ class SliceWriter:
         # Two queued requests for one source key (a product changed twice) may land in one slice:
         # the later request's result wins, as it would have on the streaming path.
         target = shadow_table(workload) if run.shadow else None
-        upsert = upsert_statement(workload, table=target, select=sql.SQL(
+        self.params.update(ns_destination=target or dest.table, ns_workload=workload.name)
+        writes = upsert_ctes(workload, table=target, select=sql.SQL(
             "SELECT DISTINCT ON (l.source_key) l.source_key::{key_type}, {values}, l.model, %(prompt_version)s, "
             "l.request_id FROM landed l WHERE l.status = 'succeeded' "
             "ORDER BY l.source_key, l.request_id DESC NULLS LAST").format(
             key_type=key_type,
             values=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in value_columns)))
-        parts = [sql.SQL("landed AS ({})").format(landed), sql.SQL("destination AS ({})").format(upsert)]
+        parts = [sql.SQL("landed AS ({})").format(landed), *writes]
         if not run.shadow:  # in shadow mode the streaming path owns the queue
             parts.append(sql.SQL("queue AS ({})").format(queue.CLOSE_LANDED))
         self.land = sql.SQL("WITH {} SELECT count(*) FROM landed").format(sql.SQL(", ").join(parts))

@@ -45,8 +45,10 @@ def ensure_shadow_table(conn: psycopg.Connection, workload: Workload) -> None:
 
 
 def paired_rows(conn: psycopg.Connection, workload: Workload) -> Iterator[tuple]:
-    """Each key the shadow table or a shadow run's destination row has: ``(key as text, in the
-    destination, in the shadow, then per destination column: destination value, shadow value)``."""
+    """Each key the shadow table or a shadow run's destination row has (the streaming answer to a
+    request a shadow run also answered, by the ledger's delivery record or the row's own request_id
+    column): ``(key as text, in the destination, in the shadow, then per destination column:
+    destination value, shadow value)``."""
     key = workload.destination.key
     columns = list(workload.destination.columns)
     dest_schema, dest_table = workload.destination.table.split(".")
@@ -54,14 +56,18 @@ def paired_rows(conn: psycopg.Connection, workload: Workload) -> Iterator[tuple]
     query = sql.SQL(
         "SELECT coalesce(d.{key}, s.{key})::text, d.{key} IS NOT NULL, s.{key} IS NOT NULL, {pairs} "
         "FROM {dest} d FULL JOIN {shadow} s ON s.{key} = d.{key} "
-        "WHERE s.{key} IS NOT NULL OR d.request_id IN (SELECT request_id FROM nightshift.items i "
-        "  JOIN nightshift.runs r USING (run_pk) WHERE r.workload = %s AND r.mode = 'shadow') "
+        "WHERE s.{key} IS NOT NULL OR coalesce((SELECT dl.request_id FROM nightshift.deliveries dl "
+        "  WHERE dl.destination = %s AND dl.source_key = d.{key}::text), {own_request_id}) IN ("
+        "  SELECT request_id FROM nightshift.items i JOIN nightshift.runs r USING (run_pk) "
+        "  WHERE r.workload = %s AND r.mode = 'shadow') "
         "ORDER BY 1").format(
         key=sql.Identifier(key),
+        own_request_id=(sql.SQL("d.{}").format(sql.Identifier(request_id)) if (request_id := (
+            workload.destination.delivery.request_id)) else sql.SQL("NULL::bigint")),
         pairs=sql.SQL(", ").join(sql.SQL("d.{c}, s.{c}").format(c=sql.Identifier(c)) for c in columns),
         dest=sql.Identifier(dest_schema, dest_table), shadow=sql.Identifier(shadow_schema, shadow_name))
     with conn.cursor() as cur:
-        yield from cur.execute(query, (workload.name,))
+        yield from cur.execute(query, (workload.destination.table, workload.name))
 
 
 def shadow_costs(conn: psycopg.Connection, workload: str) -> tuple[Decimal, Decimal, int]:

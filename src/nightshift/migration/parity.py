@@ -65,6 +65,8 @@ def text_similarity(a: str, b: str) -> float:
 
 
 def is_free_text(workload: Workload, field_name: str) -> bool:
+    if workload.output.is_text:
+        return True
     spec = workload.output.json_schema["properties"][field_name]
     return spec.get("type") == "string" and "enum" not in spec
 

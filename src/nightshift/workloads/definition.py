@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import string
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -92,37 +93,92 @@ class Prompt(_Strict):
                     "`1h` lets more of its items read the cache).")
 
 
-class Output(_Strict):
-    """What a valid answer is."""
+class OutputType(StrEnum):
+    JSON = "json"  # a JSON object valid against ``schema``; destination.columns map its fields
+    TEXT = "text"  # the reply's text is the answer; destination.columns maps one column to ``text``
 
-    tool_name: str = Field(
+
+#: The output field a plain-text output's value is known by in destination.columns.
+TEXT_FIELD = "text"
+
+
+class Output(_Strict):
+    """What a valid answer is: a JSON object valid against a schema, or plain text."""
+
+    type: OutputType = Field(
+        default=OutputType.JSON,
+        description="`json` (an object valid against `schema`, whose fields `destination.columns` map) or "
+                    "`text` (the reply's text is the answer: no schema and no tool are sent, and "
+                    "`destination.columns` maps one column to the field `text`).")
+    tool_name: str | None = Field(
+        default=None,
         pattern=r"^[a-zA-Z0-9_-]{1,64}$",
-        description="The tool's name, when the answer is asked for through a forced tool call.")
+        description="The tool's name, when the answer is asked for through a forced tool call (json outputs: "
+                    "required).")
     tool_description: str = Field(
         default="",
         description="The tool's description (part of the cached prefix).")
-    json_schema: dict[str, Any] = Field(
+    json_schema: dict[str, Any] | None = Field(
+        default=None,
         alias="schema",
         description="The JSON Schema (draft 2020-12) the answer must satisfy; it must describe an object, "
-                    "whose fields `destination.columns` map.")
+                    "whose fields `destination.columns` map (json outputs: required; text outputs: none).")
     #: How the answer is asked for: ``auto`` (structured outputs where the model has them, else a
     #: forced tool), ``json_schema`` or ``forced_tool``; checked against the model's capabilities.
     delivery: Delivery = Field(
         default=Delivery.AUTO,
         description="How the answer is asked for: `auto` (structured outputs where the model has them, else "
                     "a forced tool), `json_schema` or `forced_tool`; checked against the model's "
-                    "capabilities.")
+                    "capabilities. A text output is always `text` (no tool, no `output_config.format`).")
+    max_chars: int | None = Field(
+        default=None,
+        gt=0,
+        description="Text outputs only: a longer reply fails as `invalid_output` (a varchar(n) destination "
+                    "column needs it, at most n).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_delivers_text(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("type") == OutputType.TEXT and "delivery" not in raw:
+            return {**raw, "delivery": Delivery.TEXT}
+        return raw
 
     @field_validator("json_schema")
     @classmethod
-    def _valid_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+    def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is None:
+            return None
         try:
             jsonschema.Draft202012Validator.check_schema(schema)
         except jsonschema.SchemaError as exc:
             raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
         if schema.get("type") != "object":
-            raise ValueError("the output schema must describe an object (type: object)")
+            raise ValueError("the output schema must describe an object (type: object); for a plain-text "
+                             "answer use output: {type: text}")
         return schema
+
+    @model_validator(mode="after")
+    def _fields_of_its_type(self) -> Output:
+        if self.type is OutputType.TEXT:
+            given = [name for name, value in (("schema", self.json_schema), ("tool_name", self.tool_name),
+                                              ("tool_description", self.tool_description or None)) if value]
+            if given:
+                raise ValueError(f"a text output takes no {', '.join(given)}: the reply's text is the answer")
+            if self.delivery is not Delivery.TEXT:
+                raise ValueError(f"a text output is delivered as text, not {self.delivery}")
+            return self
+        missing = [name for name, value in (("schema", self.json_schema), ("tool_name", self.tool_name)) if not value]
+        if missing:
+            raise ValueError(f"a json output needs {' and '.join(missing)} (or set type: text for a plain-text answer)")
+        if self.delivery is Delivery.TEXT:
+            raise ValueError("delivery text is for type: text outputs")
+        if self.max_chars is not None:
+            raise ValueError("max_chars is for type: text outputs (limit a JSON field with maxLength)")
+        return self
+
+    @property
+    def is_text(self) -> bool:
+        return self.type is OutputType.TEXT
 
 
 class AssetRef(_Strict):
@@ -132,6 +188,28 @@ class AssetRef(_Strict):
         description="The Asset's name (what downstream DAGs schedule on).")
     uri: str = Field(
         description="The Asset's URI.")
+
+
+class DeliveryColumns(_Strict):
+    """Where a destination row's delivery metadata goes: each a column of the destination table, or
+    null for none. Whatever has no column is kept in the ledger (``nightshift.deliveries``) all the same."""
+
+    model: str | None = Field(
+        default=None, pattern=IDENTIFIER.pattern,
+        description="The column that receives the model that answered, or null for none.")
+    prompt_version: str | None = Field(
+        default=None, pattern=IDENTIFIER.pattern,
+        description="The column that receives the prompt version, or null for none.")
+    request_id: str | None = Field(
+        default=None, pattern=IDENTIFIER.pattern,
+        description="The column that receives the queue request's id (bigint), or null for none.")
+    written_at: str | None = Field(
+        default=None, pattern=IDENTIFIER.pattern,
+        description="The column that receives the time a row was written, or null for none.")
+
+    def mapped(self) -> dict[str, str]:
+        """``{what: column}`` for the metadata that has a column."""
+        return {what: column for what, column in self.model_dump().items() if column is not None}
 
 
 class Destination(_Strict):
@@ -146,10 +224,17 @@ class Destination(_Strict):
     columns: dict[str, str] = Field(
         min_length=1,
         description="`column: output field`: which answer field each destination column receives (each "
-                    "field must be required by `output.schema`).")
-    written_at_column: str = Field(
+                    "field must be required by `output.schema`; a text output's field is `text`).")
+    delivery_columns: DeliveryColumns | None = Field(
+        default=None,
+        description="Which columns receive `model`, `prompt_version`, `request_id` and `written_at`. Left "
+                    "out: the columns `model`, `prompt_version` and `request_id`, and `written_at_column`. "
+                    "Given: exactly what it maps (`{}` for a table with none of them); the ledger keeps "
+                    "all four per row either way.")
+    written_at_column: str | None = Field(
+        default=None,
         pattern=IDENTIFIER.pattern,
-        description="The column that receives the time a row was written.")
+        description="Deprecated: the same as `delivery_columns.written_at`.")
     asset: AssetRef = Field(
         description="The Asset published after each night's writes.")
 
@@ -160,6 +245,28 @@ class Destination(_Strict):
             if not IDENTIFIER.match(column):
                 raise ValueError(f"{column!r} is not a plain lower-case column name")
         return columns
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> Destination:
+        if self.written_at_column and self.delivery_columns and self.delivery_columns.written_at:
+            raise ValueError("written_at_column and delivery_columns.written_at both given: keep "
+                             "delivery_columns.written_at (written_at_column is its deprecated alias)")
+        seen = {self.key: "the key", **{column: f"destination.columns.{column}" for column in self.columns}}
+        for what, column in self.delivery.mapped().items():
+            if column in seen:
+                raise ValueError(f"delivery_columns.{what} names column {column!r}, which is already {seen[column]}")
+            seen[column] = f"delivery_columns.{what}"
+        return self
+
+    @property
+    def delivery(self) -> DeliveryColumns:
+        """The delivery columns in force (see ``delivery_columns``)."""
+        if self.delivery_columns is None:
+            return DeliveryColumns(model="model", prompt_version="prompt_version", request_id="request_id",
+                                   written_at=self.written_at_column)
+        if self.written_at_column:
+            return self.delivery_columns.model_copy(update={"written_at": self.written_at_column})
+        return self.delivery_columns
 
 
 class BatchSettings(_Strict):
@@ -360,6 +467,11 @@ class Workload(_Strict):
                     f"{', '.join('{' + p + '}' for p in per_item)}; a prefix that varies is never read from the "
                     "cache (cache busting). Move per-item values into prompt.item_template"
                 )
+        if self.output.is_text:
+            if list(self.destination.columns.values()) != [TEXT_FIELD]:
+                raise ValueError(f"a text output fills one column: destination.columns must map exactly one column to "
+                                 f"{TEXT_FIELD!r} (it maps {self.destination.columns})")
+            return self
         properties = self.output.json_schema.get("properties", {})
         required = set(self.output.json_schema.get("required", []))
         for column, field in self.destination.columns.items():
@@ -381,19 +493,18 @@ class Workload(_Strict):
 
         Not cached: ``model_copy(update=...)`` would carry a cached value over to a revised copy.
         """
-        material = json.dumps(
-            {
-                "model": self.model,
-                "max_tokens": self.max_tokens,
-                "instructions": self.instructions,
-                "item_template": self.prompt.item_template,
-                "tool": [self.output.tool_name, self.output.tool_description],
-                "schema": self.output.json_schema,
-                "request": [str(self.output.delivery), str(self.thinking), self.effort, self.request_overrides],
-            },
-            sort_keys=True,
-        )
-        return "v-" + hashlib.sha256(material.encode()).hexdigest()[:12]
+        material = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "instructions": self.instructions,
+            "item_template": self.prompt.item_template,
+            "tool": [self.output.tool_name, self.output.tool_description],
+            "schema": self.output.json_schema,
+            "request": [str(self.output.delivery), str(self.thinking), self.effort, self.request_overrides],
+        }
+        if self.output.is_text:  # only here, so a JSON workload's version is what it always was
+            material["output"] = [str(self.output.type), self.output.max_chars]
+        return "v-" + hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def asset_name(self) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema
 
-from nightshift.workloads.definition import Workload
+from nightshift.workloads.definition import TEXT_FIELD, Workload
 
 
 class InvalidOutput(ValueError):
@@ -69,6 +69,8 @@ def extract_output(workload: Workload, message: dict[str, Any]) -> dict[str, Any
         raise InvalidOutput(f"reply stopped at max_tokens ({workload.max_tokens}) before it was complete{spent}")
     if stop_reason == "refusal":
         raise InvalidOutput("the model refused to answer")
+    if workload.output.is_text:
+        return _text_output(workload, message)
     output = None
     for block in _blocks(message):
         if block.get("type") == "tool_use" and block.get("name") == workload.output.tool_name:
@@ -83,6 +85,19 @@ def extract_output(workload: Workload, message: dict[str, Any]) -> dict[str, Any
             first = errors[0]
             where = "/".join(str(p) for p in first.absolute_path) or "(reply)"
             raise InvalidOutput(f"reply violates the output schema at {where}: {first.message}"[:500])
+    _check_storable(output, "")
+    return output
+
+
+def _text_output(workload: Workload, message: dict[str, Any]) -> dict[str, Any]:
+    """A plain-text output: the reply's text blocks (never its thinking), as the one field ``text``."""
+    text = "".join(str(b.get("text", "")) for b in _blocks(message) if b.get("type") == "text")
+    if not text.strip():
+        raise InvalidOutput("reply has no text")
+    limit = workload.output.max_chars
+    if limit is not None and len(text) > limit:
+        raise InvalidOutput(f"reply is {len(text)} characters long, over output.max_chars ({limit})")
+    output = {TEXT_FIELD: text}
     _check_storable(output, "")
     return output
 

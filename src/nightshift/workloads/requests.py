@@ -99,7 +99,7 @@ def _stable_params(workload: Workload, shape: RequestShape) -> dict[str, Any]:
         output_config: dict[str, Any] = {}
         if shape.delivery is Delivery.FORCED_TOOL:
             params["tool_choice"] = {"type": "tool", "name": workload.output.tool_name}
-        else:
+        elif shape.delivery is not Delivery.TEXT:  # a text output asks for no format: the reply is prose
             output_config["format"] = {"type": "json_schema", "schema": strict_schema(workload.output.json_schema)}
         if shape.effort:
             output_config["effort"] = shape.effort

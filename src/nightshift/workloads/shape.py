@@ -21,6 +21,7 @@ class Delivery(StrEnum):
     AUTO = "auto"  # structured outputs where the model has them, else a forced tool
     JSON_SCHEMA = "json_schema"  # output_config.format; the reply is JSON in a text block
     FORCED_TOOL = "forced_tool"  # tool_choice names the output tool; the reply is its input
+    TEXT = "text"  # a plain-text output: no tool, no output_config.format; the reply's text is the answer
 
 
 class Thinking(StrEnum):
@@ -35,7 +36,7 @@ class UnsupportedRequest(ValueError):
 
 @dataclass(frozen=True)
 class RequestShape:
-    delivery: Delivery  # JSON_SCHEMA or FORCED_TOOL, never AUTO
+    delivery: Delivery  # JSON_SCHEMA, FORCED_TOOL or TEXT, never AUTO
     thinking_type: str | None  # the `thinking.type` to send, or None to omit `thinking`
     effort: str | None  # `output_config.effort` to send, or None
     thinks: bool  # whether the model will think (and so spend output tokens on it)

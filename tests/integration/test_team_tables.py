@@ -1,0 +1,216 @@
+"""A team's own tables (#19): a destination with none of Nightshift's columns, a plain-text output, and
+a contract mismatch that fails before anything is sent.
+
+Everything the test works on is created here from SQL it owns, and the workloads are written to a
+folder of their own; the nights run through the same functions the DAG's tasks call, against the
+emulator over HTTP.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from nightshift.contract import ContractMismatch
+from nightshift.streaming import run_streaming
+from nightshift.workloads.definition import load_workload_file
+from tests.batch_night import run_night
+from tests.helpers import emulator_backend
+
+TEAM_TABLES = """
+DROP SCHEMA IF EXISTS team CASCADE;
+CREATE SCHEMA team;
+CREATE TABLE team.articles (article_id bigint PRIMARY KEY, title text NOT NULL, body text NOT NULL);
+CREATE TABLE team.article_topics (article_id bigint PRIMARY KEY, topic text NOT NULL, confidence numeric);
+CREATE TABLE team.article_summaries (article_id bigint PRIMARY KEY, summary varchar(2000) NOT NULL,
+                                     summarised_at timestamptz);
+INSERT INTO team.articles SELECT n, 'Article ' || n, 'The body of article ' || n || ' about refunds.'
+  FROM generate_series(1, 8) n;
+"""
+TEAM_COLUMNS = {
+    "team.article_topics": ["article_id", "topic", "confidence"],
+    "team.article_summaries": ["article_id", "summary", "summarised_at"],
+}
+
+COMMON = """
+model: claude-haiku-5-5
+effort: low
+max_tokens: 600
+source:
+  table: team.articles
+  key: article_id
+  columns: [title, body]
+prompt:
+  instructions_file: instructions.md
+  item_template: "{title}: {body}"
+"""
+TOPICS = """
+name: article_topics
+output:
+  tool_name: record_topic
+  schema:
+    type: object
+    additionalProperties: false
+    required: [topic, confidence]
+    properties:
+      topic: {type: string, enum: [billing, shipping, other]}
+      confidence: {type: number}
+destination:
+  table: team.article_topics
+  key: article_id
+  columns: {topic: topic, confidence: confidence}
+  delivery_columns: {}
+  asset: {name: team.article_topics, uri: "postgres://appdb:5432/app/team/article_topics"}
+"""
+SUMMARIES = """
+name: article_summaries
+output: {type: text, max_chars: 2000}
+destination:
+  table: team.article_summaries
+  key: article_id
+  columns: {summary: text}
+  delivery_columns: {written_at: summarised_at}
+  asset: {name: team.article_summaries, uri: "postgres://appdb:5432/app/team/article_summaries"}
+"""
+
+
+def _workload(folder, name: str, text: str, extra: str = ""):
+    (folder / "instructions.md").write_text("Read the article and answer as asked. " * 20)
+    path = folder / f"{name}.yaml"
+    path.write_text(textwrap.dedent(COMMON) + textwrap.dedent(text) + extra)
+    return load_workload_file(path)
+
+
+@pytest.fixture
+def team(app_db, tmp_path):
+    app_db.execute(TEAM_TABLES)
+    app_db.commit()
+    return {"topics": _workload(tmp_path, "article_topics", TOPICS),
+            "summaries": _workload(tmp_path, "article_summaries", SUMMARIES)}
+
+
+def _queue(conn, workload, keys=range(1, 9)) -> None:
+    conn.cursor().executemany("INSERT INTO app.llm_requests (workload, source_key) VALUES (%s, %s)",
+                              [(workload.name, str(k)) for k in keys])
+    conn.commit()
+
+
+def _columns(conn, table: str) -> list[str]:
+    schema, name = table.split(".")
+    return [r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                                       "AND table_name = %s ORDER BY ordinal_position", (schema, name))]
+
+
+def _rows(conn, table: str) -> list[tuple]:
+    return conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608 (the test's own table)
+
+
+@pytest.mark.parametrize("which", ["topics", "summaries"])
+def test_rows_land_in_the_teams_columns_only_on_both_paths_alike(app_db, emulator, team, which):
+    workload = team[which]
+    table = workload.destination.table
+    backend = emulator_backend(emulator)
+    _queue(app_db, workload)
+    night = run_night(app_db, backend, workload)
+    assert night.summary.succeeded == 8, night.summary
+    batched = _rows(app_db, table)
+    assert len(batched) == 8 and all(value is not None for row in batched for value in row)
+    if which == "summaries":  # a plain-text reply lands as text, as the emulator wrote it
+        assert all(isinstance(row[1], str) and len(row[1]) > 20 and not row[1].startswith("{") for row in batched)
+    provenance = app_db.execute(
+        "SELECT count(*), count(DISTINCT model), min(prompt_version), count(request_id) FROM nightshift.deliveries "
+        "WHERE destination = %s", (table,)).fetchone()
+    assert provenance == (8, 1, workload.prompt_version, 8)  # what the table has no column for, the ledger keeps
+
+    app_db.execute(f"UPDATE {table} SET {list(workload.destination.columns)[0]} = 'stale'")  # noqa: S608
+    app_db.commit()
+    _queue(app_db, workload)
+    summary = run_streaming(app_db, backend, workload, claimer="stream:test")
+    assert summary.succeeded == 8
+    streamed = _rows(app_db, table)
+    assert [row[:3 if which == "topics" else 2] for row in streamed] == \
+        [row[:3 if which == "topics" else 2] for row in batched]  # the written-at time differs, nothing else
+    assert _columns(app_db, table) == TEAM_COLUMNS[table]  # nothing was added to the team's table
+    newest = app_db.execute("SELECT max(request_id) FROM app.llm_requests WHERE workload = %s",
+                            (workload.name,)).fetchone()[0]
+    assert app_db.execute("SELECT max(request_id) FROM nightshift.deliveries WHERE destination = %s",
+                          (table,)).fetchone()[0] == newest
+
+
+def test_an_older_requests_result_never_replaces_a_newer_one_without_a_request_id_column(app_db, emulator, team):
+    """The queue order the upsert kept on ``request_id`` is kept in the ledger when the table has no such column."""
+    workload = team["topics"]
+    backend = emulator_backend(emulator)
+    _queue(app_db, workload, [1])
+    run_streaming(app_db, backend, workload, claimer="stream:first")
+    # as if a newer request's result had landed meanwhile (a retry round's, say): its record and its row
+    app_db.execute("UPDATE nightshift.deliveries SET request_id = request_id + 1000 WHERE source_key = '1'")
+    app_db.execute("UPDATE team.article_topics SET topic = 'kept'")
+    app_db.commit()
+    _queue(app_db, workload, [1])  # an older request than the recorded one
+    assert run_streaming(app_db, backend, workload, claimer="stream:older").succeeded == 1
+    assert app_db.execute("SELECT topic FROM team.article_topics").fetchone()[0] == "kept"
+
+
+BREAKS = {
+    "missing": ("ALTER TABLE team.article_topics DROP COLUMN confidence",
+                'destination team.article_topics: column "confidence" does not exist — add it '
+                "(ALTER TABLE team.article_topics ADD COLUMN confidence numeric)"),
+    "mistyped": ("ALTER TABLE team.article_topics ALTER COLUMN confidence TYPE boolean USING NULL",
+                 'destination team.article_topics: column "confidence" is bool, which cannot hold '
+                 "destination.columns.confidence's value (numeric)"),
+    "no unique key": ("ALTER TABLE team.article_topics DROP CONSTRAINT article_topics_pkey",
+                      'key column "article_id" has no primary key or unique constraint of its own'),
+    "unfilled not null": ("ALTER TABLE team.article_topics ADD COLUMN reviewer text NOT NULL",
+                          'column "reviewer" is NOT NULL with no default and nothing fills it'),
+    "source column": ("ALTER TABLE team.articles RENAME COLUMN body TO content",
+                      'source team.articles: column "body" does not exist'),
+}
+
+
+@pytest.mark.parametrize("broken", list(BREAKS))
+@pytest.mark.parametrize("path", ["batch", "streaming"])
+def test_a_table_that_does_not_fit_fails_before_any_call(app_db, emulator, team, broken, path):
+    statement, message = BREAKS[broken]
+    workload = team["topics"]
+    app_db.execute(statement)
+    app_db.commit()
+    _queue(app_db, workload)
+    with pytest.raises(ContractMismatch) as raised:
+        if path == "batch":
+            run_night(app_db, emulator_backend(emulator), workload)
+        else:
+            run_streaming(app_db, emulator_backend(emulator), workload, claimer="stream:test")
+    assert message in str(raised.value)
+    stats = emulator.stats()
+    assert (stats["batches_created"], stats["requests_total"]) == (0, 0)
+    app_db.rollback()
+    assert app_db.execute("SELECT count(*) FROM app.llm_requests WHERE status = 'pending'").fetchone()[0] == 8
+
+
+def test_a_mapped_delivery_column_the_table_lacks_is_named_with_both_fixes(app_db, emulator, tmp_path, team):
+    workload = _workload(tmp_path, "article_topics", TOPICS.replace("delivery_columns: {}", "delivery_columns: "
+                                                                    "{model: model, request_id: request_id}"))
+    app_db.execute("ALTER TABLE team.article_topics ADD COLUMN request_id integer")
+    app_db.commit()
+    _queue(app_db, workload)
+    with pytest.raises(ContractMismatch) as raised:
+        run_night(app_db, emulator_backend(emulator), workload)
+    assert str(raised.value).splitlines()[1:] == [
+        '- destination team.article_topics: column "model" does not exist — add it (ALTER TABLE team.article_topics '
+        "ADD COLUMN model text) or map model to null in destination.delivery_columns",
+        '- destination team.article_topics: column "request_id" is int4, which cannot hold '
+        "delivery_columns.request_id's value (bigint) — ALTER TABLE team.article_topics ALTER COLUMN request_id "
+        "TYPE bigint, or map request_id to null in destination.delivery_columns",
+    ]
+    assert emulator.stats()["batches_created"] == 0
+
+
+def test_a_text_column_shorter_than_the_replies_may_be_is_refused(app_db, emulator, tmp_path, team):
+    workload = _workload(tmp_path, "article_summaries", SUMMARIES.replace("max_chars: 2000", "max_chars: 5000"))
+    _queue(app_db, workload)
+    with pytest.raises(ContractMismatch, match='column "summary" holds at most 2000 characters but output.max_chars '
+                                               "is 5000"):
+        run_night(app_db, emulator_backend(emulator), workload)
+    assert emulator.stats()["batches_created"] == 0
