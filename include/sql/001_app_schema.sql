@@ -29,25 +29,8 @@ CREATE TABLE IF NOT EXISTS app.support_tickets (
 CREATE INDEX IF NOT EXISTS support_tickets_created_at ON app.support_tickets (created_at);
 CREATE INDEX IF NOT EXISTS products_updated_at ON app.products (updated_at);
 
--- The request queue the streaming workers consumed: one row per piece of work. -----------
-
-CREATE TABLE IF NOT EXISTS app.llm_requests (
-    request_id    bigserial   PRIMARY KEY,
-    workload      text        NOT NULL,
-    source_key    text        NOT NULL,
-    status        text        NOT NULL DEFAULT 'pending'
-                              CHECK (status IN ('pending', 'claimed', 'done', 'failed')),
-    requested_at  timestamptz NOT NULL DEFAULT now(),
-    claimed_by    text,
-    claimed_at    timestamptz,
-    completed_at  timestamptz,
-    attempts      integer     NOT NULL DEFAULT 0,
-    error         text
-);
-CREATE INDEX IF NOT EXISTS llm_requests_pending
-    ON app.llm_requests (workload, request_id) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS llm_requests_claimed_by
-    ON app.llm_requests (claimed_by) WHERE claimed_by IS NOT NULL;
+-- The request queue (app.llm_requests) is Nightshift's: `nightshift db upgrade` creates it
+-- (src/nightshift/ledger/migrations/009_request_queue.sql), with nightshift.enqueue to fill it.
 
 -- Destination tables (the contract) -----------------------------------------------------
 

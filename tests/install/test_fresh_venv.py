@@ -99,13 +99,16 @@ def test_a_night_runs_from_the_installed_wheel(deployment, pg_cluster, emulator,
     plugins = run([bin_dir / "airflow", "plugins", "--output", "json"], env=env)
     assert "nightshift" in {p["name"] for p in json_output(plugins)}
 
-    # The team's tables exist already (their streaming path wrote them); the ledger does not.
+    # The team's tables exist already (their streaming path wrote them); the ledger and the queue do not.
     with psycopg.connect(app_dsn) as conn:
         conn.execute((PROJECT_ROOT / "include" / "sql" / "001_app_schema.sql").read_text())
-        counts = demo_data.generate(conn, tickets=40, products=0, seed=3)
+        counts = demo_data.generate(conn, tickets=40, products=0, seed=3, enqueue=False)
         assert conn.execute("SELECT to_regclass('nightshift.runs')").fetchone()[0] is None
     upgraded = run([bin_dir / "nightshift", "db", "upgrade"], env=env)
-    assert "applied 002_ledger_schema" in upgraded
+    assert "applied 002_ledger_schema" in upgraded and "009_request_queue" in upgraded
+    enqueued = run([bin_dir / "nightshift", "enqueue", "--workload", "ticket_classification",
+                    "--where", "ticket_id>=1"], env=env)
+    assert f"{counts.tickets} queued, 0 already pending" in enqueued
 
     run([bin_dir / "airflow", "db", "migrate"], env=env)
     listed = run([bin_dir / "airflow", "dags", "list", "--output", "json", "--local"], env=env)

@@ -151,6 +151,20 @@ def test_a_request_never_submitted_names_the_cause(app_db, emulator):
     assert "authentication_error: invalid x-api-key" in out.getvalue()
 
 
+def test_a_request_the_database_stopped_names_the_database_error(app_db, emulator):
+    seed(app_db, tickets=2)
+    run = ensure_run(app_db, TICKETS, dag_id="test_db_error", airflow_run_id="db_error")
+    collect(app_db, TICKETS, run)
+    app_db.execute("ALTER TABLE app.support_tickets RENAME COLUMN customer_tier TO tier")  # after collect
+    app_db.commit()
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        submit_round(app_db, emulator_backend(emulator), TICKETS, run, 0, Caps())
+    app_db.rollback()
+    assert finalize_run(app_db, run).failed == {"not_submitted": 2}
+    (error,) = {e for (e,) in app_db.execute("SELECT DISTINCT error FROM app.llm_requests")}
+    assert error.startswith("not_submitted: database_error: UndefinedColumn: column ") and "customer_tier" in error
+
+
 def test_requeue_puts_refused_requests_back_once_and_leaves_answered_ones(tickets, emulator, app_dsn, capsys):
     tickets.execute("SELECT nightshift.enqueue('ticket_classification', ARRAY['1', '2', '3'])")
     tickets.commit()
