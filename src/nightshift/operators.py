@@ -33,9 +33,38 @@ class NightshiftTask:
         return get_workload(self.workload_name)
 
     def db(self):
+        """The application database; a connection no retry will open (an unknown role or database, a
+        refused password or port) fails the task at once, naming the role, database and host."""
         from nightshift import db
 
-        return db.connect(self.db_conn_id or settings().db_conn_id)
+        conn_id = self.db_conn_id or settings().db_conn_id
+        try:
+            return db.connect(conn_id)
+        except Exception as exc:
+            self.fail_if_permanent(exc)
+            raise
+
+    def fail_if_permanent(self, exc: BaseException, backend=None, *, reached: bool = True) -> None:
+        """Fail the task for good (no task retries burned) when retrying cannot fix ``exc``.
+
+        ``reached``: the night has batches at the API already, so a refused connection is the API
+        restarting (retried), not a wrong URL (see :mod:`nightshift.batch.permanent`)."""
+        final = self.permanent(exc, backend, reached=reached)
+        if final is not None:
+            raise AirflowFailException(str(final)) from exc
+
+    def permanent(self, exc: BaseException, backend=None, *, reached: bool = True):
+        from nightshift import db
+        from nightshift.batch.permanent import classify
+
+        cfg = settings()
+        db_conn_id = self.db_conn_id or cfg.db_conn_id
+        try:
+            dsn = db.dsn(db_conn_id)
+        except Exception:  # naming the database is a courtesy; the classification stands without it
+            dsn = None
+        return classify(exc, backend=backend, reached=reached, dsn=dsn, db_conn_id=db_conn_id,
+                        api_conn_id=self.anthropic_conn_id or cfg.anthropic_conn_id)
 
     def backend(self):
         """The workload's batch backend over the connection's client, its batch-endpoint calls held
@@ -178,8 +207,8 @@ class SubmitBatchesOperator(_RoundOperator):
     operator_extra_links = (AnthropicConsoleBatchLink(), NightshiftRunLink())
 
     def execute(self, context) -> dict:
-        from nightshift.batch.errors import RetryWontHelp
         from nightshift.batch.ownership import AwaitingProof
+        from nightshift.batch.permanent import PermanentFailure, release_unsubmitted
         from nightshift.batch.submit import Caps, NotAdmitted, submit_round
         from nightshift.ledger import items
 
@@ -196,8 +225,9 @@ class SubmitBatchesOperator(_RoundOperator):
             caps = Caps.for_workload(self.workload, settings().max_queued_requests,
                                      max_requests=self.param(context, "max_requests_per_batch"),
                                      max_bytes=self.param(context, "max_batch_bytes"))
+            backend = self.backend()
             try:
-                result = submit_round(conn, self.backend(), self.workload, run, self.round, caps)
+                result = submit_round(conn, backend, self.workload, run, self.round, caps)
             except NotAdmitted as waiting:
                 from nightshift.batch.ledger import in_flight_batch_ids
 
@@ -206,8 +236,16 @@ class SubmitBatchesOperator(_RoundOperator):
             except AwaitingProof as waiting:
                 self.log.warning("%s", waiting)
                 self._defer_until_ended(context, waiting.batch_ids, run)
-            except RetryWontHelp as final:  # the same params, the same account: fail now, no task retries
-                raise AirflowFailException(str(final)) from None
+            except Exception as exc:  # the same params, the same account: fail now, no task retries
+                final = self.permanent(exc, backend, reached=self.round > 0)
+                if final is None:
+                    raise
+                message = str(final)
+                if isinstance(final, PermanentFailure):  # nothing is consumed that could run tomorrow
+                    conn.rollback()
+                    released = release_unsubmitted(conn, run, final)
+                    message += f". The {released} requests not submitted are back in the queue, pending"
+                raise AirflowFailException(message) from exc
         if not result.batch_ids:
             raise AirflowSkipException(f"round {self.round}: no request to submit")
         return result.as_dict()
@@ -251,16 +289,17 @@ class LandResultsOperator(LandLineage, _RoundOperator):
     """Stream ended batches' results into the destination table, the ledger and the queue."""
 
     def execute(self, context) -> dict:
-        from nightshift.batch.errors import RetryWontHelp
         from nightshift.batch.land import land_round
 
         with self.db() as conn:
             run = self.lineage_run = self.ledger_run(conn, context)
+            backend = self.backend()
             try:
-                self.lineage_result = land_round(conn, self.backend(), self.workload, run, self.round)
+                self.lineage_result = land_round(conn, backend, self.workload, run, self.round)
                 return self.lineage_result.as_dict()
-            except RetryWontHelp as final:  # what landed is committed; later rounds would fail the same way
-                raise AirflowFailException(str(final)) from None
+            except Exception as exc:  # what landed is committed; later rounds would fail the same way
+                self.fail_if_permanent(exc, backend)
+                raise
 
 
 class FinalizeRunOperator(FinalizeLineage, _NightshiftOperator):

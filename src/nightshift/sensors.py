@@ -63,6 +63,7 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
             snapshots = [BatchSnapshot.of(backend.retrieve(b)) for b in batch_ids]
         except Exception as exc:
             self._consecutive_failures += 1
+            self.fail_if_permanent(exc, backend)
             if policy.retry_delay(self._consecutive_failures, backend.is_transient(exc)) is None:
                 raise
             self.log.warning("poll failed (%d in a row): %r", self._consecutive_failures, exc)
@@ -85,8 +86,10 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> dict:
         snapshots = self._observed(event)
         if event["status"] == "error":
-            raise AirflowException(f"waiting for batches {', '.join(event.get('batch_ids', []))} failed: "
-                                   f"{event.get('message')}")
+            message = f"waiting for batches {', '.join(event.get('batch_ids', []))} failed: {event.get('message')}"
+            if event.get("permanent"):  # the trigger saw what no retry fixes: no task retries burned
+                raise AirflowFailException(message)
+            raise AirflowException(message)
         if event["status"] == "deadline":
             run, batch_ids = self._round_batches(context)
             self._cancel_at_deadline(event["unfinished"], run)
@@ -99,7 +102,8 @@ class BatchesEndedSensor(NightshiftTask, BaseSensorOperator):
         """The cancelled batches have ended: landing goes on (the verdict fails the night later)."""
         snapshots = self._observed(event)
         if event["status"] == "error":
-            raise AirflowException(f"waiting for the cancelled batches failed: {event.get('message')}")
+            message = f"waiting for the cancelled batches failed: {event.get('message')}"
+            raise (AirflowFailException if event.get("permanent") else AirflowException)(message)
         if event["status"] == "deadline":
             self._cancelled_batches_did_not_end(event["unfinished"])
         return {"round": self.round, "batches": [s.as_dict() for s in snapshots], "deadline_passed": True}

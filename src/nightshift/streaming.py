@@ -17,6 +17,7 @@ import psycopg
 
 from nightshift import queue
 from nightshift.backends.base import BatchBackend
+from nightshift.batch.permanent import api_failure
 from nightshift.destination import destination_row, upsert_statement, write_row
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.replies import InvalidOutput, as_dict, extract_output
@@ -74,17 +75,26 @@ def run_streaming(
         if not claimed:
             break
         rows = queue.fetch_source_rows(conn, workload, [key for _, key in claimed])
-        shape = shape or confirm_shape(backend, workload).shape  # once a run, when there is work
-        for request_id, source_key in claimed:
-            summary.requests += 1
-            outcome = _process_one(conn, backend, workload, upsert, request_id, source_key, rows.get(source_key),
-                                   shape)
-            if outcome == "succeeded":
-                summary.succeeded += 1
-            elif outcome == "deferred":
-                summary.deferred += 1
-            else:
-                summary.failed[outcome] += 1
+        try:
+            shape = shape or confirm_shape(backend, workload).shape  # once a run, when there is work
+            for request_id, source_key in claimed:
+                summary.requests += 1
+                outcome = _process_one(conn, backend, workload, upsert, request_id, source_key,
+                                       rows.get(source_key), shape)
+                if outcome == "succeeded":
+                    summary.succeeded += 1
+                elif outcome == "deferred":
+                    summary.deferred += 1
+                else:
+                    summary.failed[outcome] += 1
+        except Exception as exc:
+            final = api_failure(backend.failure(exc), reached=False)
+            if final is None:
+                raise
+            conn.rollback()  # what is still claimed goes back to the queue for the next night, saying why
+            queue.release(conn, [request_id for request_id, _ in claimed], error=f"not_submitted: {final}"[:2000])
+            conn.commit()
+            raise final from exc
         conn.commit()
     log.info(
         "streaming %s: %d requests, %d succeeded, failed %s, %d handed back to the queue",
@@ -106,8 +116,8 @@ def _process_one(conn, backend: BatchBackend, workload, upsert, request_id, sour
         message = as_dict(backend.create_message(params))
     except Exception as exc:
         failure = backend.failure(exc)
-        if failure is None:
-            raise
+        if failure is None or api_failure(failure, reached=False) is not None:
+            raise  # a refused key or URL: run_streaming stops the night and hands the requests back
         error_type = failure.error_type
         if error_type in TERMINAL_API_ERRORS:
             return _fail(conn, request_id, "invalid_request", f"{where}: {error_type}: {exc}")

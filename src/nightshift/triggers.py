@@ -20,6 +20,7 @@ from airflow.sdk import BaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from nightshift.backends.registry import DEFAULT_BACKEND
+from nightshift.batch.permanent import api_failure
 from nightshift.batch.polling import BatchSnapshot, WaitPolicy, WaitVerdict
 from nightshift.ledger import batches as ledger_batches
 from nightshift.ledger.status import CancelReason
@@ -97,6 +98,11 @@ class BatchesEndedTrigger(BaseTrigger):
                     snapshots = await self.poll_once(backend)
                 except Exception as exc:
                     failures += 1
+                    final = api_failure(backend.failure(exc), reached=True, conn_id=self.conn_id)
+                    if final is not None:  # the sensor fails at once, no task retry
+                        yield TriggerEvent({"status": "error", "batch_ids": self.batch_ids, "permanent": True,
+                                            "message": str(final)})
+                        return
                     delay = self.policy.retry_delay(failures, backend.is_transient(exc))
                     if delay is None:
                         yield TriggerEvent({"status": "error", "batch_ids": self.batch_ids,

@@ -111,10 +111,36 @@ def is_spend_limit(exc: BaseException) -> bool:
         and details.get("error_code") == SPEND_LIMIT_CODE
 
 
+def origin(exc: anthropic.APIError) -> str | None:
+    """Where a failed call went: scheme, host and port of its request (no credentials, path or query)."""
+    try:
+        url = exc.request.url
+    except (AttributeError, RuntimeError):
+        return None
+    default_port = {"http": 80, "https": 443}.get(url.scheme)
+    port = f":{url.port}" if url.port is not None and url.port != default_port else ""
+    return f"{url.scheme}://{url.host}{port}"
+
+
+def _refused(exc: BaseException) -> bool:
+    """A ``ConnectionRefusedError`` under the SDK's connection error: nothing listens at that host and
+    port (a DNS failure or a timeout is not this)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ConnectionRefusedError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def failure(exc: BaseException) -> ApiFailure | None:
     """An SDK exception in the core's terms; None for anything that is not a failed API call."""
     if isinstance(exc, anthropic.APIConnectionError):  # timeouts included
-        return ApiFailure(ErrorKind.TRANSIENT, str(exc), "connection_error")
+        if _refused(exc):
+            return ApiFailure(ErrorKind.UNREACHABLE, f"connection refused by {origin(exc)}", "connection_refused",
+                              refused_before_work=True, url=origin(exc))
+        return ApiFailure(ErrorKind.TRANSIENT, f"{exc} ({origin(exc)})", "connection_error", url=origin(exc))
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
         body = exc.body if isinstance(exc.body, dict) else {}
@@ -132,9 +158,9 @@ def failure(exc: BaseException) -> ApiFailure | None:
         else:
             kind = ErrorKind.OTHER
         return ApiFailure(kind, api_message(exc), str(error.get("type") or "api_error"), status, _retry_after(exc),
-                          status in REFUSED_BEFORE_WORK)
+                          status in REFUSED_BEFORE_WORK, origin(exc))
     if isinstance(exc, anthropic.APIError):
-        return ApiFailure(ErrorKind.OTHER, str(exc), "api_error")
+        return ApiFailure(ErrorKind.OTHER, str(exc), "api_error", url=origin(exc))
     return None
 
 

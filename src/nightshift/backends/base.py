@@ -91,6 +91,9 @@ class ErrorKind(enum.StrEnum):
     SPEND_LIMIT = "spend_limit"
     #: the key or its permissions: the account, not the request
     AUTHENTICATION = "authentication"
+    #: the configured URL refused the connection (nothing listens there): a wrong gateway or emulator URL,
+    #: or the API restarting under a wait that it answered before
+    UNREACHABLE = "unreachable"
     #: the request itself was refused (400): sending it again changes nothing
     INVALID_REQUEST = "invalid_request"
     NOT_FOUND = "not_found"
@@ -111,10 +114,13 @@ class ApiFailure:
     retry_after: float | None = None
     #: the API refused before doing any of the call's work (nothing can have been created)
     refused_before_work: bool = False
+    #: where the call went (scheme, host and port only: never a key or a query)
+    url: str | None = None
 
     @property
     def transient(self) -> bool:
-        return self.kind is ErrorKind.TRANSIENT
+        """Worth waiting through: a wait rides out an API that restarts (a refused connection) too."""
+        return self.kind in (ErrorKind.TRANSIENT, ErrorKind.UNREACHABLE)
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,8 @@ class AsyncBatchBackend(Protocol):
         ``active_batches``, the deployment's count, sizes it)."""
 
     async def cancel(self, batch_id: str) -> None: ...
+
+    def failure(self, exc: BaseException) -> ApiFailure | None: ...
 
     def is_transient(self, exc: BaseException) -> bool: ...
 

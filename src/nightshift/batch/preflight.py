@@ -57,8 +57,11 @@ def confirm_shape(backend: BatchBackend, workload: Workload) -> ConfirmedShape:
     try:
         api = backend.model_capabilities(workload.model) or {}
     except Exception as exc:
-        if backend.failure(exc) is None:
-            raise
+        from nightshift.batch.permanent import api_failure
+
+        described = backend.failure(exc)
+        if described is None or api_failure(described, reached=False) is not None:
+            raise  # a refused key or URL would fail every later call the same way
         log.warning("the Models API could not be asked about %s (%s): Nightshift's model table stands for this run",
                     workload.model, exc)
         return ConfirmedShape(workload.shape_for(caps), [])

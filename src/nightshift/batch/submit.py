@@ -298,6 +298,8 @@ def _create_or_adopt(conn, backend: BatchBackend, intent_pk: int, intent_at, bod
             failure = backend.failure(exc)
             if failure is not None and failure.kind is ErrorKind.SPEND_LIMIT:
                 raise SpendLimitReached(f"the create call of intent #{intent_pk}", failure.message) from exc
+            if failure is not None and failure.kind is ErrorKind.UNREACHABLE:
+                raise  # nothing listens at the URL: nothing was created, and backing off will not change that
             if failure is None or not failure.transient or attempt == CREATE_ATTEMPTS:
                 raise
             delay = failure.retry_after or next_interval(0.5, attempt - 1, 8.0)

@@ -48,6 +48,15 @@ def fail_unbatched(conn: psycopg.Connection, run_pk: int, error_type: str, messa
         (error_type, message, run_pk)).fetchall()]
 
 
+def fail_unsubmitted(conn: psycopg.Connection, run_pk: int, error_type: str, message: str) -> list[int | None]:
+    """Fail every item of the run that no batch took (pending, or waiting for a retry round); returns
+    their queue request ids (None: an interval item)."""
+    return [request_id for (request_id,) in conn.execute(
+        "UPDATE nightshift.items SET status = 'failed', error_type = %s, error_message = %s, updated_at = now() "
+        "WHERE run_pk = %s AND status IN ('pending', 'retry') RETURNING request_id",
+        (error_type, message, run_pk)).fetchall()]
+
+
 def waiting_for_round(conn: psycopg.Connection, run_pk: int, round_: int) -> int:
     """Items a retry round would submit: marked for retry, or already in that round and not yet landed."""
     return conn.execute(
