@@ -86,3 +86,18 @@ def test_start_in_order_starts_nothing_until_the_gate_is_healthy(tmp_path: Path)
     finally:
         caller.stop()
         gate.stop()
+
+
+def test_make_up_refuses_an_api_port_another_process_answers_on(tmp_path: Path):
+    """Else the api-server's health gate passes against whatever answers there (another Airflow)."""
+    from dataclasses import replace
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        prof = replace(PROFILE, root=tmp_path, api_port=other.getsockname()[1])
+        services = stack.airflow_services(prof)
+        problem = stack.foreign_listener(prof, services)
+        assert problem and f"port {prof.api_port} is already in use" in problem
+        assert "NIGHTSHIFT_TEST_API_PORT" in problem
+    assert stack.foreign_listener(prof, services) is None  # the port is free again

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 import urllib.request
@@ -61,6 +62,19 @@ def airflow_services(prof: Profile) -> list[Service]:
                     run_dir=prof.root / "run", env=env,
                     health_url=base_url + c.ready_path if c.ready_path else None)
             for c in COMPONENTS]
+
+
+def foreign_listener(prof: Profile, services: list[Service]) -> str | None:
+    """Why `make up` cannot start: the API port already answers and not from an api-server of ours
+    (its health check would pass against someone else's Airflow). None when the port is free or ours."""
+    if services[0].pid() is not None:
+        return None
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        if probe.connect_ex(("127.0.0.1", prof.api_port)) != 0:
+            return None
+    return (f"port {prof.api_port} is already in use by another process (another Airflow?): stop it, or choose "
+            f"another port with NIGHTSHIFT_{prof.name.upper()}_API_PORT")
 
 
 def start_in_order(services: list[Service], *, timeout: float) -> None:
@@ -134,6 +148,9 @@ def up() -> int:
     emulator_service(prof, fresh=False).start()
     console.print("starting Airflow: the api-server, then the scheduler, dag-processor and triggerer…")
     services = airflow_services(prof)
+    if problem := foreign_listener(prof, services):
+        console.print(f"[red]{problem}[/]")
+        return 1
     start_in_order(services, timeout=240)
     try:
         wait_until_healthy(prof, services, timeout=240)
