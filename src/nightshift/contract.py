@@ -44,7 +44,8 @@ class ContractMismatch(ValueError):
 
     def __init__(self, workload: str, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__(f"workload {workload!r}: its tables do not match its definition (nothing was submitted):\n"
+        super().__init__(f"workload {workload!r}: its tables do not match its definition "
+                         "(nothing was submitted):\n"
                          + "\n".join(f"- {p}" for p in problems))
 
 
@@ -78,10 +79,11 @@ def _destination_problems(workload: Workload, table: Table | None) -> list[str]:
         return [f"{where}: the table does not exist — create it, or correct destination.table"]
     problems = []
     if dest.key not in table.columns:
-        problems.append(f"{where}: key column \"{dest.key}\" does not exist — add it, or correct destination.key")
+        problems.append(f"{where}: key column \"{dest.key}\" does not exist — add it, "
+                        "or correct destination.key")
     elif (dest.key,) not in table.unique_keys:
-        problems.append(f"{where}: key column \"{dest.key}\" has no primary key or unique constraint of its own, which "
-                        f"the upsert's ON CONFLICT needs — ALTER TABLE {dest.table} ADD UNIQUE ({dest.key})")
+        problems.append(f"{where}: key column \"{dest.key}\" has no primary key or unique constraint of its "
+                        f"own, which the upsert's ON CONFLICT needs — ALTER TABLE {dest.table} ADD UNIQUE ({dest.key})")
     filled = {dest.key}
     for column, field in dest.columns.items():
         filled.add(column)
@@ -97,9 +99,9 @@ def _destination_problems(workload: Workload, table: Table | None) -> list[str]:
                                      f"or map {what} to null in destination.delivery_columns")
     for column in table.columns.values():
         if column.not_null and not column.has_default and column.name not in filled:
-            problems.append(f"{where}: column \"{column.name}\" is NOT NULL with no default and nothing fills it — "
-                            f"give it a default (ALTER TABLE {dest.table} ALTER COLUMN {column.name} SET DEFAULT …), "
-                            f"drop NOT NULL, or map it in destination.columns")
+            problems.append(f"{where}: column \"{column.name}\" is NOT NULL with no default and nothing "
+                            f"fills it — give it a default (ALTER TABLE {dest.table} ALTER COLUMN {column.name} "
+                            "SET DEFAULT …), drop NOT NULL, or map it in destination.columns")
     return problems
 
 
@@ -107,15 +109,16 @@ def _column_problems(where: str, table: Table, column: str, expected: str, allow
                      field: str, alternative: str) -> list[str]:
     found = table.columns.get(column)
     if found is None:
-        return [f"{where}: column \"{column}\" does not exist — add it (ALTER TABLE {table.name} ADD COLUMN {column} "
-                f"{expected}) {alternative}"]
+        return [f"{where}: column \"{column}\" does not exist — add it "
+                f"(ALTER TABLE {table.name} ADD COLUMN {column} {expected}) {alternative}"]
     if found.type not in allowed and not (found.is_enum and "text" in allowed):
-        return [f"{where}: column \"{column}\" is {found.type}, which cannot hold {field}'s value ({expected}) — "
-                f"ALTER TABLE {table.name} ALTER COLUMN {column} TYPE {expected}, {alternative}"]
+        return [f"{where}: column \"{column}\" is {found.type}, which cannot hold {field}'s value "
+                f"({expected}) — ALTER TABLE {table.name} ALTER COLUMN {column} TYPE {expected}, {alternative}"]
     return []
 
 
-def _output_field_type(workload: Workload, field: str, column: Column | None) -> tuple[str, frozenset[str], str | None]:
+def _output_field_type(workload: Workload, field: str,
+                       column: Column | None) -> tuple[str, frozenset[str], str | None]:
     """The column type an output field needs (its name, the types that hold it) and, for a bounded
     text column, what is wrong with its length (None when every valid value fits)."""
     if workload.output.is_text:

@@ -26,7 +26,8 @@ METADATA = ("model", "prompt_version", "request_id")
 def destination_columns(workload: Workload) -> list[str]:
     """The columns a row fills from :func:`destination_row` (the written-at column is set to ``now()``)."""
     mapped = workload.destination.delivery.mapped()
-    return [workload.destination.key, *workload.destination.columns, *(mapped[m] for m in METADATA if m in mapped)]
+    dest = workload.destination
+    return [dest.key, *dest.columns, *(mapped[m] for m in METADATA if m in mapped)]
 
 
 def destination_row(
@@ -50,7 +51,8 @@ def _on_conflict(workload: Workload, filled: list[str]) -> sql.Composed:
     (rows written before the ledger kept deliveries have no record to order them by)."""
     key = workload.destination.key
     delivery = workload.destination.delivery
-    updates = [sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in filled if c != key]
+    updates = [sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+               for c in filled if c != key]
     guard = sql.SQL("")
     if delivery.request_id:
         guard = sql.SQL(" WHERE t.{r} IS NULL OR EXCLUDED.{r} IS NULL OR t.{r} <= EXCLUDED.{r}").format(
@@ -72,8 +74,8 @@ def upsert_statement(workload: Workload, table: str | None = None) -> sql.Compos
     if workload.destination.delivery.written_at:
         values.append(sql.SQL("now()"))
     return sql.SQL("INSERT INTO {table} AS t ({columns}) VALUES ({values}) {conflict}").format(
-        table=_table(table or workload.destination.table), columns=sql.SQL(", ").join(map(sql.Identifier, filled)),
-        values=sql.SQL(", ").join(values), conflict=_on_conflict(workload, filled))
+        table=_table(table or workload.destination.table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, filled)), values=sql.SQL(", ").join(values), conflict=_on_conflict(workload, filled))
 
 
 def write_row(conn: psycopg.Connection, workload: Workload, upsert: sql.Composed, row: tuple[Any, ...],
@@ -82,8 +84,8 @@ def write_row(conn: psycopg.Connection, workload: Workload, upsert: sql.Composed
     :func:`upsert_statement`), in the caller's transaction; False (nothing written) when the
     result of a newer request for the key has already landed."""
     key, *values, model, version, request_id = row
-    if not deliveries.record_one(conn, destination=table or workload.destination.table, workload=workload.name,
-                                 key=key, model=model, prompt_version=version, request_id=request_id):
+    if not deliveries.record_one(conn, destination=table or workload.destination.table,
+                                 workload=workload.name, key=key, model=model, prompt_version=version, request_id=request_id):
         return False
     mapped = workload.destination.delivery.mapped()
     metadata = [value for name, value in zip(METADATA, (model, version, request_id)) if name in mapped]
@@ -113,6 +115,6 @@ def upsert_ctes(workload: Workload, select: sql.Composable, table: str | None = 
     destination = sql.SQL(
         "destination AS (INSERT INTO {table} AS t ({columns}) SELECT {picked} FROM incoming i "
         "JOIN delivered d ON d.source_key = i.ns_key::text ORDER BY i.ns_key {conflict})").format(
-        table=_table(table or workload.destination.table), columns=sql.SQL(", ").join(map(sql.Identifier, filled)),
-        picked=sql.SQL(", ").join(picked), conflict=_on_conflict(workload, filled))
+        table=_table(table or workload.destination.table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, filled)), picked=sql.SQL(", ").join(picked), conflict=_on_conflict(workload, filled))
     return [incoming, delivered, destination]

@@ -16,9 +16,10 @@ from psycopg import sql
 
 #: Newer-or-equal wins; a row or result with no queue request (interval mode) is ordered by landing.
 _NEWER = sql.SQL("ON CONFLICT (destination, source_key) DO UPDATE SET workload = EXCLUDED.workload, "
-                "model = EXCLUDED.model, prompt_version = EXCLUDED.prompt_version, request_id = EXCLUDED.request_id, "
-                "landed_at = now() "
-                "WHERE dl.request_id IS NULL OR EXCLUDED.request_id IS NULL OR dl.request_id <= EXCLUDED.request_id")
+                 "model = EXCLUDED.model, prompt_version = EXCLUDED.prompt_version, "
+                 "request_id = EXCLUDED.request_id, landed_at = now() "
+                 "WHERE dl.request_id IS NULL OR EXCLUDED.request_id IS NULL "
+                 "OR dl.request_id <= EXCLUDED.request_id")
 
 
 def record_from(incoming: sql.Identifier, key: str, model: str, prompt_version: str,
@@ -27,7 +28,8 @@ def record_from(incoming: sql.Identifier, key: str, model: str, prompt_version: 
     table ``%(ns_destination)s`` and workload ``%(ns_workload)s``; returns the keys (as text) it recorded."""
     return sql.SQL(
         "INSERT INTO nightshift.deliveries AS dl (destination, source_key, workload, model, prompt_version, "
-        "request_id) SELECT %(ns_destination)s, i.{key}::text, %(ns_workload)s, i.{model}, i.{version}, i.{rid} "
+        "request_id) SELECT %(ns_destination)s, i.{key}::text, %(ns_workload)s, i.{model}, i.{version}, "
+        "i.{rid} "
         "FROM {incoming} i ORDER BY 2 {newer} RETURNING dl.source_key"
     ).format(incoming=incoming, newer=_NEWER, key=sql.Identifier(key), model=sql.Identifier(model),
              version=sql.Identifier(prompt_version), rid=sql.Identifier(request_id))
@@ -37,8 +39,8 @@ def record_one(conn: psycopg.Connection, *, destination: str, workload: str, key
                prompt_version: str, request_id: int | None) -> bool:
     """Record one row (the streaming path); False when a newer request's result is already recorded."""
     return conn.execute(sql.SQL(
-        "INSERT INTO nightshift.deliveries AS dl (destination, source_key, workload, model, prompt_version, request_id) "
-        "VALUES (%s, %s::text, %s, %s, %s, %s) {newer} RETURNING 1").format(newer=_NEWER),
+        "INSERT INTO nightshift.deliveries AS dl (destination, source_key, workload, model, prompt_version, "
+        "request_id) VALUES (%s, %s::text, %s, %s, %s, %s) {newer} RETURNING 1").format(newer=_NEWER),
         (destination, key, workload, model, prompt_version, request_id)).fetchone() is not None
 
 

@@ -167,9 +167,11 @@ class Output(_Strict):
             if self.delivery is not Delivery.TEXT:
                 raise ValueError(f"a text output is delivered as text, not {self.delivery}")
             return self
-        missing = [name for name, value in (("schema", self.json_schema), ("tool_name", self.tool_name)) if not value]
+        missing = [name for name, value in (("schema", self.json_schema), ("tool_name", self.tool_name))
+                   if not value]
         if missing:
-            raise ValueError(f"a json output needs {' and '.join(missing)} (or set type: text for a plain-text answer)")
+            raise ValueError(f"a json output needs {' and '.join(missing)} "
+                             "(or set type: text for a plain-text answer)")
         if self.delivery is Delivery.TEXT:
             raise ValueError("delivery text is for type: text outputs")
         if self.max_chars is not None:
@@ -254,7 +256,8 @@ class Destination(_Strict):
         seen = {self.key: "the key", **{column: f"destination.columns.{column}" for column in self.columns}}
         for what, column in self.delivery.mapped().items():
             if column in seen:
-                raise ValueError(f"delivery_columns.{what} names column {column!r}, which is already {seen[column]}")
+                raise ValueError(f"delivery_columns.{what} names column {column!r}, "
+                                 f"which is already {seen[column]}")
             seen[column] = f"delivery_columns.{what}"
         return self
 
@@ -469,8 +472,8 @@ class Workload(_Strict):
                 )
         if self.output.is_text:
             if list(self.destination.columns.values()) != [TEXT_FIELD]:
-                raise ValueError(f"a text output fills one column: destination.columns must map exactly one column to "
-                                 f"{TEXT_FIELD!r} (it maps {self.destination.columns})")
+                raise ValueError(f"a text output fills one column: destination.columns must map exactly one "
+                                 f"column to {TEXT_FIELD!r} (it maps {self.destination.columns})")
             return self
         properties = self.output.json_schema.get("properties", {})
         required = set(self.output.json_schema.get("required", []))
