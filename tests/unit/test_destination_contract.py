@@ -156,3 +156,11 @@ def test_a_text_output_asks_for_no_schema_and_lands_the_replys_text():
 def test_a_text_output_is_checked_at_load(output, columns, error):
     with pytest.raises(ValueError, match=error.replace("{", r"\{").replace("(", r"\(")):
         _variant("ticket_classification", output, columns=columns)
+
+
+def test_parity_compares_a_text_output_by_similarity():
+    from nightshift.migration.parity import is_free_text
+
+    summary = _variant("ticket_classification", TEXT, columns={"summary": "text"})
+    assert is_free_text(summary, "text")
+    assert not is_free_text(get_workload("ticket_classification"), "label")  # an enum: compared exactly
