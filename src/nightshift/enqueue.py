@@ -68,6 +68,10 @@ class Op(enum.StrEnum):
     LT = "<"
 
 
+#: each operator as SQL, from literals only
+_SQL_OP = {Op.EQ: sql.SQL("="), Op.NE: sql.SQL("<>"), Op.GE: sql.SQL(">="), Op.LE: sql.SQL("<="), Op.GT: sql.SQL(">"),
+           Op.LT: sql.SQL("<")}
+
 _FILTER = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(>=|<=|!=|=|>|<)(.*)$", re.S)
 
 
@@ -121,7 +125,7 @@ def enqueue_where(conn: psycopg.Connection, workload: Workload, filters: Sequenc
     for n, f in enumerate(filters):
         type_ = queue.column_type(conn, workload.source.table, f.column)
         conditions.append(sql.SQL("s.{column} {op} CAST({param} AS {type})").format(
-            column=sql.Identifier(f.column), op=sql.SQL(Op(f.op).value), param=sql.Placeholder(f"v{n}"),
+            column=sql.Identifier(f.column), op=_SQL_OP[f.op], param=sql.Placeholder(f"v{n}"),
             type=type_))
         params[f"v{n}"] = f.value
     try:
