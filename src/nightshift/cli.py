@@ -112,21 +112,22 @@ def cmd_enqueue(args: argparse.Namespace, rest: list[str]) -> int:
 
     from nightshift import db
     from nightshift.deployment import get_workload
-    from nightshift.enqueue import EnqueueError, Filter, enqueue_keys, enqueue_where, read_keys, window_filters
+    from nightshift.enqueue import (EnqueueError, Filter, enqueue_keys, enqueue_where, read_keys,
+                                    window_filters)
 
     def moment(flag: str, text: str | None) -> datetime | None:
         try:
             return None if text is None else datetime.fromisoformat(text)
         except ValueError:
-            raise EnqueueError(f"{flag} {text!r}: not an ISO date or timestamp (2026-05-01, 2026-05-01T06:00+00:00)"
-                               ) from None
+            raise EnqueueError(f"{flag} {text!r}: not an ISO date or timestamp "
+                               "(2026-05-01, 2026-05-01T06:00+00:00)") from None
 
     workload = get_workload(args.workload)
     try:
         filtered = bool(args.where or args.since or args.until)
         if filtered == bool(args.keys_file):
-            raise EnqueueError("give either keys (--keys-file FILE, or - for stdin) or filters (--where, --since, "
-                               "--until), not both and not neither")
+            raise EnqueueError("give either keys (--keys-file FILE, or - for stdin) or filters "
+                               "(--where, --since, --until), not both and not neither")
         with db.connect(_dsn(args)) as conn:
             if args.keys_file:
                 if args.keys_file == "-":
@@ -140,7 +141,8 @@ def cmd_enqueue(args: argparse.Namespace, rest: list[str]) -> int:
                 done = enqueue_keys(conn, workload, keys)
             else:
                 filters = [Filter.parse(text, workload) for text in args.where]
-                filters += window_filters(workload, moment("--since", args.since), moment("--until", args.until))
+                filters += window_filters(workload, moment("--since", args.since),
+                                          moment("--until", args.until))
                 done = enqueue_where(conn, workload, filters)
     except EnqueueError as exc:
         print(f"nightshift enqueue: {exc}", file=sys.stderr)
@@ -165,7 +167,8 @@ def cmd_requeue(args: argparse.Namespace, rest: list[str]) -> int:
         return 2
     print(f"{workload.name}: {done.failed} key(s) failed {'/'.join(statuses)}"
           f"{f' in run {args.run}' if args.run else ''}: {done.queued} queued again, {done.already_pending} "
-          f"already pending, {done.superseded} left alone (answered, failed otherwise or taken by a night since)")
+          f"already pending, {done.superseded} left alone (answered, failed otherwise or taken by a night "
+          "since)")
     return 0
 
 
@@ -248,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dsn")
     p.set_defaults(func=cmd_switch)
 
-    p = sub.add_parser("enqueue", help="queue work for a workload's next night: keys from a file or stdin, or the "
-                       "source rows a filter matches; a key already pending is not queued again")
+    p = sub.add_parser("enqueue", help="queue work for a workload's next night: keys from a file or stdin, or "
+                       "the source rows a filter matches; a key already pending is not queued again")
     p.add_argument("--workload", required=True)
     p.add_argument("--keys-file", metavar="FILE", help="one source key per line; - reads stdin")
     p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",

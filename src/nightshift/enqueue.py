@@ -48,7 +48,8 @@ def enqueue_keys(conn: psycopg.Connection, workload: Workload, keys: Sequence[tu
         raise EnqueueError(f"no key to queue for {workload.name}: the input has no non-blank line")
     cast = queue.source_key_cast(conn, workload)
     canonical = requests.canonical_keys(conn, [key for _, key in keys], cast.cast)
-    bad = [f"{where}: {key[:80]!r}" for (where, key), value in zip(keys, canonical, strict=True) if value is None]
+    bad = [f"{where}: {key[:80]!r}"
+           for (where, key), value in zip(keys, canonical, strict=True) if value is None]
     if bad:
         conn.rollback()
         raise EnqueueError(f"{len(bad)} key(s) are not a valid {cast.type_name} "
@@ -69,8 +70,8 @@ class Op(enum.StrEnum):
 
 
 #: each operator as SQL, from literals only
-_SQL_OP = {Op.EQ: sql.SQL("="), Op.NE: sql.SQL("<>"), Op.GE: sql.SQL(">="), Op.LE: sql.SQL("<="), Op.GT: sql.SQL(">"),
-           Op.LT: sql.SQL("<")}
+_SQL_OP = {Op.EQ: sql.SQL("="), Op.NE: sql.SQL("<>"), Op.GE: sql.SQL(">="), Op.LE: sql.SQL("<="),
+           Op.GT: sql.SQL(">"), Op.LT: sql.SQL("<")}
 
 _FILTER = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(>=|<=|!=|=|>|<)(.*)$", re.S)
 
@@ -92,8 +93,9 @@ class Filter:
         column, op, value = match.groups()
         allowed = filter_columns(workload)
         if column not in allowed:
-            raise EnqueueError(f"--where {text!r}: {column!r} is not a column workload {workload.name!r} declares "
-                               f"for its source {workload.source.table}; filterable: {', '.join(allowed)}")
+            raise EnqueueError(f"--where {text!r}: {column!r} is not a column workload {workload.name!r} "
+                               f"declares for its source {workload.source.table}; filterable: "
+                               f"{', '.join(allowed)}")
         return cls(column, Op(op), value)
 
 
@@ -150,7 +152,8 @@ def requeue(conn: psycopg.Connection, workload: Workload, statuses: Sequence[str
     ``not_submitted``, ``expired_after_retries``...), unless answered or queued since."""
     for status in statuses:
         if not _STATUS.match(status):
-            raise EnqueueError(f"--status {status!r}: an item's failure type is lower-case letters, digits and _")
+            raise EnqueueError(f"--status {status!r}: an item's failure type is lower-case letters, "
+                               "digits and _")
     present = requests.failure_types(conn, workload.name)
     if not set(statuses) & set(present):
         found = ", ".join(f"{t} ({n})" for t, n in present.items()) or "none"

@@ -145,8 +145,8 @@ def test_bad_request_rows_fail_alone_naming_the_row_and_the_night_goes_on(app_db
     # were sent (and paid for).
     assert emulator.stats()["batch_requests_total"] == 9
     # The first of two requests for one ticket wrote its row; the second closed with it.
-    assert app_db.execute("SELECT request_id FROM app.ticket_classifications WHERE ticket_id = 2").fetchone()[0] \
-        == requests[2]
+    writer = app_db.execute("SELECT request_id FROM app.ticket_classifications WHERE ticket_id = 2").fetchone()
+    assert writer == (requests[2],)
     assert app_db.execute("SELECT status, answered_by FROM app.llm_requests WHERE request_id = %s",
                           (twice,)).fetchone() == ("done", requests[2])
 

@@ -83,8 +83,8 @@ def test_a_paid_batch_that_could_not_be_landed_still_records_its_cost(app_db, ap
     summary = night.finalize()
     run = night.run(app_db)
     assert outcomes(app_db, run.run_pk) == {"not_landed": TICKETS_PER_NIGHT}
-    (reason,) = {m for (m,) in app_db.execute("SELECT DISTINCT error_message FROM nightshift.items WHERE run_pk = %s",
-                                              (run.run_pk,))}
+    (reason,) = {m for (m,) in app_db.execute(
+        "SELECT DISTINCT error_message FROM nightshift.items WHERE run_pk = %s", (run.run_pk,))}
     assert "rationale" in reason, reason  # the land step's own error, not only "its batch ended" (#19)
     client = sdk_client(emulator)
     billed = Decimal(0)

@@ -172,7 +172,8 @@ def test_land_cut_half_way_lands_every_result_exactly_once_on_rerun(app_db, emul
     assert_every_request_terminal(app_db, run.run_pk, "app.ticket_classifications", "ticket_id")
 
 
-def test_a_key_queued_three_times_is_one_request_landed_once_by_concurrent_slices(app_db, emulator, monkeypatch):
+def test_a_key_queued_three_times_is_one_request_landed_once_by_concurrent_slices(app_db, emulator,
+                                                                                  monkeypatch):
     import nightshift.batch.land as land
 
     monkeypatch.setattr(land, "SLICE", 3)  # 2 writers: neighbouring slices land at the same time
@@ -186,7 +187,8 @@ def test_a_key_queued_three_times_is_one_request_landed_once_by_concurrent_slice
     assert_every_request_terminal(app_db, night.run.run_pk, "app.product_enrichments", "product_id")
     assert app_db.execute("SELECT count(*) FROM app.product_enrichments").fetchone()[0] == 12
     assert queue_states(app_db, PRODUCTS.name) == {"done": 36}
-    assert app_db.execute("SELECT count(*) FROM app.llm_requests WHERE answered_by IS NOT NULL").fetchone()[0] == 24
+    answered_by_another = "SELECT count(*) FROM app.llm_requests WHERE answered_by IS NOT NULL"
+    assert app_db.execute(answered_by_another).fetchone()[0] == 24
 
 
 def _crash_after_create(conn, backend, workload, run, *, create: bool) -> str | None:

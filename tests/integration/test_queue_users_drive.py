@@ -20,6 +20,7 @@ from tests.batch_night import run_night
 from tests.helpers import assert_every_request_terminal, emulator_backend, queue_states, seed
 
 TICKETS = get_workload("ticket_classification")
+W = ("--workload", TICKETS.name)
 
 
 @pytest.fixture
@@ -32,7 +33,8 @@ def tickets(app_db):
 
 
 def queued_keys(conn, status: str = "pending") -> list[str]:
-    return [k for (k,) in conn.execute("SELECT source_key FROM app.llm_requests WHERE workload = %s AND status = %s "
+    return [k for (k,) in conn.execute("SELECT source_key FROM app.llm_requests WHERE workload = %s "
+                                       "AND status = %s "
                                        "ORDER BY request_id", (TICKETS.name, status))]
 
 
@@ -46,12 +48,12 @@ def test_enqueue_keys_from_a_file_queues_each_key_once_as_the_key_type_renders_i
                                                                                   capsys):
     keys = tmp_path / "keys.txt"
     keys.write_text("3\n 5 \n\n003\n3\n")
-    code, out, err = nightshift(capsys, app_dsn, "enqueue", "--workload", TICKETS.name, "--keys-file", str(keys))
+    code, out, err = nightshift(capsys, app_dsn, "enqueue", *W, "--keys-file", str(keys))
     assert code == 0, err
     assert "2 queued, 0 already pending" in out
     assert queued_keys(tickets) == ["3", "5"]  # 003 is the bigint 3: the same key
 
-    code, out, _ = nightshift(capsys, app_dsn, "enqueue", "--workload", TICKETS.name, "--keys-file", str(keys))
+    code, out, _ = nightshift(capsys, app_dsn, "enqueue", *W, "--keys-file", str(keys))
     assert code == 0 and "0 queued, 2 already pending" in out
     assert queued_keys(tickets) == ["3", "5"]
 
@@ -60,7 +62,7 @@ def test_enqueue_refuses_a_key_that_is_not_the_source_key_type_and_queues_nothin
                                                                                  capsys):
     keys = tmp_path / "keys.txt"
     keys.write_text("4\nabc\n")
-    code, _, err = nightshift(capsys, app_dsn, "enqueue", "--workload", TICKETS.name, "--keys-file", str(keys))
+    code, _, err = nightshift(capsys, app_dsn, "enqueue", *W, "--keys-file", str(keys))
     assert code == 2
     assert f"{keys}:2: 'abc'" in err and "bigint" in err and "app.support_tickets.ticket_id" in err
     assert queued_keys(tickets) == []
@@ -68,13 +70,14 @@ def test_enqueue_refuses_a_key_that_is_not_the_source_key_type_and_queues_nothin
 
 def test_enqueue_reads_keys_from_stdin(tickets, app_dsn, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("6\n1\n"))
-    code, out, err = nightshift(capsys, app_dsn, "enqueue", "--workload", TICKETS.name, "--keys-file", "-")
+    code, out, err = nightshift(capsys, app_dsn, "enqueue", *W, "--keys-file", "-")
     assert code == 0, err
     assert queued_keys(tickets) == ["6", "1"]  # in the order given
 
 
 def test_enqueue_where_binds_a_filter_on_a_declared_source_column(tickets, app_dsn, capsys):
-    tickets.execute("UPDATE app.support_tickets SET customer_tier = CASE WHEN ticket_id IN (2, 4) THEN 'enterprise' "
+    tickets.execute("UPDATE app.support_tickets SET customer_tier = "
+                    "CASE WHEN ticket_id IN (2, 4) THEN 'enterprise' "
                     "ELSE 'free' END")
     tickets.commit()
     code, out, err = nightshift(capsys, app_dsn, "enqueue", "--workload", TICKETS.name,
@@ -84,19 +87,20 @@ def test_enqueue_where_binds_a_filter_on_a_declared_source_column(tickets, app_d
     assert queued_keys(tickets) == ["2", "4"]
 
     hostile = "enterprise' OR '1'='1"  # a value, never SQL
-    code, out, err = nightshift(capsys, app_dsn, "enqueue", "--workload", TICKETS.name, "--where",
+    code, out, err = nightshift(capsys, app_dsn, "enqueue", *W, "--where",
                                 f"customer_tier={hostile}")
     assert code == 0, err
     assert "0 queued, 0 already pending (of 0 matching source rows)" in out
 
 
 @pytest.mark.parametrize(("where", "says"), [
-    ("customer_email=a@example.com", "'customer_email' is not a column workload 'ticket_classification' declares"),
+    ("customer_email=a@example.com",
+     "'customer_email' is not a column workload 'ticket_classification' declares"),
     ("subject~x", "expected COLUMN OP VALUE"),
     ("created_at>=yesterday-ish", "a value is not valid for its column's type"),
 ])
 def test_enqueue_where_refuses_what_it_cannot_bind(tickets, app_dsn, capsys, where, says):
-    code, _, err = nightshift(capsys, app_dsn, "enqueue", "--workload", TICKETS.name, "--where", where)
+    code, _, err = nightshift(capsys, app_dsn, "enqueue", *W, "--where", where)
     assert code == 2 and says in err, err
     assert queued_keys(tickets) == []
 
@@ -104,7 +108,8 @@ def test_enqueue_where_refuses_what_it_cannot_bind(tickets, app_dsn, capsys, whe
 def test_the_sql_function_queues_each_key_once_and_says_how_many(tickets):
     assert tickets.execute("SELECT nightshift.enqueue('ticket_classification', ARRAY['2', '1', '2'])"
                            ).fetchone()[0] == 2
-    assert tickets.execute("SELECT nightshift.enqueue('ticket_classification', ARRAY['1', '3'])").fetchone()[0] == 1
+    assert tickets.execute("SELECT nightshift.enqueue('ticket_classification', ARRAY['1', '3'])"
+                           ).fetchone()[0] == 1
     assert queued_keys(tickets) == ["2", "1", "3"]
     with pytest.raises(psycopg.errors.NullValueNotAllowed, match="key #2 is NULL"):
         tickets.execute("SELECT nightshift.enqueue('ticket_classification', ARRAY['4', NULL])")
@@ -114,7 +119,8 @@ def test_the_sql_function_queues_each_key_once_and_says_how_many(tickets):
 def test_a_key_inserted_twice_before_a_night_is_submitted_once(tickets, emulator):
     """Raw INSERTs bypass the function: the claim answers the key once and closes the duplicate with it."""
     tickets.execute("INSERT INTO app.llm_requests (workload, source_key) VALUES "
-                    "('ticket_classification', '1'), ('ticket_classification', '2'), ('ticket_classification', '1')")
+                    "('ticket_classification', '1'), ('ticket_classification', '2'), "
+                    "('ticket_classification', '1')")
     tickets.commit()
     night = run_night(tickets, emulator_backend(emulator), TICKETS, emulator=emulator)
     assert night.summary.requests == 2 and night.summary.succeeded == 2
@@ -123,7 +129,8 @@ def test_a_key_inserted_twice_before_a_night_is_submitted_once(tickets, emulator
                            "ORDER BY request_id").fetchall()
     assert rows == [(rows[0][0], "1", "done", None), (rows[1][0], "2", "done", None),
                     (rows[2][0], "1", "done", rows[0][0])]
-    assert_every_request_terminal(tickets, night.run.run_pk, TICKETS.destination.table, TICKETS.destination.key)
+    assert_every_request_terminal(tickets, night.run.run_pk, TICKETS.destination.table,
+                                  TICKETS.destination.key)
 
 
 def _refused_night(conn, emulator):
@@ -142,8 +149,9 @@ def test_a_request_never_submitted_names_the_cause(app_db, emulator):
     tickets = app_db
     run, summary = _refused_night(tickets, emulator)
     assert summary.failed == {"not_submitted": 3}
-    assert {e for (e,) in tickets.execute("SELECT DISTINCT error_message FROM nightshift.items WHERE run_pk = %s",
-                                          (run.run_pk,))} == {"authentication_error: invalid x-api-key"}
+    reasons = {e for (e,) in tickets.execute(
+        "SELECT DISTINCT error_message FROM nightshift.items WHERE run_pk = %s", (run.run_pk,))}
+    assert reasons == {"authentication_error: invalid x-api-key"}
     assert {e for (e,) in tickets.execute("SELECT DISTINCT error FROM app.llm_requests")} == {
         "not_submitted: authentication_error: invalid x-api-key"}
     out = io.StringIO()
@@ -162,7 +170,8 @@ def test_a_request_the_database_stopped_names_the_database_error(app_db, emulato
     app_db.rollback()
     assert finalize_run(app_db, run).failed == {"not_submitted": 2}
     (error,) = {e for (e,) in app_db.execute("SELECT DISTINCT error FROM app.llm_requests")}
-    assert error.startswith("not_submitted: database_error: UndefinedColumn: column ") and "customer_tier" in error
+    assert error.startswith("not_submitted: database_error: UndefinedColumn: column ")
+    assert "customer_tier" in error
 
 
 def test_requeue_puts_refused_requests_back_once_and_leaves_answered_ones(tickets, emulator, app_dsn, capsys):
@@ -171,18 +180,18 @@ def test_requeue_puts_refused_requests_back_once_and_leaves_answered_ones(ticket
     refused, _ = _refused_night(tickets, emulator)
     emulator.clear_faults()
 
-    code, _, err = nightshift(capsys, app_dsn, "requeue", "--workload", TICKETS.name, "--status", "deadline_exceeded")
+    code, _, err = nightshift(capsys, app_dsn, "requeue", *W, "--status", "deadline_exceeded")
     assert code == 2 and "its failures: not_submitted (3)" in err
-    code, out, err = nightshift(capsys, app_dsn, "requeue", "--workload", TICKETS.name, "--status", "not_submitted",
+    code, out, err = nightshift(capsys, app_dsn, "requeue", *W, "--status", "not_submitted",
                                 "--run", str(refused.run_pk))
     assert code == 0, err
     assert "3 key(s) failed not_submitted" in out and "3 queued again, 0 already pending, 0 left alone" in out
     assert queued_keys(tickets) == ["1", "2", "3"]
-    code, out, _ = nightshift(capsys, app_dsn, "requeue", "--workload", TICKETS.name, "--status", "not_submitted")
+    code, out, _ = nightshift(capsys, app_dsn, "requeue", *W, "--status", "not_submitted")
     assert "0 queued again, 3 already pending" in out
 
     night = run_night(tickets, emulator_backend(emulator), TICKETS, emulator=emulator)
     assert night.summary.succeeded == 3
-    code, out, _ = nightshift(capsys, app_dsn, "requeue", "--workload", TICKETS.name, "--status", "not_submitted")
+    code, out, _ = nightshift(capsys, app_dsn, "requeue", *W, "--status", "not_submitted")
     assert "0 queued again, 0 already pending, 3 left alone" in out
     assert queue_states(tickets, TICKETS.name) == {"done": 3, "failed": 3}

@@ -101,11 +101,11 @@ WITH closed AS MATERIALIZED (
                ELSE 'not_submitted' END,
            error_message = CASE
                WHEN i.status = 'retry' THEN 'no retry round left: ' || coalesce(i.error_message, '')
-               WHEN i.status = 'submitted' THEN coalesce(r.details -> 'causes' ->> 'land',
-                                                         'its batch ended or was cancelled without being landed')
+               WHEN i.status = 'submitted' THEN coalesce(
+                   r.details -> 'causes' ->> 'land', 'its batch ended or was cancelled without being landed')
                WHEN %(past_deadline)s THEN 'the run''s deadline passed before this request was submitted'
-               ELSE coalesce(r.details -> 'causes' ->> 'submit', 'the run ended before this request was submitted')
-               END
+               ELSE coalesce(r.details -> 'causes' ->> 'submit',
+                             'the run ended before this request was submitted') END
       FROM nightshift.runs r
      WHERE r.run_pk = i.run_pk AND i.run_pk = %(run_pk)s AND i.status IN ('pending', 'submitted', 'retry')
  RETURNING i.request_id, i.error_type, i.error_message

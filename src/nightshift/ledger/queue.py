@@ -169,7 +169,8 @@ def enqueue_matching(conn: psycopg.Connection, workload: str, source: sql.Identi
     ``params``, bound, never spliced); returns (rows matched, keys queued)."""
     statement = sql.SQL(
         "SELECT cardinality(keys), nightshift.enqueue(%(workload)s, keys) "
-        "FROM (SELECT ARRAY(SELECT s.{key}::text FROM {source} s WHERE {condition} ORDER BY s.{key}) AS keys) k"
+        "FROM (SELECT ARRAY(SELECT s.{key}::text FROM {source} s WHERE {condition} ORDER BY s.{key}) "
+        "AS keys) k"
     ).format(key=key, source=source, condition=condition)
     matched, queued = conn.execute(statement, {**params, "workload": workload}).fetchone()
     return matched, queued
@@ -191,27 +192,31 @@ WITH failed AS (
     SELECT DISTINCT i.source_key, i.run_pk
       FROM nightshift.items i JOIN nightshift.runs r USING (run_pk)
      WHERE r.workload = %(workload)s AND r.mode <> 'shadow' AND i.status = 'failed'
-       AND i.error_type = ANY(%(error_types)s) AND (%(run_pk)s::bigint IS NULL OR i.run_pk = %(run_pk)s::bigint)
+       AND i.error_type = ANY(%(error_types)s)
+       AND (%(run_pk)s::bigint IS NULL OR i.run_pk = %(run_pk)s::bigint)
 ), latest AS (
     SELECT DISTINCT ON (i.source_key) i.source_key, i.run_pk, i.status, i.error_type, i.updated_at
       FROM nightshift.items i JOIN nightshift.runs r USING (run_pk)
-     WHERE r.workload = %(workload)s AND r.mode <> 'shadow' AND i.source_key IN (SELECT source_key FROM failed)
+     WHERE r.workload = %(workload)s AND r.mode <> 'shadow'
+       AND i.source_key IN (SELECT source_key FROM failed)
      ORDER BY i.source_key, i.run_pk DESC, i.updated_at DESC
 ), chosen AS (
     SELECT ARRAY(
         SELECT l.source_key FROM latest l JOIN failed f USING (source_key, run_pk)
          WHERE l.status = 'failed' AND l.error_type = ANY(%(error_types)s)
            AND NOT EXISTS (SELECT 1 FROM app.llm_requests q
-                            WHERE q.workload = %(workload)s AND q.source_key = l.source_key AND q.status = 'done'
-                              AND q.completed_at > l.updated_at)
+                            WHERE q.workload = %(workload)s AND q.source_key = l.source_key
+                              AND q.status = 'done' AND q.completed_at > l.updated_at)
          ORDER BY l.run_pk, l.source_key) AS keys
 )
-SELECT (SELECT count(DISTINCT source_key) FROM failed), cardinality(keys), nightshift.enqueue(%(workload)s, keys)
+SELECT (SELECT count(DISTINCT source_key) FROM failed), cardinality(keys),
+       nightshift.enqueue(%(workload)s, keys)
   FROM chosen
 """
 
 
-def requeue(conn: psycopg.Connection, workload: str, error_types: Sequence[str], run_pk: int | None) -> Requeued:
+def requeue(conn: psycopg.Connection, workload: str, error_types: Sequence[str],
+            run_pk: int | None) -> Requeued:
     failed, chosen, queued = conn.execute(REQUEUE, {"workload": workload, "error_types": list(error_types),
                                                     "run_pk": run_pk}).fetchone()
     return Requeued(failed, failed - chosen, queued, chosen - queued)

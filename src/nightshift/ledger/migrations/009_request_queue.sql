@@ -37,8 +37,9 @@ DECLARE
     queued integer;
 BEGIN
     IF workload IS NULL OR workload !~ '^[a-z][a-z0-9_]*$' THEN
-        RAISE EXCEPTION 'nightshift.enqueue: workload % is not a workload name (lower-case letters, digits, _)',
-            quote_nullable(workload) USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'nightshift.enqueue: workload % is not a workload name (a-z, 0-9, _)',
+            quote_nullable(workload)
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF array_position(keys, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'nightshift.enqueue: key #% is NULL', array_position(keys, NULL)
