@@ -43,7 +43,16 @@ def deployment(tmp_path_factory):
     """A fresh venv with Airflow and the wheel, built from this work tree the way a release is."""
     root = tmp_path_factory.mktemp("deployment")
     wheels = root / "wheels"
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", wheels, PROJECT_ROOT])
+    # setuptools leaves build/ and src/nightshift.egg-info in the tree it builds from; the egg-info beside
+    # the sources would be a second "nightshift" distribution (two providers, two plugins) for every
+    # later Airflow process of this work tree, so the build leaves the tree as it found it
+    leftovers = [PROJECT_ROOT / "build", PROJECT_ROOT / "src" / "nightshift.egg-info"]
+    existed = {path for path in leftovers if path.exists()}
+    try:
+        run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", wheels, PROJECT_ROOT])
+    finally:
+        for path in set(leftovers) - existed:
+            shutil.rmtree(path, ignore_errors=True)
     (wheel,) = wheels.glob("nightshift-*.whl")
     venv = root / "venv"
     run([sys.executable, "-m", "venv", venv])
