@@ -1,8 +1,9 @@
 """`make demo`: one night end to end on the embedded defaults, then the report.
 
 Local Postgres (app DB and Airflow metadata DB), the local API emulator, the night's DAGs
-run with ``airflow dags test`` (tasks, deferral and triggers run in-process), and the
-downstream DAG those DAGs' Assets feed. The cluster stays up afterwards so the rows can be
+run with ``airflow dags test`` (tasks, deferral and triggers run in-process; their task logs
+written where the Airflow UI reads them, :mod:`.task_logs`), and the downstream DAG those DAGs'
+Assets feed. The cluster stays up afterwards so the rows can be
 inspected; ``make down`` stops it.
 """
 
@@ -28,6 +29,8 @@ console = Console()
 DEMO_EMULATOR = ["--speed", "60", "--rate", "10", "--malformed-rate", "0.01",
                  "--fault", "item_error error_type=overloaded_error rate=0.02 count=40"]
 DEMO_RUN_CONF = '{"poll_interval_seconds": 2}'
+#: ``airflow dags test``, writing task logs where the UI reads them (:mod:`.task_logs`)
+DAGS_TEST = [sys.executable, "-m", "nightshift_dev.localdev.task_logs"]
 
 
 def emulator_service(prof: Profile, *, fresh: bool) -> Service:
@@ -44,9 +47,17 @@ def emulator_service(prof: Profile, *, fresh: bool) -> Service:
 
 
 def airflow(prof: Profile, *args: str, log_name: str | None = None) -> subprocess.CompletedProcess:
+    return _run(prof, [str(Path(sys.executable).parent / "airflow"), *args], log_name)
+
+
+def dags_test(prof: Profile, dag_id: str, *args: str, log_name: str | None = None) -> subprocess.CompletedProcess:
+    """``airflow dags test`` whose task logs the Airflow UI can show (:mod:`.task_logs`)."""
+    return _run(prof, [*DAGS_TEST, dag_id, *args], log_name)
+
+
+def _run(prof: Profile, argv: list[str], log_name: str | None) -> subprocess.CompletedProcess:
     env = {**os.environ, **prof.environment()}
-    binary = str(Path(sys.executable).parent / "airflow")
-    result = subprocess.run([binary, *args], env=env, capture_output=True, text=True)
+    result = subprocess.run(argv, env=env, capture_output=True, text=True)
     if log_name:
         log_dir = prof.root / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +113,7 @@ def run(*, tickets: int, products: int) -> int:
         for dag_id in night_dag_ids():
             t0 = step(f"airflow dags test {dag_id}")
             conf = ["-c", DEMO_RUN_CONF] if dag_id != "nightly_insights" else []
-            result = airflow(prof, "dags", "test", dag_id, *conf, log_name=dag_id)
+            result = dags_test(prof, dag_id, *conf, log_name=dag_id)
             state = "[green]success[/]" if result.returncode == 0 else f"[red]failed ({result.returncode})[/]"
             console.print(f"  {state} in {time.monotonic() - t0:.1f}s — log: {prof.root / 'logs' / (dag_id + '.log')}")
             if result.returncode:
@@ -111,7 +122,7 @@ def run(*, tickets: int, products: int) -> int:
         queued = _asset_queue(prof, "nightly_insights")
         console.print(f"  Asset events queued nightly_insights: {queued or 'nothing'}")
         t0 = step("airflow dags test nightly_insights (downstream, unchanged)")
-        result = airflow(prof, "dags", "test", "nightly_insights", log_name="nightly_insights")
+        result = dags_test(prof, "nightly_insights", log_name="nightly_insights")
         console.print(f"  {'[green]success[/]' if result.returncode == 0 else '[red]failed[/]'} in "
                       f"{time.monotonic() - t0:.1f}s")
     finally:
