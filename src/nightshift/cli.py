@@ -52,7 +52,11 @@ def cmd_parity(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift.deployment import get_workload
 
     with db.connect(_dsn(args)) as conn:
-        report = parity.compare(conn, get_workload(args.workload))
+        try:
+            report = parity.compare(conn, get_workload(args.workload))
+        except parity.NoShadowRun as exc:
+            print(exc, file=sys.stderr)
+            return 1
         parity.record(conn, report)
     if args.json:
         import json
@@ -70,7 +74,8 @@ def cmd_switch(args: argparse.Namespace, rest: list[str]) -> int:
 
     with db.connect(_dsn(args)) as conn:
         try:
-            print(switch(conn, get_workload(args.workload), args.to, min_agreement=args.min_agreement))
+            print(switch(conn, get_workload(args.workload), args.to, min_agreement=args.min_agreement,
+                         min_keys=args.min_keys))
         except SwitchRefused as exc:
             print(exc, file=sys.stderr)
             return 1
@@ -248,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", required=True)
     p.add_argument("--to", required=True, choices=["shadow", "batch"])
     p.add_argument("--min-agreement", type=float, help="override the workload's migration.min_agreement")
+    p.add_argument("--min-keys", type=int, help="override the workload's migration.min_keys")
     p.add_argument("--dsn")
     p.set_defaults(func=cmd_switch)
 

@@ -14,7 +14,7 @@ from nightshift.migration.modes import get_mode, set_mode
 from nightshift.migration.switch import SwitchRefused, switch
 from nightshift.streaming import run_streaming
 from nightshift.deployment import get_workload
-from tests.batch_night import wait_until_ended
+from tests.batch_night import run_night, wait_until_ended
 from tests.helpers import destination_rows, queue_states, emulator_backend, seed
 
 TICKETS = get_workload("ticket_classification")
@@ -83,10 +83,11 @@ def test_the_switch_refuses_below_the_threshold_with_the_numbers(app_db, emulato
     run_streaming(app_db, backend, PRODUCTS, claimer="stream")
     emulator.add_fault(kind="perturb", custom_id=r".*-q2")
     shadow_night(app_db, backend, PRODUCTS)
-    with pytest.raises(SwitchRefused, match=r"agreement 90\.00% \(9 of 10 rows\) is below the required 98\.00%"):
-        switch(app_db, PRODUCTS, "batch")
+    with pytest.raises(SwitchRefused, match=r"agreement 90\.00% \(9 of 10 keys, 0 shadow failures\) is below "
+                                            r"the required 98\.00%"):
+        switch(app_db, PRODUCTS, "batch", min_keys=10)
     assert get_mode(app_db, PRODUCTS) == "shadow"
-    assert "switched to batch" in switch(app_db, PRODUCTS, "batch", min_agreement=0.9)
+    assert "switched to batch" in switch(app_db, PRODUCTS, "batch", min_agreement=0.9, min_keys=10)
     assert get_mode(app_db, PRODUCTS) == "batch"
     recorded = app_db.execute("SELECT count(*) FROM nightshift.parity_reports WHERE workload = %s",
                               (PRODUCTS.name,)).fetchone()[0]
@@ -95,8 +96,55 @@ def test_the_switch_refuses_below_the_threshold_with_the_numbers(app_db, emulato
 
 def test_switching_with_no_evidence_is_refused(app_db, emulator):
     set_mode(app_db, TICKETS, "shadow")
-    with pytest.raises(SwitchRefused, match="no shadow row could be compared"):
+    with pytest.raises(SwitchRefused, match="no key has both a streaming and a shadow answer"):
         switch(app_db, TICKETS, "batch")
+
+
+def test_parity_before_any_shadow_run_says_so_in_one_line(app_db, capsys):
+    from nightshift.cli import main
+
+    app_db.execute("DROP TABLE IF EXISTS nightshift.shadow_ticket_classification")
+    app_db.commit()
+    assert main(["parity", "--workload", TICKETS.name]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("ticket_classification has no shadow run yet, so there is nothing to compare: run "
+                   "`nightshift switch --workload ticket_classification --to shadow`, then its batch DAG")
+    assert main(["parity", "--workload", TICKETS.name, "--json"]) == 1
+
+
+def test_agreement_rests_only_on_keys_the_streaming_path_answered(app_db, emulator):
+    """Destination rows an earlier batch-mode night wrote are not streaming answers: comparing the shadow run
+    with them would be batch against batch."""
+    backend = emulator_backend(emulator)
+    seed(app_db, tickets=6)
+    run_night(app_db, backend, TICKETS, airflow_run_id="batch-mode-night")
+    seed(app_db, tickets=4)
+    set_mode(app_db, TICKETS, "shadow")
+    run_streaming(app_db, backend, TICKETS, claimer="stream")
+    shadow_night(app_db, backend, TICKETS)
+    assert app_db.execute("SELECT count(*) FROM nightshift.shadow_ticket_classification").fetchone()[0] == 10
+
+    report = parity.compare(app_db, TICKETS)
+    assert (report.rows_compared, report.rows_agreeing, report.only_batch, report.only_streaming) == (4, 4, 6, 0)
+    with pytest.raises(SwitchRefused, match=r"rests on 4 keys, fewer than the 200 required \(migration.min_keys\)"):
+        switch(app_db, TICKETS, "batch")
+    assert "over 4 keys" in switch(app_db, TICKETS, "batch", min_keys=4)
+
+
+def test_a_key_the_shadow_run_failed_counts_as_a_disagreement(app_db, emulator):
+    seed(app_db, tickets=12)
+    backend = emulator_backend(emulator)
+    set_mode(app_db, TICKETS, "shadow")
+    run_streaming(app_db, backend, TICKETS, claimer="stream")
+    emulator.add_fault(kind="perturb", mode="schema_violation", custom_id=r".*-q(3|7)")
+    summary = shadow_night(app_db, backend, TICKETS)
+    assert summary.failed == {"invalid_output": 2}
+
+    report = parity.compare(app_db, TICKETS)
+    assert (report.rows_compared, report.rows_agreeing, report.shadow_failures) == (12, 10, 2)
+    assert report.agreement == pytest.approx(10 / 12)
+    failed_keys = {d.key for d in report.differences}
+    assert len(failed_keys) == 2
 
 
 def test_text_similarity_tolerates_wording_noise_not_different_meaning():

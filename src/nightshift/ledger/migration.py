@@ -44,30 +44,53 @@ def ensure_shadow_table(conn: psycopg.Connection, workload: Workload) -> None:
                                                       sql.Identifier(schema, table)))
 
 
+def shadow_table_exists(conn: psycopg.Connection, workload: Workload) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (shadow_table(workload),)).fetchone()[0]
+
+
 def paired_rows(conn: psycopg.Connection, workload: Workload) -> Iterator[tuple]:
-    """Each key the shadow table or a shadow run's destination row has (the streaming answer to a
-    request a shadow run also answered, by the ledger's delivery record or the row's own request_id
-    column): ``(key as text, in the destination, in the shadow, then per destination column:
-    destination value, shadow value)``."""
+    """One row per key that has a streaming answer or a shadow answer: ``(key as text, has a streaming
+    answer, has a shadow row, the shadow run failed it, then per destination column: destination value,
+    shadow value)``.
+
+    A streaming answer is a destination row the streaming path delivered (its request, by the ledger's
+    delivery record or the row's own request_id column, is one the streaming path paid for), so rows a
+    batch run wrote are never taken for the streaming side. A shadow answer is the shadow table's row,
+    or, where it has none, a shadow run's failed item for the key: a failure the switch would ship.
+    """
     key = workload.destination.key
     columns = list(workload.destination.columns)
     dest_schema, dest_table = workload.destination.table.split(".")
     shadow_schema, shadow_name = shadow_table(workload).split(".")
+    request_id = workload.destination.delivery.request_id
     query = sql.SQL(
-        "SELECT coalesce(d.{key}, s.{key})::text, d.{key} IS NOT NULL, s.{key} IS NOT NULL, {pairs} "
-        "FROM {dest} d FULL JOIN {shadow} s ON s.{key} = d.{key} "
-        "WHERE s.{key} IS NOT NULL OR coalesce((SELECT dl.request_id FROM nightshift.deliveries dl "
-        "  WHERE dl.destination = %s AND dl.source_key = d.{key}::text), {own_request_id}) IN ("
-        "  SELECT request_id FROM nightshift.items i JOIN nightshift.runs r USING (run_pk) "
-        "  WHERE r.workload = %s AND r.mode = 'shadow') "
+        "WITH streamed AS ("
+        "  SELECT d.{key}::text AS k, {dest_columns} FROM {dest} d"
+        "  LEFT JOIN nightshift.deliveries dl ON dl.destination = %(destination)s AND dl.source_key = d.{key}::text"
+        "  WHERE coalesce(dl.request_id, {own_request_id}) IN ("
+        "    SELECT request_id FROM nightshift.stream_usage WHERE workload = %(workload)s)"
+        "), shadowed AS ("
+        "  SELECT s.{key}::text AS k, {shadow_columns} FROM {shadow} s"
+        "), shadow_failed AS ("
+        "  SELECT DISTINCT i.source_key AS k FROM nightshift.items i JOIN nightshift.runs r USING (run_pk)"
+        "  WHERE r.workload = %(workload)s AND r.mode = 'shadow' AND i.status = 'failed'"
+        ") "
+        "SELECT coalesce(st.k, sh.k, f.k), st.k IS NOT NULL, sh.k IS NOT NULL, sh.k IS NULL AND f.k IS NOT NULL, "
+        "{pairs} "
+        "FROM streamed st FULL JOIN shadowed sh ON sh.k = st.k "
+        "FULL JOIN shadow_failed f ON f.k = coalesce(st.k, sh.k) "
         "ORDER BY 1").format(
         key=sql.Identifier(key),
-        own_request_id=(sql.SQL("d.{}").format(sql.Identifier(request_id)) if (request_id := (
-            workload.destination.delivery.request_id)) else sql.SQL("NULL::bigint")),
-        pairs=sql.SQL(", ").join(sql.SQL("d.{c}, s.{c}").format(c=sql.Identifier(c)) for c in columns),
+        own_request_id=sql.SQL("d.{}").format(sql.Identifier(request_id)) if request_id else sql.SQL("NULL::bigint"),
+        dest_columns=sql.SQL(", ").join(sql.SQL("d.{} AS {}").format(sql.Identifier(c), sql.Identifier(f"d_{c}"))
+                                        for c in columns),
+        shadow_columns=sql.SQL(", ").join(sql.SQL("s.{} AS {}").format(sql.Identifier(c), sql.Identifier(f"s_{c}"))
+                                          for c in columns),
+        pairs=sql.SQL(", ").join(sql.SQL("st.{}, sh.{}").format(sql.Identifier(f"d_{c}"), sql.Identifier(f"s_{c}"))
+                                 for c in columns),
         dest=sql.Identifier(dest_schema, dest_table), shadow=sql.Identifier(shadow_schema, shadow_name))
     with conn.cursor() as cur:
-        yield from cur.execute(query, (workload.destination.table, workload.name))
+        yield from cur.execute(query, {"destination": workload.destination.table, "workload": workload.name})
 
 
 def shadow_costs(conn: psycopg.Connection, workload: str) -> tuple[Decimal, Decimal, int]:

@@ -1,9 +1,11 @@
 """Parity: does the batch path (shadow table) say what the streaming path (destination) says?
 
-Row by row on the destination key: labels and structured fields must be equal; free text is
-compared after normalisation (case, whitespace, punctuation) with a similarity ratio, since
-two good summaries rarely match to the letter. Each path's cost is taken from what it
-actually spent on the same requests.
+Key by key, on the keys both paths answered: the streaming path's destination row against the
+shadow run's row, or against the shadow run's failure for the key (a failure counts as a
+disagreement: it is what the switch would ship). Labels and structured fields must be equal; free
+text is compared after normalisation (case, whitespace, punctuation) with a similarity ratio, since
+two good summaries rarely match to the letter. Keys only one path answered are counted, never
+compared. Each path's cost is taken from what it actually spent on the same requests.
 """
 
 from __future__ import annotations
@@ -34,11 +36,22 @@ class Difference:
     similarity: float | None = None
 
 
+class NoShadowRun(LookupError):
+    """Parity asked for before the workload ever ran in shadow mode: nothing to compare, said in one line."""
+
+    def __init__(self, workload: str) -> None:
+        super().__init__(f"{workload} has no shadow run yet, so there is nothing to compare: run "
+                         f"`nightshift switch --workload {workload} --to shadow`, then its batch DAG")
+
+
 @dataclass
 class ParityReport:
     workload: str
+    #: keys with both a streaming answer and a shadow answer (a row or a failure): what agreement rests on
     rows_compared: int = 0
     rows_agreeing: int = 0
+    #: compared keys whose shadow answer is a failure (each a disagreement)
+    shadow_failures: int = 0
     only_streaming: int = 0
     only_batch: int = 0
     field_agreement: dict[str, float] = field(default_factory=dict)
@@ -72,16 +85,24 @@ def is_free_text(workload: Workload, field_name: str) -> bool:
 
 
 def compare(conn: psycopg.Connection, workload: Workload) -> ParityReport:
-    """Compare every shadow row with the destination row of the same key."""
+    """Compare, key by key, the streaming path's answers with the shadow runs' answers."""
+    if not migration.shadow_table_exists(conn, workload):
+        raise NoShadowRun(workload.name)
     report = ParityReport(workload.name)
     columns = list(workload.destination.columns)
     agreeing_fields = dict.fromkeys(columns, 0)
-    for row_key, in_dest, in_shadow, *values in migration.paired_rows(conn, workload):
-        if not (in_dest and in_shadow):
-            report.only_streaming += in_dest
-            report.only_batch += in_shadow
+    for row_key, streamed, in_shadow, shadow_failed, *values in migration.paired_rows(conn, workload):
+        answered_by_shadow = in_shadow or shadow_failed
+        if not (streamed and answered_by_shadow):
+            report.only_streaming += streamed
+            report.only_batch += answered_by_shadow
             continue
         report.rows_compared += 1
+        if shadow_failed:
+            report.shadow_failures += 1
+            if len(report.differences) < MAX_LISTED_DIFFERENCES:
+                report.differences.append(Difference(row_key, "(the shadow run failed this key)", None, None))
+            continue
         row_agrees = True
         for i, column in enumerate(columns):
             streamed, batched = values[2 * i], values[2 * i + 1]

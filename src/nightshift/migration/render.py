@@ -10,8 +10,10 @@ from nightshift.migration.parity import ParityReport
 
 def print_parity(report: ParityReport, console: Console | None = None) -> None:
     console = console or Console(width=120)
-    console.print(f"[bold]Parity for {report.workload}[/]: {report.agreement:.2%} of {report.rows_compared} rows "
-                  f"agree ({report.only_streaming} only in the destination, {report.only_batch} only in the shadow table)")
+    console.print(f"[bold]Parity for {report.workload}[/]: {report.agreement:.2%} of {report.rows_compared} keys agree "
+                  f"(keys both paths answered; {report.shadow_failures} of them failed in the shadow run and count "
+                  f"as disagreements). Not compared: {report.only_streaming} keys only the streaming path answered, "
+                  f"{report.only_batch} only the shadow run")
     fields = Table("field", "agreement", title="Per field", title_justify="left")
     for column, share in report.field_agreement.items():
         fields.add_row(column, f"{share:.2%}")

@@ -320,6 +320,10 @@ class MigrationSettings(_Strict):
     text_similarity: float = Field(
         default=0.9, ge=0, le=1,
         description="How similar two free-text answers must be (0 to 1) to count as agreeing.")
+    min_keys: int = Field(
+        default=200, ge=1,
+        description="How many keys must have both a streaming and a shadow answer before the switch to batch "
+                    "is allowed: an agreement on fewer keys is too weak to rest on.")
 
 
 SAMPLING_PARAMETERS = ("temperature", "top_p", "top_k")
