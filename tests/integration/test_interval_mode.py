@@ -69,6 +69,23 @@ def test_reprocess_redoes_rows_already_at_the_current_version(app_db, emulator, 
     assert night.summary.succeeded == 8
 
 
+def test_a_backfill_rerun_of_the_same_airflow_run_with_reprocess_redoes_its_rows(app_db, emulator, three_days):
+    # `airflow backfill create --reprocess-behavior completed` clears the interval's existing run: the same
+    # Airflow run id runs again, now with the backfill's conf {"reprocess": true}
+    first = interval_night(app_db, emulator, three_days[0], "backfill__2026-03-01T00:00:00+00:00")
+    before = dict(app_db.execute("SELECT ticket_id, classified_at FROM app.ticket_classifications").fetchall())
+    batches = emulator.stats()["batches_created"]
+    again = interval_night(app_db, emulator, three_days[0], "backfill__2026-03-01T00:00:00+00:00", reprocess=True)
+    assert again.run.run_pk != first.run.run_pk and again.summary.succeeded == 8
+    assert emulator.stats()["batches_created"] == batches + 1  # new requests
+    after = dict(app_db.execute("SELECT ticket_id, classified_at FROM app.ticket_classifications").fetchall())
+    assert after.keys() == before.keys() and all(after[k] > before[k] for k in before)  # rows rewritten
+    # the first attempt keeps its items and costs, under a name that says what it was
+    assert app_db.execute("SELECT airflow_run_id, status FROM nightshift.runs WHERE run_pk = %s",
+                          (first.run.run_pk,)).fetchone() == (
+        f"backfill__2026-03-01T00:00:00+00:00 (attempt {first.run.run_pk})", "succeeded")
+
+
 def test_a_dry_run_prices_each_interval_without_creating_a_batch(app_db, emulator, three_days):
     from nightshift.batch.estimate import estimate
     from nightshift.costs import price_table

@@ -70,13 +70,27 @@ class Outcome(NamedTuple):
 _RUN_COLUMNS = sql.SQL("run_pk, workload, dag_id, airflow_run_id, deadline_at, status, mode, created_at")
 
 
+_RETIRE_CLOSED_RUN = """
+UPDATE nightshift.runs SET airflow_run_id = airflow_run_id || ' (attempt ' || run_pk || ')'
+ WHERE dag_id = %s AND airflow_run_id = %s AND status = ANY(%s)
+"""
+
+
 def ensure_run(
     conn: psycopg.Connection, workload: Workload, *, dag_id: str, airflow_run_id: str,
     deadline: timedelta | None = None, mode: RunMode = RunMode.QUEUE,
     data_interval: tuple[datetime | None, datetime | None] = (None, None),
 ) -> Run:
-    """The ledger run for an Airflow run, created on first call; later calls return it unchanged."""
+    """The ledger run for an Airflow run, created on first call; later calls return it unchanged.
+
+    An interval run (backfill) whose ledger run is already closed was run again by Airflow
+    (``backfill create --reprocess-behavior``, a cleared run): it gets a new ledger run, so its
+    interval is collected again; the closed one keeps its items and costs, renamed
+    ``<airflow run id> (attempt <run_pk>)``.
+    """
     deadline = deadline or timedelta(hours=workload.batch.deadline_hours)
+    if RunMode(mode) == RunMode.INTERVAL:
+        conn.execute(_RETIRE_CLOSED_RUN, (dag_id, airflow_run_id, [s.value for s in RunStatus if s.closed]))
     row = conn.execute(
         sql.SQL("""
         INSERT INTO nightshift.runs (workload, dag_id, airflow_run_id, mode, data_interval_start,
