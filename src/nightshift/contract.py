@@ -58,7 +58,7 @@ def check_contract(conn: psycopg.Connection, workload: Workload) -> None:
 
 
 def contract_problems(workload: Workload, source: Table | None, destination: Table | None) -> list[str]:
-    return [*_source_problems(workload, source), *_destination_problems(workload, destination)]
+    return [*_source_problems(workload, source), *_destination_problems(workload, destination, source)]
 
 
 def _source_problems(workload: Workload, table: Table | None) -> list[str]:
@@ -72,7 +72,7 @@ def _source_problems(workload: Workload, table: Table | None) -> list[str]:
             for field, column in named if column not in table.columns]
 
 
-def _destination_problems(workload: Workload, table: Table | None) -> list[str]:
+def _destination_problems(workload: Workload, table: Table | None, source: Table | None = None) -> list[str]:
     dest = workload.destination
     where = f"destination {dest.table}"
     if table is None:
@@ -92,6 +92,14 @@ def _destination_problems(workload: Workload, table: Table | None) -> list[str]:
                                      f"or map another column to {field!r} in destination.columns")
         if length_problem and column in table.columns:
             problems.append(f"{where}: column \"{column}\" {length_problem}")
+    for column, source_column in dest.source_columns.items():
+        filled.add(column)
+        found = source.columns.get(source_column) if source is not None else None
+        if found is None:
+            continue  # the source's own check names it
+        problems += _column_problems(where, table, column, found.type, source_column_types(found),
+                                     f"source_columns.{column}",
+                                     "or copy another column in destination.source_columns")
     for what, column in dest.delivery.mapped().items():
         filled.add(column)
         expected, allowed = METADATA_TYPES[what]
@@ -115,6 +123,25 @@ def _column_problems(where: str, table: Table, column: str, expected: str, allow
         return [f"{where}: column \"{column}\" is {found.type}, which cannot hold {field}'s value "
                 f"({expected}) — ALTER TABLE {table.name} ALTER COLUMN {column} TYPE {expected}, {alternative}"]
     return []
+
+
+#: Families of types one can be written into another of (text into varchar, int4 into int8…).
+_FAMILIES = (TEXT_TYPES, frozenset({"int2", "int4", "int8"}), JSON_TYPES,
+             frozenset({"timestamptz", "timestamp"}))
+
+
+def source_column_types(column: Column) -> frozenset[str]:
+    """The destination column types a source column's values can be copied into: its own type, or
+    one of its family (text types, numbers, json, timestamps); an enum's labels also fit text."""
+    allowed = {column.type}
+    for family in _FAMILIES:
+        if column.type in family:
+            allowed |= family
+    if column.type in INTEGER_TYPES | NUMBER_TYPES:
+        allowed |= NUMBER_TYPES
+    if column.is_enum:
+        allowed |= TEXT_TYPES
+    return frozenset(allowed)
 
 
 def _output_field_type(workload: Workload, field: str,

@@ -27,16 +27,21 @@ def destination_columns(workload: Workload) -> list[str]:
     """The columns a row fills from :func:`destination_row` (the written-at column is set to ``now()``)."""
     mapped = workload.destination.delivery.mapped()
     dest = workload.destination
-    return [dest.key, *dest.columns, *(mapped[m] for m in METADATA if m in mapped)]
+    return [dest.key, *dest.columns, *dest.source_columns, *(mapped[m] for m in METADATA if m in mapped)]
 
 
 def destination_row(
-    workload: Workload, source_key: Any, output: dict[str, Any], *, model: str, request_id: int | None
+    workload: Workload, source_key: Any, output: dict[str, Any], *, model: str, request_id: int | None,
+    source_row: dict[str, Any] | None = None,
 ) -> tuple[Any, ...]:
-    """One row as every path builds it: the key, the mapped output values, model, prompt version, request."""
+    """One row as every path builds it: the key, the mapped output values, the copied source values
+    (from ``source_row``, the source row by column), model, prompt version, request."""
     values = [source_key]
     for field in workload.destination.columns.values():
         value = output[field]
+        values.append(Jsonb(value) if isinstance(value, (dict, list)) else value)
+    for source_column in workload.destination.source_columns.values():
+        value = (source_row or {})[source_column]
         values.append(Jsonb(value) if isinstance(value, (dict, list)) else value)
     return (*values, model, workload.prompt_version, request_id)
 
@@ -95,13 +100,15 @@ def write_row(conn: psycopg.Connection, workload: Workload, upsert: sql.Composed
 
 def upsert_ctes(workload: Workload, select: sql.Composable, table: str | None = None) -> list[sql.Composed]:
     """The common table expressions that write the rows ``select`` yields (in :func:`destination_row`
-    order, ordered by key) to the destination (or ``table``): ``incoming``, ``delivered`` (their
+    order, source values included, ordered by key) to the destination (or ``table``): ``incoming``,
+    ``delivered`` (their
     records in the ledger, for the keys whose newest result they are) and ``destination``.
 
     Run with the parameters ``ns_destination`` (the table written) and ``ns_workload``.
     """
     delivery = workload.destination.delivery
-    values = [f"v{i}" for i in range(len(workload.destination.columns))]
+    dest = workload.destination
+    values = [f"v{i}" for i in range(len(dest.columns) + len(dest.source_columns))]
     names = ["ns_key", *values, "ns_model", "ns_prompt_version", "ns_request_id"]
     incoming = sql.SQL("incoming ({}) AS ({})").format(sql.SQL(", ").join(map(sql.Identifier, names)), select)
     delivered = sql.SQL("delivered AS ({})").format(deliveries.record_from(

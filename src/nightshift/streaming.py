@@ -132,7 +132,7 @@ def _process_one(conn, backend: BatchBackend, workload, upsert, request_id, sour
         return _fail(conn, request_id, exc.error_type, f"{where}: {exc}")
     _record_usage(conn, workload, request_id, message)
     write_row(conn, workload, upsert, destination_row(workload, source_key, output, model=message["model"],
-                                                     request_id=request_id))
+                                                     request_id=request_id, source_row=row))
     queue.mark_done(conn, [request_id])
     conn.commit()
     return "succeeded"

@@ -3,11 +3,13 @@ which output values. The catalog side runs against Postgres in tests/integration
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from nightshift.contract import contract_problems, schema_column_types
 from nightshift.deployment import get_workload
-from nightshift.destination import destination_columns, upsert_statement
+from nightshift.destination import destination_columns, destination_row, upsert_statement
 from nightshift.ledger.catalog import Column, Table
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.replies import InvalidOutput, extract_output
@@ -164,3 +166,82 @@ def test_parity_compares_a_text_output_by_similarity():
     summary = _variant("ticket_classification", TEXT, columns={"summary": "text"})
     assert is_free_text(summary, "text")
     assert not is_free_text(get_workload("ticket_classification"), "label")  # an enum: compared exactly
+
+
+def with_source_columns(workload: Workload, source_columns: dict[str, str],
+                        columns: list[str] | None = None) -> Workload:
+    """The workload revalidated with destination.source_columns (and source.columns) changed."""
+    raw = workload.model_dump(by_alias=True)
+    raw["destination"]["source_columns"] = source_columns
+    if columns is not None:
+        raw["source"]["columns"] = columns
+    return Workload.model_validate(raw)
+
+
+@pytest.mark.parametrize(("source_columns", "expected"), [
+    ({"tier": "customer_tier"}, None),
+    ({"ticket": "ticket_id"}, None),  # the key may be copied too
+    ({"tier": "region"}, "destination.source_columns.tier copies source column 'region', which is not "
+                         "source.key or in source.columns"),
+    ({"label": "customer_tier"}, "source_columns.label names column 'label', which is already "
+                                 "destination.columns.label"),
+    ({"ticket_id": "customer_tier"},
+     "source_columns.ticket_id names column 'ticket_id', which is already the key"),
+    ({"Tier": "customer_tier"}, "'Tier' is not a plain lower-case column name"),
+])
+def test_source_columns_are_checked_at_load(source_columns, expected):
+    workload = get_workload("ticket_classification")
+    if expected is None:
+        assert with_source_columns(workload, source_columns).destination.source_columns == source_columns
+    else:
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            with_source_columns(workload, source_columns)
+
+
+def test_a_delivery_column_may_not_take_a_source_columns_column():
+    raw = get_workload("ticket_classification").model_dump(by_alias=True)
+    raw["destination"]["source_columns"] = {"model": "customer_tier"}
+    with pytest.raises(ValueError, match="delivery_columns.model names column 'model', which is already "
+                                         "source_columns.model"):
+        Workload.model_validate(raw)
+
+
+@pytest.mark.parametrize(("source_type", "dest_column", "expected"), [
+    ("text", column("tier", "varchar", max_length=20), None),
+    ("text", column("tier", "tier_kind", enum=True), None),
+    ("uuid", column("tier", "uuid"), None),
+    ("int4", column("tier", "int8"), None),
+    ("int8", column("tier", "numeric"), None),
+    ("uuid", column("tier", "int8"), 'column "tier" is int8, which cannot hold '
+                                     "source_columns.tier's value (uuid) — ALTER TABLE "
+                                     "app.ticket_classifications ALTER COLUMN tier TYPE uuid"),
+    ("numeric", column("tier", "int8"), 'column "tier" is int8, which cannot hold source_columns.tier'),
+    ("text", None, 'column "tier" does not exist — add it (ALTER TABLE app.ticket_classifications '
+                   "ADD COLUMN tier text) or copy another column in destination.source_columns"),
+])
+def test_a_source_column_lands_only_in_a_column_of_a_type_that_holds_it(source_type, dest_column, expected):
+    workload = with_source_columns(get_workload("ticket_classification"), {"tier": "customer_tier"})
+    source = Table(SOURCE.name, {**SOURCE.columns, "customer_tier": column("customer_tier", source_type)}, [])
+    changes = {"tier": dest_column} if dest_column else {}
+    problems = contract_problems(workload, source, tickets_table(**changes))
+    if expected is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_a_not_null_column_filled_from_the_source_is_not_reported_unfilled():
+    workload = with_source_columns(get_workload("ticket_classification"), {"tier": "customer_tier"})
+    table = tickets_table(tier=column("tier", "text", not_null=True))
+    assert contract_problems(workload, SOURCE, table) == []
+    unfilled = contract_problems(get_workload("ticket_classification"), SOURCE, table)
+    assert 'column "tier" is NOT NULL' in unfilled[0]
+
+
+def test_copied_source_values_take_their_place_in_the_row_and_the_upsert():
+    workload = with_source_columns(get_workload("ticket_classification"), {"tier": "customer_tier"})
+    assert destination_columns(workload)[:4] == ["ticket_id", "label", "rationale", "tier"]
+    row = destination_row(workload, 7, {"label": "billing", "rationale": "r"}, model="m", request_id=3,
+                          source_row={"ticket_id": 7, "customer_tier": "gold"})
+    assert row == (7, "billing", "r", "gold", "m", workload.prompt_version, 3)
+    assert '"tier" = EXCLUDED."tier"' in upsert_statement(workload).as_string(None)

@@ -32,7 +32,7 @@ from nightshift.ledger import batches as ledger_batches
 from nightshift.ledger import items, queue
 from nightshift.ledger.status import BatchStatus, CancelReason, ItemStatus
 from nightshift.migration.modes import shadow_table
-from nightshift.queue import column_type
+from nightshift.queue import column_type, source_key_cast
 from nightshift.workloads.definition import Workload
 from nightshift.workloads.replies import InvalidOutput, extract_output
 
@@ -294,12 +294,19 @@ class SliceWriter:
         # the later request's result wins, as it would have on the streaming path.
         target = shadow_table(workload) if run.shadow else None
         self.params.update(ns_destination=target or dest.table, ns_workload=workload.name)
+        values = [sql.SQL("l.{}").format(sql.Identifier(c)) for c in value_columns]
+        source = sql.SQL("")
+        if dest.source_columns:  # copied from the source row as it is now, in this same statement
+            source_schema, source_table = workload.source.table.split(".")
+            values += [sql.SQL("s.{}").format(sql.Identifier(c)) for c in dest.source_columns.values()]
+            source = sql.SQL(" LEFT JOIN {table} s ON s.{key} = {cast}").format(
+                table=sql.Identifier(source_schema, source_table), key=sql.Identifier(workload.source.key),
+                cast=source_key_cast(conn, workload).cast(sql.SQL("l.source_key")))
         writes = upsert_ctes(workload, table=target, select=sql.SQL(
             "SELECT DISTINCT ON (l.source_key) l.source_key::{key_type}, {values}, l.model, %(prompt_version)s, "
-            "l.request_id FROM landed l WHERE l.status = 'succeeded' "
+            "l.request_id FROM landed l{source} WHERE l.status = 'succeeded' "
             "ORDER BY l.source_key, l.request_id DESC NULLS LAST").format(
-            key_type=key_type,
-            values=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in value_columns)))
+            key_type=key_type, values=sql.SQL(", ").join(values), source=source))
         parts = [sql.SQL("landed AS ({})").format(landed), *writes]
         if not run.shadow:  # in shadow mode the streaming path owns the queue
             parts.append(sql.SQL("queue AS ({})").format(queue.CLOSE_LANDED))

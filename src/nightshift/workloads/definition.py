@@ -227,6 +227,10 @@ class Destination(_Strict):
         min_length=1,
         description="`column: output field`: which answer field each destination column receives (each "
                     "field must be required by `output.schema`; a text output's field is `text`).")
+    source_columns: dict[str, str] = Field(
+        default={},
+        description="`column: source column`: destination columns copied from the source row as it is when "
+                    "the row is written (each a column of `source.columns` or `source.key`), on both paths.")
     delivery_columns: DeliveryColumns | None = Field(
         default=None,
         description="Which columns receive `model`, `prompt_version`, `request_id` and `written_at`. Left "
@@ -240,7 +244,7 @@ class Destination(_Strict):
     asset: AssetRef = Field(
         description="The Asset published after each night's writes.")
 
-    @field_validator("columns")
+    @field_validator("columns", "source_columns")
     @classmethod
     def _column_names(cls, columns: dict[str, str]) -> dict[str, str]:
         for column in columns:
@@ -254,6 +258,11 @@ class Destination(_Strict):
             raise ValueError("written_at_column and delivery_columns.written_at both given: keep "
                              "delivery_columns.written_at (written_at_column is its deprecated alias)")
         seen = {self.key: "the key", **{column: f"destination.columns.{column}" for column in self.columns}}
+        for column in self.source_columns:
+            if column in seen:
+                raise ValueError(f"source_columns.{column} names column {column!r}, "
+                                 f"which is already {seen[column]}")
+            seen[column] = f"source_columns.{column}"
         for what, column in self.delivery.mapped().items():
             if column in seen:
                 raise ValueError(f"delivery_columns.{what} names column {column!r}, "
@@ -474,6 +483,11 @@ class Workload(_Strict):
                     f"{', '.join('{' + p + '}' for p in per_item)}; a prefix that varies is never read from the "
                     "cache (cache busting). Move per-item values into prompt.item_template"
                 )
+        for column, source_column in self.destination.source_columns.items():
+            if source_column not in known:
+                raise ValueError(f"destination.source_columns.{column} copies source column "
+                                 f"{source_column!r}, which is not source.key or in source.columns "
+                                 "(add it to source.columns)")
         if self.output.is_text:
             if list(self.destination.columns.values()) != [TEXT_FIELD]:
                 raise ValueError(f"a text output fills one column: destination.columns must map exactly one "
