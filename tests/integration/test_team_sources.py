@@ -1,5 +1,6 @@
 """A team's own sources (#19): a view over a join with a text key, a materialized view with a uuid key,
-and source columns copied into the destination, on the batch and the streaming path alike.
+and source columns copied into the destination, on the batch (queue and interval mode) and the streaming
+path alike; the requests are queued by a filter over the view, as `nightshift enqueue --where` does.
 
 Everything the test works on is created here from SQL it owns; the nights run through the same
 functions the DAG's tasks call, against the emulator over HTTP.
@@ -8,9 +9,11 @@ functions the DAG's tasks call, against the emulator over HTTP.
 from __future__ import annotations
 
 import textwrap
+from datetime import UTC, datetime
 
 import pytest
 
+from nightshift.enqueue import Filter, enqueue_where
 from nightshift.streaming import run_streaming
 from nightshift.workloads.definition import load_workload_file
 from tests.batch_night import run_night
@@ -21,13 +24,16 @@ DROP SCHEMA IF EXISTS desk CASCADE;
 CREATE SCHEMA desk;
 CREATE TABLE desk.customers (customer_ref text PRIMARY KEY, name text NOT NULL, tier text NOT NULL);
 CREATE TABLE desk.tickets (ticket_ref text PRIMARY KEY, ticket_uuid uuid NOT NULL UNIQUE,
-                           customer_ref text NOT NULL REFERENCES desk.customers, subject text NOT NULL);
+                           customer_ref text NOT NULL REFERENCES desk.customers, subject text NOT NULL,
+                           opened_at timestamptz NOT NULL);
 INSERT INTO desk.customers SELECT 'CUST-' || n, 'Customer ' || n, (ARRAY['gold', 'basic'])[1 + n % 2]
   FROM generate_series(1, 3) n;
 INSERT INTO desk.tickets SELECT 'TCK-' || lpad(n::text, 4, '0'), md5('ticket ' || n)::uuid,
-                                'CUST-' || (1 + n % 3), 'Refund for order ' || n FROM generate_series(1, 6) n;
+                                'CUST-' || (1 + n % 3), 'Refund for order ' || n,
+                                '2026-03-01T00:00:00Z'::timestamptz + n * interval '1 hour'
+                           FROM generate_series(1, 6) n;
 CREATE VIEW desk.ticket_view AS
-  SELECT t.ticket_ref, t.ticket_uuid, t.subject, c.name AS customer, c.tier
+  SELECT t.ticket_ref, t.ticket_uuid, t.subject, t.opened_at, c.name AS customer, c.tier
     FROM desk.tickets t JOIN desk.customers c USING (customer_ref);
 CREATE MATERIALIZED VIEW desk.ticket_snapshot AS SELECT * FROM desk.ticket_view;
 CREATE TABLE desk.topics_by_ref (ticket_ref varchar(20) PRIMARY KEY, topic text NOT NULL,
@@ -58,6 +64,7 @@ source:
   table: desk.ticket_view
   key: ticket_ref
   columns: [subject, customer, tier]
+  timestamp_column: opened_at
 destination:
   table: desk.topics_by_ref
   key: ticket_ref
@@ -72,6 +79,7 @@ source:
   table: desk.ticket_snapshot
   key: ticket_uuid
   columns: [ticket_ref, subject, customer, tier]
+  timestamp_column: opened_at
 destination:
   table: desk.topics_by_uuid
   key: ticket_uuid
@@ -107,10 +115,10 @@ def desk(app_db, tmp_path):
 
 
 def _queue_every_source_row(conn, workload) -> None:
-    key = workload.source.key
-    conn.execute(f"INSERT INTO app.llm_requests (workload, source_key) "  # noqa: S608 (the test's own view)
-                 f"SELECT %s, {key}::text FROM {workload.source.table} ORDER BY {key}", (workload.name,))
-    conn.commit()
+    """As `nightshift enqueue --where tier=gold`, then `--where tier=basic`, filter the view."""
+    queued = [enqueue_where(conn, workload, [Filter.parse(f"tier={tier}", workload)]).queued
+              for tier in ("gold", "basic")]
+    assert queued == [2, 4]
 
 
 def _rows(conn, workload, columns: str) -> list[tuple]:
@@ -136,4 +144,12 @@ def test_a_view_over_a_join_feeds_both_paths_the_same_rows_with_copied_source_co
     _queue_every_source_row(app_db, workload)
     summary = run_streaming(app_db, backend, workload, claimer="stream:test")
     assert summary.succeeded == 6, summary
+    assert _rows(app_db, workload, "*") == batched
+
+    app_db.execute(f"TRUNCATE {workload.destination.table}")  # noqa: S608 (the test's own table)
+    app_db.commit()
+    interval = (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
+    night = run_night(app_db, backend, workload, mode="interval", data_interval=interval,
+                      airflow_run_id="backfill__2026-03-01")
+    assert night.summary.succeeded == 6, night.summary
     assert _rows(app_db, workload, "*") == batched
