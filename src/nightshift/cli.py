@@ -83,28 +83,39 @@ def cmd_switch(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace, rest: list[str]) -> int:
-    from datetime import datetime, timezone
-
     from rich.console import Console
     from rich.table import Table
 
     from nightshift import db
+    from nightshift.backfill_intervals import backfill_intervals, parse_date
     from nightshift.batch.estimate import estimate
     from nightshift.costs import price_table
     from nightshift.deployment import get_workload
 
-    def day(text: str) -> datetime:
-        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-
     workload = get_workload(args.workload)
+    try:
+        start, end = parse_date(args.start), parse_date(args.end)
+    except ValueError as exc:
+        print(f"nightshift estimate: --from {args.start!r} / --to {args.end!r}: {exc}", file=sys.stderr)
+        return 2
     with db.connect(_dsn(args)) as conn:
-        intervals = estimate(conn, workload, price_table(), day(args.start), day(args.end), reprocess=args.reprocess)
-    table = Table(title=f"Dry run: {workload.name} backfill {args.start} to {args.end} (nothing submitted)",
+        intervals = estimate(conn, workload, price_table(), backfill_intervals(workload, start, end),
+                             reprocess=args.reprocess)
+    if args.json:
+        import json
+
+        print(json.dumps([{"start": i.start.isoformat(), "end": i.end.isoformat(), "rows": i.rows,
+                           "invalid_rows": i.invalid_rows, "batch_usd": str(i.batch_usd),
+                           "streaming_usd": str(i.streaming_usd)} for i in intervals], indent=2))
+        return 0
+    table = Table(title=f"Dry run: {workload.name} backfill {args.start} to {args.end} (nothing submitted): "
+                        f"the runs of `airflow backfill create --from-date {args.start} --to-date {args.end}`",
                   title_justify="left")
     for column in ("interval", "rows", "input tokens", "output tokens", "batch", "streaming"):
         table.add_column(column, justify="left" if column == "interval" else "right")
     for i in intervals:
-        table.add_row(i.start.date().isoformat(), f"{i.rows:,}", f"{i.item_tokens + i.rows * i.prefix_tokens:,}",
+        table.add_row(f"{i.start:%Y-%m-%d %H:%M} – {i.end:%Y-%m-%d %H:%M}", f"{i.rows:,}",
+                      f"{i.item_tokens + i.rows * i.prefix_tokens:,}",
                       f"{i.output_tokens:,}", f"${i.batch_usd:.4f}", f"${i.streaming_usd:.4f}")
     table.add_row("total", f"{sum(i.rows for i in intervals):,}", "", "",
                   f"${sum(i.batch_usd for i in intervals):.4f}", f"${sum(i.streaming_usd for i in intervals):.4f}")
@@ -278,11 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dsn")
     p.set_defaults(func=cmd_requeue)
 
-    p = sub.add_parser("estimate", help="dry-run a backfill: rows, tokens and cost per day, without submitting")
+    p = sub.add_parser("estimate", help="dry-run a backfill: rows, tokens and cost per interval, without submitting")
     p.add_argument("--workload", required=True)
-    p.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD (UTC)")
-    p.add_argument("--to", dest="end", required=True, help="day after the last, YYYY-MM-DD (UTC)")
+    p.add_argument("--from", dest="start", required=True,
+                   help="as `airflow backfill create --from-date`: the first interval's start (logical date), "
+                        "YYYY-MM-DD[THH:MM+00:00], inclusive")
+    p.add_argument("--to", dest="end", required=True,
+                   help="as `airflow backfill create --to-date`: the last interval's start (logical date), inclusive")
     p.add_argument("--reprocess", action="store_true", help="count rows already at the current prompt version too")
+    p.add_argument("--json", action="store_true", help="the intervals as JSON (start, end, rows, prices)")
     p.add_argument("--dsn")
     p.set_defaults(func=cmd_estimate)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -69,16 +70,19 @@ def test_reprocess_redoes_rows_already_at_the_current_version(app_db, emulator, 
     assert night.summary.succeeded == 8
 
 
-def test_a_backfill_rerun_of_the_same_airflow_run_with_reprocess_redoes_its_rows(app_db, emulator, three_days):
+def test_a_backfill_rerun_of_the_same_airflow_run_with_reprocess_redoes_its_rows(app_db, emulator,
+                                                                                 three_days):
     # `airflow backfill create --reprocess-behavior completed` clears the interval's existing run: the same
     # Airflow run id runs again, now with the backfill's conf {"reprocess": true}
     first = interval_night(app_db, emulator, three_days[0], "backfill__2026-03-01T00:00:00+00:00")
-    before = dict(app_db.execute("SELECT ticket_id, classified_at FROM app.ticket_classifications").fetchall())
+    rows = "SELECT ticket_id, classified_at FROM app.ticket_classifications"
+    before = dict(app_db.execute(rows).fetchall())
     batches = emulator.stats()["batches_created"]
-    again = interval_night(app_db, emulator, three_days[0], "backfill__2026-03-01T00:00:00+00:00", reprocess=True)
+    again = interval_night(app_db, emulator, three_days[0], "backfill__2026-03-01T00:00:00+00:00",
+                           reprocess=True)
     assert again.run.run_pk != first.run.run_pk and again.summary.succeeded == 8
     assert emulator.stats()["batches_created"] == batches + 1  # new requests
-    after = dict(app_db.execute("SELECT ticket_id, classified_at FROM app.ticket_classifications").fetchall())
+    after = dict(app_db.execute(rows).fetchall())
     assert after.keys() == before.keys() and all(after[k] > before[k] for k in before)  # rows rewritten
     # the first attempt keeps its items and costs, under a name that says what it was
     assert app_db.execute("SELECT airflow_run_id, status FROM nightshift.runs WHERE run_pk = %s",
@@ -92,10 +96,36 @@ def test_a_dry_run_prices_each_interval_without_creating_a_batch(app_db, emulato
 
     interval_night(app_db, emulator, three_days[0], "done-already")
     batches = emulator.stats()["batches_created"]
-    days = estimate(app_db, TICKETS, price_table(), three_days[0][0], three_days[2][1])
+    days = estimate(app_db, TICKETS, price_table(), three_days)
     assert [d.rows for d in days] == [0, 5, 7]  # day 1 is at the current version already
     assert all(d.prefix_tokens >= price_table().price(TICKETS.model).min_cacheable_tokens > 0 for d in days)
     assert days[0].batch_usd == 0 and 0 < days[1].batch_usd < days[1].streaming_usd
     assert emulator.stats()["batches_created"] == batches
-    assert [d.rows for d in estimate(app_db, TICKETS, price_table(), three_days[0][0], three_days[2][1],
-                                     reprocess=True)] == [8, 5, 7]
+    assert [d.rows for d in estimate(app_db, TICKETS, price_table(), three_days, reprocess=True)] == [8, 5, 7]
+
+
+def test_estimate_covers_the_intervals_backfill_create_runs_for_the_same_dates(app_db, app_dsn, capsys):
+    from airflow.models.backfill import _get_info_list  # what `airflow backfill create` iterates
+    from airflow.sdk.timezone import parse
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from nightshift.batch_dags import backfill_dag
+    from nightshift.cli import main
+
+    for offset, count in enumerate((2, 3, 4)):  # the nights start at 02:00: each day's tickets end at 02:00
+        demo_data.generate(app_db, tickets=count, products=0, bad_every=0, enqueue=False, seed=offset,
+                           now=START + (offset + 1) * DAY + timedelta(hours=2))
+    first, last = "2026-03-01T02:00:00+00:00", "2026-03-03T02:00:00+00:00"  # first and last interval's start
+    assert main(["estimate", "--workload", TICKETS.name, "--from", first, "--to", last, "--json",
+                 "--dsn", app_dsn]) == 0
+    estimated = [(datetime.fromisoformat(i["start"]), datetime.fromisoformat(i["end"]), i["rows"])
+                 for i in json.loads(capsys.readouterr().out)]
+
+    dag = DagSerialization.from_dict(DagSerialization.to_dict(backfill_dag(TICKETS)))
+    backfill = [info.data_interval for info in _get_info_list(
+        from_date=parse(first), to_date=parse(last), reverse=False, dag=dag)]
+    assert [(start, end) for start, end, _ in estimated] == [(i.start, i.end) for i in backfill]
+    assert [rows for *_, rows in estimated] == [2, 3, 4]
+    # `airflow dags test <dag> <date>` runs the interval that ends at the date: the README says to pass its end
+    dags_test = dag.timetable.infer_manual_data_interval(run_after=parse("2026-03-02T02:00:00+00:00"))
+    assert dags_test == backfill[0]

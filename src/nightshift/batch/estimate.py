@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 import psycopg
@@ -56,16 +57,19 @@ def typical_output_tokens(conn: psycopg.Connection, workload: Workload) -> int:
     return math.ceil(mean) if mean else workload.max_tokens
 
 
-def estimate(conn: psycopg.Connection, workload: Workload, prices: PriceTable, start: datetime, end: datetime, *,
-             step: timedelta = timedelta(days=1), reprocess: bool = False) -> list[IntervalEstimate]:
+def estimate(conn: psycopg.Connection, workload: Workload, prices: PriceTable,
+             intervals: Iterable[tuple[datetime, datetime]], *,
+             reprocess: bool = False) -> list[IntervalEstimate]:
+    """Each of ``intervals`` (start, end) priced: pass the backfill's own (see
+    :func:`nightshift.backfill_intervals.backfill_intervals`), so the estimate covers what it will run."""
     prefix = prefix_tokens(workload)
     outputs = typical_output_tokens(conn, workload)
     cacheable = prefix >= prices.price(workload.model).min_cacheable_tokens
     columns = [workload.source.key, *workload.source.columns]
     query = interval_statement(workload, ESTIMATE_ROWS, sql.SQL(""))
     estimates = []
-    while start < end:
-        interval = IntervalEstimate(start, min(start + step, end), prefix_tokens=prefix)
+    for start, end in intervals:
+        interval = IntervalEstimate(start, end, prefix_tokens=prefix)
         with conn.cursor(name="nightshift_estimate") as cursor:
             cursor.execute(query, {"start": interval.start, "end": interval.end, "reprocess": reprocess,
                                    "version": workload.prompt_version, "limit": None,
@@ -79,7 +83,6 @@ def estimate(conn: psycopg.Connection, workload: Workload, prices: PriceTable, s
         conn.commit()
         _price(interval, workload, prices, outputs, cacheable)
         estimates.append(interval)
-        start = interval.end
     return estimates
 
 
