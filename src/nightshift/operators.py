@@ -318,7 +318,12 @@ class FinalizeRunOperator(FinalizeLineage, _NightshiftOperator):
                 run = self.ledger_run(conn, context)
             except LookupError:
                 raise AirflowSkipException("no ledger run: collect never started") from None
-            summary = finalize_run(conn, run, self._backend_if_possible(), self.workload)
+            backend = self._backend_if_possible()
+            try:
+                summary = finalize_run(conn, run, backend, self.workload)
+            except Exception as exc:
+                self.fail_if_permanent(exc, backend)
+                raise
         self.lineage_run, self.lineage_summary = run, summary
         self.log.info("run summary: %s", summary.as_dict())
         if summary.succeeded == 0:

@@ -98,6 +98,27 @@ def test_a_refused_api_url_fails_submit_at_its_first_try_and_hands_the_requests_
             in error, error
 
 
+def test_a_wrong_api_key_fails_the_streaming_task_at_its_first_try_and_hands_the_requests_back(
+        airflow_db, app_db, emulator, monkeypatch):
+    from tests.dags.test_batch_dags import streaming_dag
+
+    emulator.configure(api_key=emulator.api_key)
+    use_anthropic_conn(monkeypatch, emulator.url, WRONG_KEY)
+    seed(app_db, tickets=5)
+    dag = streaming_dag(get_workload(WORKLOAD))
+    for task in dag.tasks:
+        task.retry_delay = timedelta(seconds=1)
+
+    dag_run = dag.test()
+
+    assert task_states(dag_run) == {"stream_requests": "failed"}
+    assert attempts(dag_run) == {"stream_requests": 1}
+    assert emulator.stats()["endpoints"] == {"models": {"total": 1, "by_status": {"401": 1}}}
+    assert queue_states(app_db, WORKLOAD) == {"pending": 5}
+    for _, error in released_rows(app_db):
+        assert "authentication_error (401)" in error and WRONG_KEY not in error, error
+
+
 @pytest.mark.parametrize("refusal", ["role", "database", "port"])
 def test_a_database_that_refuses_the_connection_fails_every_task_at_its_first_try(
         airflow_db, app_db, app_dsn, anthropic_conn, monkeypatch, refusal):
