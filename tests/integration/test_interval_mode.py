@@ -129,3 +129,26 @@ def test_estimate_covers_the_intervals_backfill_create_runs_for_the_same_dates(a
     # `airflow dags test <dag> <date>` runs the interval that ends at the date: the README says to pass its end
     dags_test = dag.timetable.infer_manual_data_interval(run_after=parse("2026-03-02T02:00:00+00:00"))
     assert dags_test == backfill[0]
+
+
+def test_a_row_that_failed_invalid_input_is_not_requested_again_until_it_changes(app_db, emulator):
+    interval = (START, START + DAY)
+    demo_data.generate(app_db, tickets=5, products=0, bad_every=5, enqueue=False, now=interval[1], seed=3)
+    (bad,) = app_db.execute("SELECT ticket_id FROM app.support_tickets WHERE body = ''").fetchone()
+
+    def requested(night) -> dict[str, str | None]:
+        return dict(app_db.execute("SELECT source_key, error_type FROM nightshift.items WHERE run_pk = %s",
+                                   (night.run.run_pk,)).fetchall())
+
+    first = interval_night(app_db, emulator, interval, "first")
+    assert requested(first)[str(bad)] == "invalid_input" and first.summary.failed == {"invalid_input": 1}
+    again = interval_night(app_db, emulator, interval, "again")  # a later backfill of the interval
+    assert (again.summary.requests, again.summary.failed) == (0, {})
+    redo = interval_night(app_db, emulator, interval, "redo", reprocess=True)  # reprocess redoes the others only
+    assert str(bad) not in requested(redo) and (redo.summary.requests, redo.summary.failed) == (4, {})
+
+    app_db.execute("UPDATE app.support_tickets SET body = 'The invoice is charged twice.' WHERE ticket_id = %s",
+                   (bad,))
+    app_db.commit()
+    fixed = interval_night(app_db, emulator, interval, "fixed")
+    assert requested(fixed) == {str(bad): None} and fixed.summary.succeeded == 1

@@ -23,12 +23,15 @@ log = logging.getLogger(__name__)
 
 # Interval mode: the source rows whose timestamp falls in the run's data interval and whose
 # destination row is missing or was produced by another prompt version: as the ledger's delivery record
-# says, or the row's own prompt_version column for a row landed before the ledger kept them.
-# Parameters: start, end, reprocess, version, limit and ``destination`` (the destination table's name).
+# says, or the row's own prompt_version column for a row landed before the ledger kept them. A row
+# that failed invalid_input at this prompt version is left out while it is unchanged (its digest),
+# reprocess or not. Parameters: start, end, reprocess, version, limit, workload and ``destination``
+# (the destination table's name).
 INTERVAL_ROWS = sql.SQL("""
   FROM {source} s LEFT JOIN {destination} d ON d.{dest_key} = s.{key}{provenance}
  WHERE s.{ts} >= %(start)s AND s.{ts} < %(end)s
    AND (%(reprocess)s OR d.{dest_key} IS NULL OR {produced_by} IS DISTINCT FROM %(version)s)
+   AND NOT {failed_unchanged}
  ORDER BY s.{key}
  LIMIT %(limit)s
 """)
@@ -47,9 +50,18 @@ def interval_statement(workload: Workload, select: sql.SQL = sql.SQL(""),
         ts=sql.Identifier(workload.source.timestamp_column),
         provenance=deliveries.produced_by(sql.SQL("d.{}").format(sql.Identifier(workload.destination.key))),
         produced_by=_produced_by(workload),
+        failed_unchanged=items.failed_invalid_unchanged(
+            sql.SQL("s.{}::text").format(sql.Identifier(workload.source.key)), source_digest(workload)),
         columns=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c))
                                    for c in [workload.source.key, *workload.source.columns]))
     return select.format(**names) + INTERVAL_ROWS.format(**names) + end.format(**names)
+
+
+def source_digest(workload: Workload) -> sql.Composed:
+    """A source row's digest (aliased ``s``): its key and source columns; it changes when any of them does."""
+    columns = [workload.source.key, *workload.source.columns]
+    return sql.SQL("md5(row({})::text)").format(
+        sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns))
 
 
 def _produced_by(workload: Workload) -> sql.Composable:
@@ -77,9 +89,10 @@ def collect(conn: psycopg.Connection, workload: Workload, run: Run, *, limit: in
         if start is None or end is None:
             raise ValueError(f"run {run.run_pk} has no data interval: interval mode needs one")
         newly_claimed = items.add_interval_rows(
-            conn, sql.Identifier(workload.source.key), interval_statement(workload),
+            conn, sql.Identifier(workload.source.key), source_digest(workload), interval_statement(workload),
             {"run_pk": run.run_pk, "start": start, "end": end, "reprocess": reprocess,
-             "version": workload.prompt_version, "limit": limit, "destination": workload.destination.table})
+             "workload": workload.name, "version": workload.prompt_version, "limit": limit,
+             "destination": workload.destination.table})
     elif run.shadow:
         start, end = runs.shadow_window(conn, run.run_pk)
         newly_claimed = queue.copy_window_into_run(conn, workload=workload.name, run_pk=run.run_pk, limit=limit,

@@ -72,7 +72,7 @@ def estimate(conn: psycopg.Connection, workload: Workload, prices: PriceTable,
         interval = IntervalEstimate(start, end, prefix_tokens=prefix)
         with conn.cursor(name="nightshift_estimate") as cursor:
             cursor.execute(query, {"start": interval.start, "end": interval.end, "reprocess": reprocess,
-                                   "version": workload.prompt_version, "limit": None,
+                                   "workload": workload.name, "version": workload.prompt_version, "limit": None,
                                    "destination": workload.destination.table})
             for values in cursor:
                 try:

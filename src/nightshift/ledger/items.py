@@ -73,20 +73,33 @@ def analyze(conn: psycopg.Connection) -> None:
 # Interval mode: one item per source row that ``rows`` selects (``FROM`` onwards). Keys that are
 # not custom_id-safe are hashed; the item keeps the key itself.
 INTERVAL_INTO_LEDGER = sql.SQL("""
-INSERT INTO nightshift.items (run_pk, custom_id, source_key)
+INSERT INTO nightshift.items (run_pk, custom_id, source_key, source_digest)
 SELECT %(run_pk)s,
        'r' || %(run_pk)s || '-' || CASE WHEN s.{key}::text ~ '^[a-zA-Z0-9_-]{{1,40}}$' THEN 'k' || s.{key}::text
                                       ELSE 'h' || md5(s.{key}::text) END,
-       s.{key}::text
+       s.{key}::text, {digest}
 """)
 INTERVAL_INTO_LEDGER_END = sql.SQL("ON CONFLICT (run_pk, custom_id) DO NOTHING")
 
+# An interval row that failed invalid_input in an earlier interval run of the workload at the same prompt
+# version, the source row then having the digest it has now. Parameters: workload, version.
+FAILED_INVALID_UNCHANGED = sql.SQL("""EXISTS (
+    SELECT 1 FROM nightshift.items fi JOIN nightshift.runs fr ON fr.run_pk = fi.run_pk
+     WHERE fr.workload = %(workload)s AND fr.mode = 'interval' AND fr.prompt_version = %(version)s
+       AND fi.error_type = 'invalid_input' AND fi.source_key = {key} AND fi.source_digest = {digest})""")
 
-def add_interval_rows(conn: psycopg.Connection, key: sql.Identifier, rows: sql.Composable,
-                      params: dict[str, Any]) -> int:
-    """Add an item for each source row ``rows`` selects (aliased ``s``, keyed by ``key``); return how
-    many were new."""
-    statement = INTERVAL_INTO_LEDGER.format(key=key) + rows + INTERVAL_INTO_LEDGER_END
+
+def failed_invalid_unchanged(source_key: sql.Composable, digest: sql.Composable) -> sql.Composed:
+    """A condition on a source row (its key as text, its digest): it already failed ``invalid_input``
+    as it is now."""
+    return FAILED_INVALID_UNCHANGED.format(key=source_key, digest=digest)
+
+
+def add_interval_rows(conn: psycopg.Connection, key: sql.Identifier, digest: sql.Composable,
+                      rows: sql.Composable, params: dict[str, Any]) -> int:
+    """Add an item for each source row ``rows`` selects (aliased ``s``, keyed by ``key``, ``digest`` its
+    source digest); return how many were new."""
+    statement = INTERVAL_INTO_LEDGER.format(key=key, digest=digest) + rows + INTERVAL_INTO_LEDGER_END
     return conn.execute(statement, params).rowcount
 
 
