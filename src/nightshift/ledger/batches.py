@@ -199,9 +199,19 @@ async def record_batch_state_async(conn: psycopg.AsyncConnection, backend_batch_
                        batch_state_params(backend_batch_id, processing_status, request_counts, ended_at))
 
 
-async def record_poll_async(conn: psycopg.AsyncConnection, batch_ids: list[str], polled_at: datetime,
-                            next_poll_at: datetime | None) -> None:
-    await conn.execute(RECORD_POLL, (polled_at, next_poll_at, list(batch_ids)))
+#: Many waits' poll times in one statement; an older poll never overwrites a newer one.
+RECORD_POLLS = """
+UPDATE nightshift.batches b SET last_polled_at = v.polled_at, next_poll_at = v.next_poll_at
+  FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS v(id, polled_at, next_poll_at)
+ WHERE b.backend_batch_id = v.id AND (b.last_polled_at IS NULL OR b.last_polled_at <= v.polled_at)
+"""
+
+
+async def record_polls_async(conn: psycopg.AsyncConnection,
+                             polls: dict[str, tuple[datetime, datetime | None]]) -> None:
+    """``polls``: batch id → (polled at, next poll at; None once its wait stopped polling)."""
+    ids = list(polls)
+    await conn.execute(RECORD_POLLS, (ids, [polls[i][0] for i in ids], [polls[i][1] for i in ids]))
 
 
 async def mark_cancelled_async(conn: psycopg.AsyncConnection, batch_ids: list[str],
