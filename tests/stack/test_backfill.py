@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -49,3 +50,46 @@ def test_a_five_day_backfill_lands_every_interval_once(airflow_stack, app_db, em
             "WHERE r.data_interval_start = %s AND NOT (t.created_at >= r.data_interval_start "
             "AND t.created_at < r.data_interval_end)", (start,)).fetchone()[0]
         assert outside == 0
+
+
+def test_the_readmes_redo_command_redoes_a_backfilled_date(airflow_stack, app_db, emulator):
+    day = datetime(2026, 4, 1, 2, tzinfo=timezone.utc)
+    demo_data.generate(app_db, tickets=PER_DAY, products=0, bad_every=0, enqueue=False, seed=11,
+                       now=day + timedelta(days=1))
+    airflow_stack.forget_runs(DAG_ID)
+    airflow_stack.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+
+    def backfill(*extra: str, conf: dict) -> None:
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), "backfill", "create", "--dag-id", DAG_ID,
+             "--from-date", day.isoformat(), "--to-date", day.isoformat(), *extra,
+             "--dag-run-conf", json.dumps({"poll_interval_seconds": 0.5, **conf})],
+            env=os.environ.copy(), capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+
+    def finished() -> list[str]:
+        runs = airflow_stack.wait_for_runs(DAG_ID, 1, prefix="backfill__", timeout=600)
+        # Airflow allows one open backfill per DAG: the scheduler closes it some time after its runs end
+        deadline = time.monotonic() + 300
+        while not all(b.get("completed_at") for b in
+                      airflow_stack.api("GET", "/backfills", params={"dag_id": DAG_ID})["backfills"]):
+            assert time.monotonic() < deadline, "the scheduler did not mark the backfill completed"
+            time.sleep(2)
+        return [r["state"] for r in runs]
+
+    rows = "SELECT ticket_id, classified_at FROM app.ticket_classifications"
+
+    backfill(conf={})
+    assert finished() == ["success"]
+    before = dict(app_db.execute(rows).fetchall())
+    assert len(before) == PER_DAY
+    app_db.commit()
+
+    backfill("--reprocess-behavior", "completed", conf={"reprocess": True})  # as the README says
+    assert finished() == ["success"]
+    after = dict(app_db.execute(rows).fetchall())
+    assert after.keys() == before.keys() and all(after[k] > before[k] for k in before)  # rows rewritten
+    attempts = app_db.execute("SELECT requests, succeeded, status FROM nightshift.runs "
+                              "WHERE mode = 'interval' AND data_interval_start = %s ORDER BY run_pk",
+                              (day,)).fetchall()
+    assert attempts == [(PER_DAY, PER_DAY, "succeeded")] * 2  # new requests: a second ledger run
