@@ -93,11 +93,15 @@ def cmd_estimate(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift.deployment import get_workload
 
     workload = get_workload(args.workload)
-    try:
-        start, end = parse_date(args.start), parse_date(args.end)
-    except ValueError as exc:
-        print(f"nightshift estimate: --from {args.start!r} / --to {args.end!r}: {exc}", file=sys.stderr)
-        return 2
+    dates = {}
+    for flag, text in (("--from", args.start), ("--to", args.end)):
+        try:
+            dates[flag] = parse_date(text)
+        except ValueError as exc:
+            print(f"nightshift estimate: {flag} {text!r}: {exc} (a date or timestamp, e.g. 2026-03-01 or "
+                  "2026-03-01T02:00:00+00:00)", file=sys.stderr)
+            return 2
+    start, end = dates["--from"], dates["--to"]
     with db.connect(_dsn(args)) as conn:
         intervals = estimate(conn, workload, price_table(), backfill_intervals(workload, start, end),
                              reprocess=args.reprocess)
