@@ -1,9 +1,10 @@
-"""A team's own tables (#19): a destination with none of Nightshift's columns, a plain-text output, and
-a contract mismatch that fails before anything is sent.
+"""A team's own tables (#19): a source that is a join with a text key, a destination with none of
+Nightshift's columns, a plain-text output, work queued with the CLI and the SQL function, and a
+contract mismatch that fails before anything is sent.
 
 Everything the test works on is created here from SQL it owns, and the workloads are written to a
-folder of their own; the nights run through the same functions the DAG's tasks call, against the
-emulator over HTTP.
+folder of their own outside the repository (the deployment's [nightshift] workloads_folder); the nights
+run through the same functions the DAG's tasks call, against the emulator over HTTP.
 """
 
 from __future__ import annotations
@@ -17,33 +18,41 @@ from nightshift.streaming import run_streaming
 from nightshift.workloads.definition import load_workload_file
 from tests.batch_night import run_night
 from tests.helpers import emulator_backend
+from tests.integration.test_shadow_and_parity import shadow_night
 
 TEAM_TABLES = """
 DROP SCHEMA IF EXISTS team CASCADE;
 CREATE SCHEMA team;
-CREATE TABLE team.articles (article_id bigint PRIMARY KEY, title text NOT NULL, body text NOT NULL);
-CREATE TABLE team.article_topics (article_id bigint PRIMARY KEY, topic text NOT NULL, confidence numeric);
-CREATE TABLE team.article_summaries (article_id bigint PRIMARY KEY, summary varchar(2000) NOT NULL,
+CREATE TABLE team.authors (author_id integer PRIMARY KEY, name text NOT NULL);
+CREATE TABLE team.articles (slug text PRIMARY KEY, author_id integer NOT NULL REFERENCES team.authors,
+                            title text NOT NULL, body text NOT NULL);
+CREATE VIEW team.article_feed AS
+  SELECT a.slug, a.title, a.body, w.name AS author FROM team.articles a JOIN team.authors w USING (author_id);
+CREATE TABLE team.article_topics (slug text PRIMARY KEY, topic text NOT NULL, confidence numeric);
+CREATE TABLE team.article_summaries (slug text PRIMARY KEY, summary varchar(2000) NOT NULL,
                                      summarised_at timestamptz);
-INSERT INTO team.articles SELECT n, 'Article ' || n, 'The body of article ' || n || ' about refunds.'
+INSERT INTO team.authors VALUES (1, 'Ada'), (2, 'Grace');
+INSERT INTO team.articles SELECT 'article-' || n, 1 + n % 2, 'Article ' || n,
+                                 'The body of article ' || n || ' about refunds.'
   FROM generate_series(1, 8) n;
 """
 TEAM_COLUMNS = {
-    "team.article_topics": ["article_id", "topic", "confidence"],
-    "team.article_summaries": ["article_id", "summary", "summarised_at"],
+    "team.article_topics": ["slug", "topic", "confidence"],
+    "team.article_summaries": ["slug", "summary", "summarised_at"],
 }
+KEYS = [f"article-{n}" for n in range(1, 9)]
 
 COMMON = """
 model: claude-haiku-5-5
 effort: low
 max_tokens: 600
 source:
-  table: team.articles
-  key: article_id
-  columns: [title, body]
+  table: team.article_feed
+  key: slug
+  columns: [title, body, author]
 prompt:
   instructions_file: instructions.md
-  item_template: "{title}: {body}"
+  item_template: "{title} by {author}: {body}"
 """
 TOPICS = """
 name: article_topics
@@ -58,7 +67,7 @@ output:
       confidence: {type: number}
 destination:
   table: team.article_topics
-  key: article_id
+  key: slug
   columns: {topic: topic, confidence: confidence}
   delivery_columns: {}
   asset: {name: team.article_topics, uri: "postgres://appdb:5432/app/team/article_topics"}
@@ -68,7 +77,7 @@ name: article_summaries
 output: {type: text, max_chars: 2000}
 destination:
   table: team.article_summaries
-  key: article_id
+  key: slug
   columns: {summary: text}
   delivery_columns: {written_at: summarised_at}
   asset: {name: team.article_summaries, uri: "postgres://appdb:5432/app/team/article_summaries"}
@@ -83,17 +92,32 @@ def _workload(folder, name: str, text: str, extra: str = ""):
 
 
 @pytest.fixture
-def team(app_db, tmp_path):
+def team(app_db, tmp_path, monkeypatch):
     app_db.execute(TEAM_TABLES)
     app_db.commit()
-    return {"topics": _workload(tmp_path, "article_topics", TOPICS),
-            "summaries": _workload(tmp_path, "article_summaries", SUMMARIES)}
+    folder = tmp_path / "team-workloads"  # outside the repository, as a deployment's own folder
+    folder.mkdir()
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__WORKLOADS_FOLDER", str(folder))
+    return {"topics": _workload(folder, "article_topics", TOPICS),
+            "summaries": _workload(folder, "article_summaries", SUMMARIES)}
 
 
-def _queue(conn, workload, keys=range(1, 9)) -> None:
-    conn.cursor().executemany("INSERT INTO app.llm_requests (workload, source_key) VALUES (%s, %s)",
-                              [(workload.name, str(k)) for k in keys])
+def _queue(conn, workload, keys=KEYS) -> None:
+    """The SQL function a team's own jobs call."""
+    assert conn.execute("SELECT nightshift.enqueue(%s, %s)", (workload.name, list(keys))).fetchone()[0] == len(keys)
     conn.commit()
+
+
+def _enqueue_with_the_cli(app_dsn, capsys, monkeypatch, workload, keys=KEYS) -> None:
+    import io
+
+    from nightshift.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(keys) + "\n"))
+    code = main(["enqueue", "--workload", workload.name, "--keys-file", "-", "--dsn", app_dsn])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"{len(keys)} queued, 0 already pending" in out
 
 
 def _columns(conn, table: str) -> list[str]:
@@ -107,11 +131,12 @@ def _rows(conn, table: str) -> list[tuple]:
 
 
 @pytest.mark.parametrize("which", ["topics", "summaries"])
-def test_rows_land_in_the_teams_columns_only_on_both_paths_alike(app_db, emulator, team, which):
+def test_rows_land_in_the_teams_columns_only_on_both_paths_alike(app_db, app_dsn, emulator, team, which, capsys,
+                                                                 monkeypatch):
     workload = team[which]
     table = workload.destination.table
     backend = emulator_backend(emulator)
-    _queue(app_db, workload)
+    _enqueue_with_the_cli(app_dsn, capsys, monkeypatch, workload)
     night = run_night(app_db, backend, workload)
     assert night.summary.succeeded == 8, night.summary
     batched = _rows(app_db, table)
@@ -142,13 +167,13 @@ def test_an_older_requests_result_never_replaces_a_newer_one_without_a_request_i
     """The queue order the upsert kept on ``request_id`` is kept in the ledger when the table has no such column."""
     workload = team["topics"]
     backend = emulator_backend(emulator)
-    _queue(app_db, workload, [1])
+    _queue(app_db, workload, ["article-1"])
     run_streaming(app_db, backend, workload, claimer="stream:first")
     # as if a newer request's result had landed meanwhile (a retry round's, say): its record and its row
-    app_db.execute("UPDATE nightshift.deliveries SET request_id = request_id + 1000 WHERE source_key = '1'")
+    app_db.execute("UPDATE nightshift.deliveries SET request_id = request_id + 1000 WHERE source_key = 'article-1'")
     app_db.execute("UPDATE team.article_topics SET topic = 'kept'")
     app_db.commit()
-    _queue(app_db, workload, [1])  # an older request than the recorded one
+    _queue(app_db, workload, ["article-1"])  # an older request than the recorded one
     assert run_streaming(app_db, backend, workload, claimer="stream:older").succeeded == 1
     assert app_db.execute("SELECT topic FROM team.article_topics").fetchone()[0] == "kept"
 
@@ -161,11 +186,12 @@ BREAKS = {
                  'destination team.article_topics: column "confidence" is bool, which cannot hold '
                  "destination.columns.confidence's value (numeric)"),
     "no unique key": ("ALTER TABLE team.article_topics DROP CONSTRAINT article_topics_pkey",
-                      'key column "article_id" has no primary key or unique constraint of its own'),
+                      'key column "slug" has no primary key or unique constraint of its own'),
     "unfilled not null": ("ALTER TABLE team.article_topics ADD COLUMN reviewer text NOT NULL",
                           'column "reviewer" is NOT NULL with no default and nothing fills it'),
-    "source column": ("ALTER TABLE team.articles RENAME COLUMN body TO content",
-                      'source team.articles: column "body" does not exist'),
+    "source column": ("DROP VIEW team.article_feed; CREATE VIEW team.article_feed AS SELECT a.slug, a.title, "
+                      "a.body AS content, w.name AS author FROM team.articles a JOIN team.authors w USING (author_id)",
+                      'source team.article_feed: column "body" does not exist'),
 }
 
 
@@ -221,7 +247,9 @@ def test_a_backfill_skips_what_the_ledger_says_this_prompt_version_produced(app_
     from datetime import datetime, timezone
 
     app_db.execute(TEAM_TABLES + "ALTER TABLE team.articles ADD COLUMN created_at timestamptz NOT NULL "
-                                 "DEFAULT '2026-03-01 12:00+00';")
+                                 "DEFAULT '2026-03-01 12:00+00'; CREATE OR REPLACE VIEW team.article_feed AS "
+                                 "SELECT a.slug, a.title, a.body, w.name AS author, a.created_at "
+                                 "FROM team.articles a JOIN team.authors w USING (author_id);")
     app_db.commit()
     workload = _workload(tmp_path, "article_topics", TOPICS)
     workload = workload.model_copy(update={"source": workload.source.model_copy(
@@ -243,7 +271,6 @@ def test_parity_pairs_a_plain_text_tables_rows_by_the_ledger_and_compares_them_a
     """No request_id column: the streaming rows a shadow run also answered are found by the ledger's records."""
     from nightshift.migration import parity
     from nightshift.migration.modes import set_mode
-    from tests.integration.test_shadow_and_parity import shadow_night
 
     workload = team["summaries"]
     backend = emulator_backend(emulator)
