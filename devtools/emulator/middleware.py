@@ -76,6 +76,16 @@ class ApiMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if classify(scope["method"], scope["path"]) == "control":
+            await self._handle(scope, receive, send)
+            return
+        self.emulator.in_flight += 1
+        try:
+            await self._handle(scope, receive, send)
+        finally:
+            self.emulator.in_flight -= 1
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = self.emulator.next_request_id()
         endpoint = classify(scope["method"], scope["path"])
         state = scope.setdefault("state", {})
@@ -83,6 +93,7 @@ class ApiMiddleware:
         state["endpoint"] = endpoint
         started = False
         hold_seconds = 0.0
+        epoch = self.emulator.epoch
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
@@ -91,7 +102,7 @@ class ApiMiddleware:
                     await asyncio.sleep(hold_seconds)
                 started = True
                 MutableHeaders(scope=message)["request-id"] = request_id
-                if endpoint != "control":
+                if endpoint != "control" and self.emulator.epoch == epoch:  # not a call from before a reset
                     count = self.emulator.store.count_request
                     await anyio.to_thread.run_sync(count, endpoint, message["status"])
             await send(message)
@@ -112,6 +123,10 @@ class ApiMiddleware:
             if plan.delay_seconds:
                 receive = await _received_in_full(scope, receive)
                 await asyncio.sleep(plan.delay_seconds)
+                if self.emulator.epoch != epoch:  # reset meanwhile: the state it was sent to is gone
+                    error = ApiError("api_error", "The emulator was reset while this delayed call waited.")
+                    await self._send_error(error, request_id, scope, receive, send_with_headers)
+                    return
             hold_seconds = plan.hold_seconds
             if plan.error is not None:
                 await self._send_error(plan.error, request_id, scope, receive, send_with_headers)

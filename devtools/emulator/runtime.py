@@ -57,6 +57,11 @@ class Emulator:
             self.config = EmulatorConfig.from_dict(self.store.get_setting("config", {}))
             self.clock = VirtualClock.from_dict(self.store.get_setting("clock"))
         self._boot = self.store.next_sequence("boot")  # keeps request ids unique across restarts
+        #: bumped by :meth:`reset`: a call that began before a reset (a delayed or held one) belongs to
+        #: the wiped state, so it is neither counted in the new stats nor allowed to act on the new state
+        self.epoch = 0
+        #: API calls the server is answering now (a delayed or held one included): a test waits for 0
+        self.in_flight = 0
         self._request_ids = itertools.count(1)
 
     def _apply_startup(self) -> None:
@@ -102,6 +107,7 @@ class Emulator:
 
     def reset(self) -> None:
         """Wipe batches, cache, faults and stats; clock, config and faults back to startup."""
+        self.epoch += 1
         with self.store.transaction():
             self.store.wipe()
             self._apply_startup()
@@ -156,5 +162,6 @@ class Emulator:
                 for batch_id, count, owner, canceled in self.store.planted_batches()
             ],
             "canceled_batches": self.store.canceled_batch_ids(),
+            "in_flight": self.in_flight,
             **self.batch_limit_stats(),
         }

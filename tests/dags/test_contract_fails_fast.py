@@ -29,7 +29,7 @@ def test_a_missing_destination_column_fails_collect_once_with_no_batch_and_no_ca
     assert states["collect"] == "failed" and states["submit"] == "upstream_failed", states
     assert attempts(dag_run)["collect"] == 1  # AirflowFailException: no retry burned on what a retry cannot fix
     stats = anthropic_conn.stats()
-    assert (stats["batches_created"], stats["requests_total"]) == (0, 0)
+    assert (stats["batches_created"], stats["requests_total"]) == (0, 0), stats["endpoints"]
     assert queue_states(app_db, WORKLOAD) == {"pending": 4}  # never claimed: tomorrow's night takes them
 
 

@@ -108,6 +108,34 @@ def test_a_create_delayed_past_the_clients_timeout_still_happens_late(
     assert _batches_listed(anthropic_client, at_least=1) == 1
 
 
+def _settled(emulator: EmulatorServer, within: float = 10.0) -> dict:
+    """The emulator's stats once no API call is in flight (a delayed or held call finished)."""
+    deadline = time.monotonic() + within
+    while (stats := emulator.stats())["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stats["in_flight"] == 0, "calls still in flight"
+    return stats
+
+
+def test_a_call_still_waiting_when_the_emulator_is_reset_leaves_the_new_state_alone(
+    emulator: EmulatorServer, anthropic_client
+) -> None:
+    """A test's reset starts the next test clean: a delayed create from before it creates nothing after it,
+    and a held answer is not counted in the new stats (it was counted in nobody's)."""
+    emulator.add_fault(kind="delay", endpoint="create", seconds=0.6, count=1)
+    emulator.add_fault(kind="delay", endpoint="list", seconds=0.6, after=True, count=1)
+    impatient = anthropic_client.with_options(timeout=0.1, max_retries=0)
+    with pytest.raises(anthropic.APITimeoutError):
+        impatient.messages.batches.create(requests=[batch_request("before-reset", "x")])
+    with pytest.raises(anthropic.APITimeoutError):
+        impatient.messages.batches.list()
+    emulator.reset()
+
+    stats = _settled(emulator)
+    assert (stats["requests_total"], stats["batches_created"]) == (0, 0)
+    assert anthropic_client.messages.batches.list(limit=100).data == []
+
+
 def test_item_level_faults_by_custom_id_and_rate(emulator: EmulatorServer, anthropic_client) -> None:
     emulator.add_fault(kind="item_error", custom_id="overload-.*", error_type="overloaded_error")
     emulator.add_fault(kind="item_error", custom_id="broken-.*", error_type="api_error")
