@@ -147,3 +147,15 @@ def test_label_set_matches_destination_check_constraint():
     allowed = {v.strip().strip("'") for v in constraint.split(",")}
     workload = load_workloads()["ticket_classification"]
     assert allowed == set(workload.output.json_schema["properties"]["label"]["enum"])
+
+
+def test_with_model_is_the_same_workload_on_another_model_checked_for_it():
+    workloads = load_workloads()
+    enrichment = workloads["product_enrichment"]
+    on_haiku = enrichment.with_model("claude-haiku-5-5")
+    assert (on_haiku.model, on_haiku.instructions, on_haiku.output) == ("claude-haiku-5-5", enrichment.instructions,
+                                                                       enrichment.output)
+    assert on_haiku.prompt_version != enrichment.prompt_version  # rows say which model made them
+    assert enrichment.with_model(enrichment.model) is enrichment
+    with pytest.raises(ValueError, match=r"cannot run on claude-haiku-4-5: effort low: claude-haiku-4-5 has no effort"):
+        workloads["ticket_classification"].with_model("claude-haiku-4-5")

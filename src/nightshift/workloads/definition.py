@@ -508,6 +508,17 @@ class Workload(_Strict):
                 )
         return self
 
+    def with_model(self, model: str) -> Workload:
+        """The same workload on ``model``, checked as a file naming that model would be (the model
+        table, the request shape, max_tokens against its thinking); a ``ValueError`` says why not."""
+        if model == self.model:
+            return self
+        try:
+            return Workload.model_validate({**self.model_dump(by_alias=True, exclude_defaults=True), "model": model})
+        except ValidationError as exc:
+            problems = "; ".join(err["msg"].removeprefix("Value error, ") for err in exc.errors())
+            raise ValueError(f"workload {self.name!r} cannot run on {model}: {problems}") from None
+
     @property
     def prompt_version(self) -> str:
         """A digest of everything that changes the output, recorded on every destination row.
