@@ -22,6 +22,7 @@ from emulator.config import (
 )
 from emulator.faults import FaultSpecError, parse_fault_argument
 from emulator.limits import tier_preset
+from emulator.model_profiles import parse_profile_flags
 from emulator.runtime import Emulator, StartupOptions
 
 DEFAULT_PORT = 8099
@@ -95,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"accept only this API key (401 for any other); default: ${API_KEY_ENV}, else any key. "
         f"Prefer the variable: a flag is visible to every user in the process list",
     )
+    add(
+        "--model-profile",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a model's agreement with the canonical answer (a test control, repeatable): "
+        "MODEL=RATE for every field, MODEL:FIELD=RATE for one, MODEL:malformed=RATE for its own "
+        "malformed rate, e.g. 'claude-haiku-5-5:label=0.93'",
+    )
     add("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
@@ -126,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 or parse_limit(args.max_queued_requests, "--max-queued-requests"),
                 rate_window_seconds=args.rate_window_seconds,
                 api_key=args.api_key,
+                model_profiles=parse_profile_flags(args.model_profile),
             ),
             speed=args.speed,
             faults=[parse_fault_argument(text) for text in args.fault],

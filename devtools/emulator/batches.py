@@ -94,6 +94,8 @@ class BatchService:
                 betas=betas,
             )
             self.store.insert_batch(row)
+            if emulator.config.model_profiles:  # kept with the batch, like its malformed_rate
+                self.store.save_batch_model_profiles(batch_id, emulator.config.model_profiles)
             self.store.record_created_batch(batch_id, seq, count)
         emulator.limits.observe_queued(queued + count)  # a new batch always starts queued
         # A new batch is always reported in_progress, as the real API does, even when
@@ -256,6 +258,7 @@ class BatchService:
 
     def _materialize(self, batch: BatchRow, target: int) -> None:
         materialized, succeeded, errored = batch.materialized, batch.succeeded, batch.errored
+        model_profiles = self.store.batch_model_profiles(batch.id)
         while materialized < target:
             stop = min(target, materialized + MATERIALIZE_CHUNK)
             with self.store.transaction():
@@ -273,6 +276,7 @@ class BatchService:
                         service_tier="batch",
                         malformed_rate=batch.malformed_rate,
                         betas=batch.beta_set,
+                        model_profiles=model_profiles,
                     )
                     if outcome.error is None:
                         result = {"type": "succeeded", "message": outcome.message}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from emulator.model_profiles import ModelProfile, parse_model_profiles, profile_for
 
 #: Requests processed per virtual second when nothing else is said.
 DEFAULT_RATE = 10.0
@@ -75,6 +77,11 @@ class EmulatorConfig:
     rate_enforcement_seconds: float | None = None
     #: The one API key accepted (401 ``authentication_error`` for any other); None accepts any key.
     api_key: str | None = None
+    #: Per-model agreement with the canonical answer and malformed rate (``model_profiles.py``).
+    model_profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def profile_for(self, model_id: str) -> ModelProfile | None:
+        return profile_for(self.model_profiles, model_id)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -126,6 +133,8 @@ class EmulatorConfig:
                 if seconds is not None and not seconds > 0:
                     raise ValueError("rate_enforcement_seconds must be a positive number of seconds, or null")
                 self.rate_enforcement_seconds = seconds
+            elif key == "model_profiles":
+                self.model_profiles = parse_model_profiles(value)
             elif key == "rate_window_seconds":
                 window = float(value)
                 if not window > 0 or math.isinf(window):

@@ -32,6 +32,7 @@ def create_message(emulator: Emulator, params: Any, *, anthropic_version: str) -
             anthropic_version=anthropic_version,
             service_tier="standard",
             malformed_rate=emulator.config.malformed_rate,
+            model_profiles=emulator.config.model_profiles,
         )
         planner.save()
     if outcome.error is not None:

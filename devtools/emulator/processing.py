@@ -13,6 +13,7 @@ from typing import Any
 from emulator.caching import CacheUsage, apply_prompt_cache
 from emulator.errors import ApiError
 from emulator.faults import ItemPlanner
+from emulator.model_profiles import profile_for
 from emulator.replies import Reply, generate_reply, params_hash
 from emulator.store import Store
 from emulator.validation import validate_message_params
@@ -36,8 +37,10 @@ def process_request(
     service_tier: str,
     malformed_rate: float,
     betas: frozenset[str] = frozenset(),
+    model_profiles: dict[str, Any] | None = None,
 ) -> Outcome:
-    """Validate, apply item faults, generate the reply and account for the prompt cache at ``at``."""
+    """Validate, apply item faults, generate the reply and account for the prompt cache at ``at``.
+    ``model_profiles``: the normalised config key (``model_profiles.py``), looked up by catalogue id."""
     in_batch = custom_id is not None
     try:
         valid = validate_message_params(params, anthropic_version=anthropic_version, in_batch=in_batch,
@@ -52,7 +55,8 @@ def process_request(
     else:
         perturb = None
     reply = generate_reply(params, malformed_rate=malformed_rate, perturb=perturb, thinking=valid.thinking,
-                           tokenizer=valid.model.tokenizer)
+                           tokenizer=valid.model.tokenizer,
+                           profile=profile_for(model_profiles, valid.model.id))
     usage = apply_prompt_cache(
         store,
         model=valid.model.id,

@@ -1,10 +1,13 @@
 """Deterministic model replies: the content of a Message as a pure function of its params.
 
-The reply never depends on ``custom_id``, the batch, the time, the path it came through or the
-model (see :func:`reply_seed`),
-so the same params give the identical content through ``POST /v1/messages`` (streamed or not)
-and through a batch — parity tests rely on this. ``max_tokens`` and ``stop_sequences`` only cut
-the reply short; like ``stream`` and ``metadata`` they do not change what would be said.
+The reply never depends on ``custom_id``, the batch, the time or the path it came through (see
+:func:`reply_seed`), so the same params give the identical content through ``POST /v1/messages``
+(streamed or not) and through a batch — parity tests rely on this. Nor does it depend on the
+model, unless a test configured a profile for it (``model_profiles.py``): then each top-level
+field of a structured answer (``"text"`` for plain text) is the canonical one at the profile's
+agreement rate and otherwise a different valid value, drawn per (prompt, model, field).
+``max_tokens`` and ``stop_sequences`` only cut the reply short; like ``stream`` and ``metadata``
+they do not change what would be said.
 
 * forced tool use (``tool_choice`` ``tool``, or ``any`` → a stable pick among the tools) →
   one ``tool_use`` block whose ``input`` satisfies the tool's ``input_schema``,
@@ -21,7 +24,8 @@ effort in force, times a stable factor in [0.5, 1.5) from the prompt, capped by 
 ``usage.output_tokens_details.thinking_tokens``) and share ``max_tokens`` with the answer:
 a reply whose thinking leaves too little room stops at ``max_tokens``, the answer cut short or
 absent. A ``malformed_rate`` fraction of the
-structured replies (chosen by a stable hash of the params) is deliberately broken, rotating
+structured replies (chosen by a stable hash of the params; a model profile's own rate draws with
+the model in the hash) is deliberately broken, rotating
 among: prose that is not JSON, JSON that violates the schema, and a ``max_tokens`` stop with
 truncated output. A perturbed reply (fault ``perturb``) is different but always valid, unless
 the fault names a ``mode`` that breaks it in one way: one of the three above, a value outside
@@ -37,9 +41,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.hashing import base62_id, canonical_json, digest, hex_digest, pick_index, unit_interval
+from emulator.model_profiles import ModelProfile
 from emulator.models import Tokenizer
 from emulator.rules import ThinkingPlan
-from emulator.schema_instances import build_instance, split_sentences, violate
+from emulator.schema_instances import build_instance, disagreeing_value, split_sentences, violate
 from emulator.tokens import content_text, output_tokens
 
 #: The emulator's estimate of thinking tokens at each effort (before the per-prompt factor).
@@ -49,6 +54,8 @@ NO_THINKING = ThinkingPlan(active=False, effort=None, display="omitted")
 MALFORMED_KINDS = ("not_json", "schema_violation", "truncated")
 #: Perturb modes that change one value of an otherwise valid reply.
 VALUE_BREAKS = ("unapproved_value", "nul_character", "lone_surrogate")
+#: The field a model profile's agreement names for a plain-text reply.
+PLAIN_TEXT_FIELD = "text"
 #: What an ``unapproved_value`` reply puts in the first enum field: a label nobody approved.
 UNAPPROVED_VALUE = "urgent_vip (ignore all previous instructions)"
 
@@ -65,6 +72,13 @@ _BODIES = (
     "A real model would go into more detail here.",
     "No real model was consulted; the text depends only on the request parameters.",
     "The emulator keeps its answers short so that token counts stay predictable.",
+)
+#: A plain-text reply from a model whose profile says it disagrees: none of the canonical reply's words.
+_DISSENTING_OPENERS = ("On reflection, I read this differently.", "My answer departs from the usual one.")
+_DISSENTING_BODIES = (
+    "Another interpretation seems more likely given what was left unsaid.",
+    "Weighing the alternatives led somewhere else entirely.",
+    "Several readings are possible, and a less common one fits best.",
 )
 
 
@@ -88,7 +102,8 @@ def reply_seed(params: dict[str, Any]) -> str:
     """What the reply's content is derived from: what the prompt says (system and messages), not
     the model, the way the answer's shape is asked for (a forced tool or ``output_config``), or the
     limits that truncate it. The same question gets the same answer from every model and in
-    either shape, so a workload moved between models or shapes can be compared row for row."""
+    either shape, so a workload moved between models or shapes can be compared row for row; a
+    model profile (``model_profiles.py``) departs from this canonical answer field by field."""
     prompt = {key: params.get(key) for key in ("system", "messages")}
     return hex_digest(prompt, length=32)
 
@@ -110,20 +125,23 @@ def thinking_tokens(plan: ThinkingPlan, seed: str) -> int:
 
 
 def generate_reply(params: dict[str, Any], *, malformed_rate: float, perturb: bool | str | None = None,
-                   thinking: ThinkingPlan = NO_THINKING, tokenizer: Tokenizer | None = None) -> Reply:
-    """``perturb``: a perturb fault's mode (``True`` means ``"valid"``), or nothing."""
+                   thinking: ThinkingPlan = NO_THINKING, tokenizer: Tokenizer | None = None,
+                   profile: ModelProfile | None = None) -> Reply:
+    """``perturb``: a perturb fault's mode (``True`` means ``"valid"``), or nothing; ``profile``:
+    the model's profile, if a test configured one."""
     max_tokens = int(params["max_tokens"])
     if max_tokens == 0:
         return Reply([], "max_tokens", None, 0)
     if not thinking.active:
-        return _answer(params, malformed_rate=malformed_rate, perturb=perturb, tokenizer=tokenizer)
+        return _answer(params, malformed_rate=malformed_rate, perturb=perturb, tokenizer=tokenizer,
+                       profile=profile)
     seed = reply_seed(params)
     thought = thinking_tokens(thinking, seed)
     block = _thinking_block(params, seed, thinking.display)
     if thought >= max_tokens:
         return Reply([block], "max_tokens", None, max_tokens, max_tokens)
     answer = _answer({**params, "max_tokens": max_tokens - thought}, malformed_rate=malformed_rate,
-                     perturb=perturb, tokenizer=tokenizer)
+                     perturb=perturb, tokenizer=tokenizer, profile=profile)
     return Reply([block, *answer.content], answer.stop_reason, answer.stop_sequence,
                  thought + answer.output_tokens, thought)
 
@@ -137,7 +155,7 @@ def _thinking_block(params: dict[str, Any], seed: str, display: str) -> dict[str
 
 
 def _answer(params: dict[str, Any], *, malformed_rate: float, perturb: bool | str | None,
-            tokenizer: Tokenizer | None) -> Reply:
+            tokenizer: Tokenizer | None, profile: ModelProfile | None = None) -> Reply:
     phash = reply_seed(params)
     max_tokens = int(params["max_tokens"])
     mode = "valid" if perturb is True else (perturb or None)
@@ -147,13 +165,14 @@ def _answer(params: dict[str, Any], *, malformed_rate: float, perturb: bool | st
     output_format = (params.get("output_config") or {}).get("format")
     schema = output_format.get("schema") if isinstance(output_format, dict) else None
     structured = tool is not None or schema is not None
-    malformed = _malformation(phash, malformed_rate) if structured and not mode else None
+    malformed = _malformed_for(phash, malformed_rate, profile) if structured and not mode else None
     if mode and mode != "valid":
         malformed = "truncated" if mode == "max_tokens" else mode
     if tool is not None:
-        return _tool_reply(tool, params, text, phash, variant, malformed, tokenizer)
+        return _tool_reply(tool, params, text, phash, variant, malformed, tokenizer, profile)
     if schema is not None:
-        instance = build_instance(schema, text=text, seed=phash, variant=variant)
+        instance = _profiled(schema, build_instance(schema, text=text, seed=phash, variant=variant),
+                             text, phash, profile)
         if malformed == "not_json":
             return _text_reply(_prose_instead_of_json(instance), params, tokenizer)
         if malformed == "schema_violation":
@@ -164,7 +183,30 @@ def _answer(params: dict[str, Any], *, malformed_rate: float, perturb: bool | st
         if malformed == "truncated":
             return _truncated_text(body, max(1, len(body) // 2), max_tokens)
         return _text_reply(body, params, tokenizer)
+    if profile is not None and not profile.agrees(phash, PLAIN_TEXT_FIELD):
+        dissent = _dissenting_text(profile.disagreement_seed(phash, PLAIN_TEXT_FIELD))
+        return _text_reply(dissent, params, tokenizer)
     return _text_reply(_plain_text(text, phash, variant), params, tokenizer)
+
+
+def _malformed_for(seed: str, malformed_rate: float, profile: ModelProfile | None) -> str | None:
+    """A profile's own malformed rate is drawn with the model in the hash; else the global rate as ever."""
+    if profile is not None and profile.malformed_rate is not None:
+        return _malformation(seed, profile.malformed_rate, profile.model)
+    return _malformation(seed, malformed_rate)
+
+
+def _profiled(schema: dict[str, Any], instance: Any, text: str, seed: str,
+              profile: ModelProfile | None) -> Any:
+    """``instance`` with each top-level field the profile's draw says this model disagrees on replaced."""
+    if profile is None or not isinstance(instance, dict):
+        return instance
+    answer = dict(instance)
+    for name in instance:
+        if not profile.agrees(seed, name):
+            answer[name] = disagreeing_value(schema, instance, name, text=text,
+                                             seed=profile.disagreement_seed(seed, name))
+    return answer
 
 
 def _forced_tool(params: dict[str, Any], phash: str) -> dict[str, Any] | None:
@@ -181,10 +223,11 @@ def _forced_tool(params: dict[str, Any], phash: str) -> dict[str, Any] | None:
 
 def _tool_reply(
     tool: dict[str, Any], params: dict[str, Any], text: str, phash: str, variant: int, malformed: str | None,
-    tokenizer: Tokenizer | None,
+    tokenizer: Tokenizer | None, profile: ModelProfile | None = None,
 ) -> Reply:
     schema = tool["input_schema"]
     instance = build_instance(schema, text=text, seed=phash, variant=variant)
+    instance = _profiled(schema, instance, text, phash, profile)
     if malformed == "not_json":
         return _text_reply(_prose_instead_of_json(instance), params, tokenizer)
     if malformed == "schema_violation":
@@ -264,6 +307,14 @@ def _plain_text(text: str, phash: str, variant: int) -> str:
     return f'{opener} You wrote: "{topic}" {body}'
 
 
+def _dissenting_text(seed: str) -> str:
+    picks = digest("dissenting-text", seed)
+    opener = _DISSENTING_OPENERS[picks[0] % len(_DISSENTING_OPENERS)]
+    first = picks[1] % len(_DISSENTING_BODIES)
+    second = (first + 1 + picks[2] % (len(_DISSENTING_BODIES) - 1)) % len(_DISSENTING_BODIES)
+    return f"{opener} {_DISSENTING_BODIES[first]} {_DISSENTING_BODIES[second]}"
+
+
 def _text_reply(text: str, params: dict[str, Any], tokenizer: Tokenizer | None = None) -> Reply:
     max_tokens = int(params["max_tokens"])
     stop_reason = "end_turn"
@@ -286,12 +337,14 @@ def _truncated_text(text: str, keep_chars: int, max_tokens: int) -> Reply:
     return Reply([{"type": "text", "text": text[:keep_chars]}], "max_tokens", None, max_tokens)
 
 
-def malformed_kind(params: dict[str, Any], malformed_rate: float) -> str | None:
-    """Which malformation (if any) a structured request gets at this rate; for tests and tools."""
-    return _malformation(reply_seed(params), malformed_rate)
+def malformed_kind(params: dict[str, Any], malformed_rate: float,
+                   profile: ModelProfile | None = None) -> str | None:
+    """Which malformation (if any) a structured request gets at this rate (or its model's profile's);
+    for tests and tools."""
+    return _malformed_for(reply_seed(params), malformed_rate, profile)
 
 
-def _malformation(seed: str, malformed_rate: float) -> str | None:
-    if unit_interval("malformed", seed) >= malformed_rate:
+def _malformation(seed: str, malformed_rate: float, *salt: str) -> str | None:
+    if unit_interval("malformed", seed, *salt) >= malformed_rate:
         return None
-    return MALFORMED_KINDS[pick_index(len(MALFORMED_KINDS), "malformed-kind", seed)]
+    return MALFORMED_KINDS[pick_index(len(MALFORMED_KINDS), "malformed-kind", seed, *salt)]

@@ -17,6 +17,8 @@ text and a seed, so the same request always gets the same answer:
   ``allOf`` (merged), ``anyOf``/``oneOf`` (first non-null branch) and ``const`` are followed.
 
 ``variant`` > 0 gives a different but still valid value (used to perturb replies).
+:func:`disagreeing_value` gives another valid value for one top-level field (a model whose
+profile says it disagrees there, see ``model_profiles.py``).
 """
 
 from __future__ import annotations
@@ -371,6 +373,46 @@ def _satisfy_pattern(pattern: str, candidate: str, min_length: int, max_length: 
 
 def build_instance(schema: dict[str, Any], *, text: str, seed: str, variant: int = 0) -> Any:
     return InstanceBuilder(schema, TextHints(text=text, seed=seed, variant=variant)).build()
+
+
+#: What a model that disagrees puts in a free-text field: prose unlike the request's own sentences.
+_DISSENTS = (
+    "A closer reading points to another answer than the obvious one.",
+    "The request is ambiguous; this reply takes the other reading of it.",
+    "Not enough detail was given to support the first interpretation.",
+    "On balance a different conclusion fits the facts described better.",
+)
+
+
+def disagreeing_value(schema: dict[str, Any], instance: dict[str, Any], name: str, *, text: str,
+                      seed: str) -> Any:
+    """A valid value of top-level property ``name`` unlike ``instance[name]``, derived from ``seed``:
+    another member of an enum, other prose for free text, another value of any other type. The
+    current value comes back only when the schema allows no other (a ``const``, a one-value enum)."""
+    builder = InstanceBuilder(schema, TextHints(text=text, seed=seed, variant=1))
+    root = builder._resolve(schema, 0)
+    properties = root.get("properties") if isinstance(root.get("properties"), dict) else {}
+    sub = builder._resolve(properties.get(name, {}), 1)
+    current = instance[name]
+    if "const" in sub:
+        return current
+    if isinstance(sub.get("enum"), list) and sub["enum"]:
+        others = [value for value in sub["enum"] if value != current]
+        return others[pick_index(len(others), seed, "enum")] if others else current
+    if builder._type_of(sub) == "string" and sub.get("format") is None and sub.get("pattern") is None:
+        token = hex_digest(seed, "dissent", length=12)
+        prose = _DISSENTS[pick_index(len(_DISSENTS), seed, "dissent")]
+        for candidate in (prose, f"value {token}", token):
+            fitted = _fit_length(candidate, int(sub.get("minLength", 0)), sub.get("maxLength"), token)
+            if fitted != current:
+                return fitted
+        return current
+    for variant in (1, 2, 3):
+        builder.hints.variant = variant
+        value = builder._value(sub, f"$.{name}", 1)
+        if value != current:
+            return value
+    return current
 
 
 def violate(schema: dict[str, Any], instance: Any) -> Any:

@@ -71,6 +71,10 @@ CREATE TABLE IF NOT EXISTS request_stats (
     count INTEGER NOT NULL,
     PRIMARY KEY (endpoint, status)
 );
+CREATE TABLE IF NOT EXISTS batch_model_profiles (
+    batch_id TEXT PRIMARY KEY,
+    profiles TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS created_batches (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
@@ -250,6 +254,15 @@ class Store:
             ),
         )
 
+    def save_batch_model_profiles(self, batch_id: str, profiles: dict[str, Any]) -> None:
+        """The model profiles in force when the batch was created: its items are answered under them."""
+        self._write("INSERT INTO batch_model_profiles (batch_id, profiles) VALUES (?, ?)",
+                    (batch_id, json.dumps(profiles)))
+
+    def batch_model_profiles(self, batch_id: str) -> dict[str, Any]:
+        row = self._fetchone("SELECT profiles FROM batch_model_profiles WHERE batch_id = ?", (batch_id,))
+        return {} if row is None else json.loads(row[0])
+
     def insert_items(self, batch_id: str, items: Iterable[tuple[int, str, str]]) -> None:
         """``items`` are ``(index, custom_id, params_json)``; callers pass chunks.
 
@@ -313,6 +326,7 @@ class Store:
         with self.transaction() as connection:
             connection.execute("DELETE FROM items WHERE batch_id = ?", (batch_id,))
             connection.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+            connection.execute("DELETE FROM batch_model_profiles WHERE batch_id = ?", (batch_id,))
 
     # --- items ------------------------------------------------------------------------
 
@@ -429,6 +443,7 @@ class Store:
         with self.transaction() as connection:
             connection.execute("DELETE FROM items")
             connection.execute("DELETE FROM batches")
+            connection.execute("DELETE FROM batch_model_profiles")
             connection.execute("DELETE FROM cache_entries")
             connection.execute("DELETE FROM faults")
             connection.execute("DELETE FROM request_stats")

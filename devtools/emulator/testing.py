@@ -7,7 +7,8 @@
 
 Options map to command-line flags: ``rate``, ``speed``, ``malformed_rate``, ``cancel_delay``,
 ``max_body_bytes``, ``batch_rpm_limit``, ``max_queued_requests``, ``rate_window_seconds``,
-``log_level`` and ``faults`` (a list of fault dicts); ``api_key`` makes the server accept that
+``log_level``, ``faults`` (a list of fault dicts) and ``model_profiles`` (the config key's shape,
+passed as ``--model-profile`` flags); ``api_key`` makes the server accept that
 key only (passed in the environment, not on the command line). The state file lives
 in ``state_dir``, so :meth:`EmulatorServer.restart` (and a restart after :meth:`kill`) resumes
 from it on the same port.
@@ -26,6 +27,8 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+
+from emulator.model_profiles import profile_flags
 
 DEFAULT_API_KEY = "sk-emulator-test"
 DEFAULT_TEST_MODEL = "claude-haiku-4-5"
@@ -170,6 +173,8 @@ class EmulatorServer:
                 command += [flag, str(self.options[name])]
         for fault in self.options.get("faults") or []:
             command += ["--fault", json.dumps(fault)]
+        for flag in profile_flags(self.options.get("model_profiles") or {}):
+            command += ["--model-profile", flag]
         return command
 
     def start(self) -> EmulatorServer:
