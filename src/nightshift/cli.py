@@ -69,13 +69,21 @@ def cmd_parity(args: argparse.Namespace, rest: list[str]) -> int:
 
 def cmd_switch(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift import db
-    from nightshift.migration.switch import SwitchRefused, switch
+    from nightshift.migration.switch import SwitchRefused, switch, switch_model
     from nightshift.deployment import get_workload
 
+    if args.model and args.min_keys is not None:
+        print("nightshift switch: --min-keys is for --to batch; a --model switch rests on a trial's interval",
+              file=sys.stderr)
+        return 2
     with db.connect(_dsn(args)) as conn:
         try:
-            print(switch(conn, get_workload(args.workload), args.to, min_agreement=args.min_agreement,
-                         min_keys=args.min_keys))
+            if args.model:
+                print(switch_model(conn, get_workload(args.workload), args.model,
+                                   min_agreement=args.min_agreement))
+            else:
+                print(switch(conn, get_workload(args.workload), args.to, min_agreement=args.min_agreement,
+                             min_keys=args.min_keys))
         except SwitchRefused as exc:
             print(exc, file=sys.stderr)
             return 1
@@ -264,9 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_parity)
 
-    p = sub.add_parser("switch", help="move a workload to shadow mode, or to batch when parity allows")
+    p = sub.add_parser("switch", help="move a workload to shadow mode, or to batch when parity allows, or to "
+                       "another model when its latest trial clears migration.min_agreement")
     p.add_argument("--workload", required=True)
-    p.add_argument("--to", required=True, choices=["shadow", "batch"])
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", choices=["shadow", "batch"])
+    target.add_argument("--model", help="run the workload on this model (its file's model switches back)")
     p.add_argument("--min-agreement", type=float, help="override the workload's migration.min_agreement")
     p.add_argument("--min-keys", type=int, help="override the workload's migration.min_keys")
     p.add_argument("--dsn")

@@ -80,9 +80,15 @@ class NightshiftTask:
                              call_budget=call_budget, console_batch_url=cfg.console_batch_url)
 
     def ledger_run(self, conn, context):
+        """The night's ledger run; from here on the task's workload is on the model the run started on."""
         from nightshift.batch.ledger import get_run
+        from nightshift.ledger import runs
 
-        return get_run(conn, dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
+        run = get_run(conn, dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
+        model = runs.model(conn, run.run_pk)
+        if model != self.workload.model:
+            self.workload = self.workload.with_model(model)
+        return run
 
     def wait_policy(self, context=None):
         """How this run waits for its batches (the run's ``poll_interval_seconds`` param, else the
@@ -154,6 +160,7 @@ class CollectRequestsOperator(CollectLineage, _NightshiftOperator):
         from nightshift.ledger.schema import SchemaOutOfDate, require_current
         from nightshift.ledger.status import DeliveryMode, RunMode
         from nightshift.migration.modes import ensure_shadow_table, get_mode
+        from nightshift.routing import model_in_force
 
         deadline_seconds = self.param(context, "deadline_seconds")
         with self.db() as conn:
@@ -161,6 +168,7 @@ class CollectRequestsOperator(CollectLineage, _NightshiftOperator):
                 require_current(conn)
             except SchemaOutOfDate as exc:
                 raise AirflowFailException(str(exc)) from None
+            self.workload = model_in_force(conn, self.workload)
             mode = RunMode.INTERVAL if self.source == "interval" else (
                 RunMode.SHADOW if get_mode(conn, self.workload) == DeliveryMode.SHADOW else RunMode.QUEUE)
             if mode == RunMode.SHADOW:
@@ -171,6 +179,7 @@ class CollectRequestsOperator(CollectLineage, _NightshiftOperator):
                 data_interval=(context.get("data_interval_start"), context.get("data_interval_end")), mode=mode,
             )
             self.lineage_run = run
+            self.ledger_run(conn, context)  # a retried collect keeps the model its run started on
             if run.shadow:
                 self.log.info("%s is in shadow mode: answering the window's requests into %s; the streaming "
                               "path keeps the queue and the destination", self.workload_name, "a shadow table")
