@@ -30,7 +30,7 @@ SAMPLE = paths.include_dir() / "samples" / "traffic-sample.jsonl"
 HAIKU, SONNET = "claude-haiku-4-5", "claude-sonnet-5-5"
 COLUMNS = ("time", "feature", "trigger", "destination", "model", "input_tokens", "output_tokens",
            "cache_creation_input_tokens", "cache_read_input_tokens", "seconds_to_first_read", "prefix_hash",
-           "prefix_tokens", "requests")
+           "prefix_tokens", "requests", "task")
 
 
 def row(feature: str, trigger: str = "schedule", destination: str = "table", *, time: str = "2026-11-16T02:00:00Z",
@@ -207,6 +207,102 @@ def test_live_and_gray_features_keep_todays_spend_in_the_total(tmp_path):
     assert totals.today_monthly == Decimal("0.004")
     assert totals.after_migration_monthly == Decimal("0.0035")
     assert by_feature(inv)["chat"].projection.batch_alone_in_file is None
+
+
+# --- the routing lever -----------------------------------------------------------------------------
+# claude-haiku-5-5: $0.10 in / $0.50 out, 1-hour write $0.20, read $0.01, minimum 512 tokens; over 100,000
+# prompt tokens a request pays $0.50 / $2.50.
+
+HAIKU_55 = "claude-haiku-5-5"
+
+
+def test_a_sonnet_classification_feature_shows_the_routing_lever_beside_batch_and_caching(tmp_path):
+    # 10 sonnet classification requests on one day, each 5,000 input of which a 2,000-token prefix, 100 output.
+    # today $0.11, batch alone $0.055, batch + cache $0.0399 (30,000 plain x $2 + 2,000 x $4 + 18,000 x $0.10
+    #   + 1,000 x $10 = $0.0798, halved)
+    # routed (Sonnet 5.5 and Haiku 5.5 share a tokenizer): 10 x (5,000 x $0.10 + 100 x $0.50) / 1e6 = $0.0055
+    # all three: 30,000 x $0.10 + 2,000 x $0.20 + 18,000 x $0.01 + 1,000 x $0.50 = $0.00408, halved = $0.00204
+    rows = [row("labels", model=SONNET, input_tokens=5000, output_tokens=100, prefix_hash="p", prefix_tokens=2000,
+                task="Classification", time=f"2026-11-16T02:0{i}:00Z") for i in range(10)]
+    inv = inventory_of(write_jsonl(tmp_path / "t.jsonl", rows), days_in_month=30)
+    f = by_feature(inv)["labels"]
+    p = f.projection
+    assert (p.today_in_file, p.batch_alone_in_file, p.batch_cache_in_file) == (
+        Decimal("0.11"), Decimal("0.055"), Decimal("0.0399"))
+    assert p.routed_today_in_file == Decimal("0.0055")
+    assert p.all_levers_in_file == Decimal("0.00204")
+    assert p.all_levers_monthly == Decimal("0.0612") and inv.totals.all_levers_monthly == Decimal("0.0612")
+    assert inv.totals.routed_monthly == Decimal("0.165")
+    assert f.routing.eligible and f.routing.moved_requests == 10 and f.routing.from_models == {SONNET: 10}
+    assert "All 10 requests are classification/extraction/routing work (`classification` 100%)" in (
+        f.routing.explanation)
+    assert "prove it with `nightshift trial` before switching" in f.routing.explanation
+
+
+def test_routing_from_an_older_tokenizer_counts_thirty_percent_more_tokens(tmp_path):
+    # haiku 4.5 extraction, live: 1,000 in / 100 out -> 1,300 / 130 on haiku 5.5:
+    # (1,300 x $0.10 + 130 x $0.50) / 1e6 = $0.000195 a request; today (1,000 x $1 + 100 x $5) / 1e6 = $0.0015
+    rows = [row("extract", "user_click", "chat", task="extraction") for _ in range(4)]
+    p = by_feature(inventory_of(write_jsonl(tmp_path / "t.jsonl", rows)))["extract"].projection
+    assert p.today_in_file == Decimal("0.006")
+    assert p.routed_today_in_file == p.all_levers_in_file == Decimal("0.00078")
+    assert p.batch_alone_in_file is None  # a live feature is not batched: routing is its only lever
+
+
+def test_the_routing_lever_is_conservative(tmp_path):
+    rows = ([row("mixed-work", model=SONNET, task="classification") for _ in range(7)]
+            + [row("mixed-work", model=SONNET, task="summarization") for _ in range(3)]   # 70% < 80%
+            + [row("drafting", model=SONNET, task="generation") for _ in range(5)]
+            + [row("untagged", model=SONNET) for _ in range(5)]                            # no task: never guessed
+            + [row("already-cheap", model=HAIKU_55, task="routing") for _ in range(5)])
+    inv = inventory_of(write_jsonl(tmp_path / "t.jsonl", rows))
+    features = by_feature(inv)
+    for name in features:
+        p = features[name].projection
+        assert not features[name].routing.eligible and p.routed_today_in_file is None, name
+        assert p.all_levers_in_file == p.batch_cache_in_file, name  # batch and caching only
+    assert "70% of 10 requests are classification/extraction/routing work" in features["mixed-work"].routing.explanation
+    assert "split the feature before routing it" in features["mixed-work"].routing.explanation
+    assert features["drafting"].routing.explanation.startswith("None of the 5 requests is")
+    assert features["untagged"].routing.explanation is None
+    assert "already run where they cost no more than on claude-haiku-5-5" in (
+        features["already-cheap"].routing.explanation)
+    assert inv.totals.routed_monthly == inv.totals.today_monthly
+
+
+def test_an_aggregated_row_pays_a_long_prompt_band_only_when_its_average_request_is_long(tmp_path):
+    # 40 haiku 5.5 requests of 5,000 input and 100 output in one row: 200,000 input tokens in all, but each
+    # request is far under the 100,000-token band: (200,000 x $0.10 + 4,000 x $0.50) / 1e6 = $0.022, not the
+    # band's (200,000 x $0.50 + 4,000 x $2.50) / 1e6 = $0.11
+    rows = [row("grouped", model=HAIKU_55, input_tokens=200_000, output_tokens=4_000, requests=40),
+            row("long", model=HAIKU_55, input_tokens=150_000, output_tokens=1_000)]
+    features = by_feature(inventory_of(write_jsonl(tmp_path / "t.jsonl", rows)))
+    assert features["grouped"].projection.today_in_file == Decimal("0.022")
+    assert features["long"].projection.today_in_file == Decimal("0.0775")  # 150,000 x $0.50 + 1,000 x $2.50
+
+
+def test_the_three_levers_are_in_every_output_with_the_rule_and_its_source(tmp_path, capsys):
+    rows = [row("labels", model=SONNET, task="classification", time=f"2026-11-16T02:0{i}:00Z") for i in range(5)]
+    path = write_jsonl(tmp_path / "t.jsonl", rows)
+    assert main([str(path), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (labels,) = doc["features"]
+    assert labels["routed_to"] == "claude-haiku-5-5" and labels["routed_requests"] == 5
+    assert labels["routed_monthly_usd"] < labels["today_monthly_usd"]
+    assert labels["all_levers_monthly_usd"] < labels["batch_cache_monthly_usd"]
+    assert doc["totals"]["all_levers_monthly_usd"] == labels["all_levers_monthly_usd"]
+    assert doc["routing_rule"]["source"] == "https://platform.claude.com/docs/en/models/haiku-5-5/overview"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", doc["routing_rule"]["read_on"])
+
+    csv_row = next(csv.DictReader(to_csv(inventory_of(path)).splitlines()))
+    assert float(csv_row["all_levers_monthly_usd"]) == pytest.approx(labels["all_levers_monthly_usd"])
+
+    assert main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Three levers: monthly saving" in out
+    assert re.search(r"labels\s+│\s+\$[\d.]+\s+│\s+\$[\d.]+\s+│\s+\$[\d.]+\s+│\s+\$[\d.]+\s+│", out)
+    assert "routing: All 5 requests are classification/extraction/routing work" in out
+    assert "haiku-5-5/overview, read" in out and "run `nightshift trial`" in out
 
 
 # --- errors: malformed rows and unknown models -----------------------------------------------------

@@ -1,4 +1,4 @@
-"""The inventory of one traffic file: per feature, its verdict and what migrating it would save."""
+"""One traffic file's inventory: per feature, its verdict and what migrating (and routing) it would save."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from decimal import Decimal
 from nightshift.costs import PriceTable, price_table
 from nightshift.inventory.classify import BATCH_READ_AFTER_SECONDS, Classification, Verdict, classify
 from nightshift.inventory.records import ParsedTraffic, TrafficRecord
+from nightshift.inventory.routing import RoutingPlan, plan_routing
 from nightshift.inventory.savings import DEFAULT_DAYS_IN_MONTH, Projection, Span, project, span_of
 
 VERDICT_ORDER = {Verdict.BATCH: 0, Verdict.GRAY: 1, Verdict.LIVE: 2}
@@ -21,6 +22,7 @@ class FeatureInventory:
     models: Counter[str]
     classification: Classification
     projection: Projection
+    routing: RoutingPlan
 
     @property
     def verdict(self) -> Verdict:
@@ -39,10 +41,16 @@ class Totals:
     batch_alone_monthly: Decimal  # candidates at batch alone, the rest as today
     after_migration_monthly: Decimal  # candidates at batch + cache, the rest as today
     unpriced_features: list[str]
+    routed_monthly: Decimal = Decimal(0)  # routable features routed, every feature on its path of today
+    all_levers_monthly: Decimal = Decimal(0)  # routing where it applies, then batch + cache for candidates
 
     @property
     def saving_share(self) -> Decimal | None:
         return 1 - self.after_migration_monthly / self.today_monthly if self.today_monthly else None
+
+    @property
+    def all_levers_saving_share(self) -> Decimal | None:
+        return 1 - self.all_levers_monthly / self.today_monthly if self.today_monthly else None
 
 
 @dataclass
@@ -64,7 +72,7 @@ class Inventory:
 
     @property
     def totals(self) -> Totals:
-        today = alone = after = Decimal(0)
+        today = alone = after = routed = all_levers = Decimal(0)
         unpriced = []
         for f in self.features:
             p = f.projection
@@ -74,7 +82,9 @@ class Inventory:
             today += p.today_monthly
             alone += p.batch_alone_monthly if f.verdict is Verdict.BATCH else p.today_monthly
             after += f.after_migration_monthly
-        return Totals(today, alone, after, unpriced)
+            routed += p.routed_today_monthly if p.routed_today_in_file is not None else p.today_monthly
+            all_levers += p.all_levers_monthly
+        return Totals(today, alone, after, unpriced, routed, all_levers)
 
 
 def build_inventory(parsed: ParsedTraffic, *, days_in_month: float = DEFAULT_DAYS_IN_MONTH,
@@ -92,8 +102,11 @@ def build_inventory(parsed: ParsedTraffic, *, days_in_month: float = DEFAULT_DAY
         models: Counter[str] = Counter()
         for r in records:
             models[r.model] += r.requests
+        routing = plan_routing(records, prices)
+        projection = project(records, prices, factor, migrate=verdict.verdict is Verdict.BATCH,
+                             routed=routing.records if routing.eligible else None)
         features.append(FeatureInventory(
             feature=feature, requests=verdict.evidence.requests, models=models, classification=verdict,
-            projection=project(records, prices, factor, migrate=verdict.verdict is Verdict.BATCH)))
+            projection=projection, routing=routing))
     features.sort(key=lambda f: (VERDICT_ORDER[f.verdict], -(f.projection.today_in_file or Decimal(-1)), f.feature))
     return Inventory(parsed, span, days_in_month, batch_read_after_seconds, prices, features)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 REQUIRED_FIELDS = ("time", "feature", "trigger", "destination", "model", "input_tokens", "output_tokens")
 OPTIONAL_FIELDS = ("cache_creation_input_tokens", "cache_read_input_tokens", "seconds_to_first_read",
-                   "prefix_hash", "prefix_tokens", "requests")
+                   "prefix_hash", "prefix_tokens", "requests", "task")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
 
 _INT_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
@@ -48,6 +48,8 @@ class TrafficRecord(BaseModel):
     prefix_hash: str | None = None
     prefix_tokens: int | None = Field(default=None, ge=0)
     requests: int = Field(default=1, ge=1)
+    #: The kind of work (``classification``, ``extraction``, ``summarization``…): the routing lever's input.
+    task: str | None = None
 
     @field_validator("time", mode="before")
     @classmethod
@@ -68,10 +70,10 @@ class TrafficRecord(BaseModel):
             raise ValueError("expected a whole number, got true/false")
         return value
 
-    @field_validator("trigger", "destination")
+    @field_validator("trigger", "destination", "task")
     @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.lower()
+    def _lower(cls, value: str | None) -> str | None:
+        return None if value is None else value.lower()
 
     @property
     def prompt_tokens(self) -> int:

@@ -22,12 +22,15 @@ from nightshift.inventory.classify import (
     Verdict,
 )
 from nightshift.inventory.inventory import FeatureInventory, Inventory
+from nightshift.inventory.routing import ROUTE_TO, SOURCE_READ_ON, SOURCE_URL, rule_line
 
 VERDICT_STYLE = {Verdict.BATCH: "bold green", Verdict.GRAY: "yellow", Verdict.LIVE: "cyan"}
 MAX_ERRORS_SHOWN = 20
 CSV_COLUMNS = ("feature", "requests", "verdict", "models", "spend_in_file_usd", "today_monthly_usd",
                "batch_alone_monthly_usd", "batch_cache_monthly_usd", "after_migration_monthly_usd", "saving_pct",
-               "median_first_read_seconds", "explanation", "caching_notes", "unpriced_reason")
+               "routed_monthly_usd", "all_levers_monthly_usd", "all_levers_saving_pct", "routed_to",
+               "routed_requests", "median_first_read_seconds", "explanation", "caching_notes", "routing",
+               "unpriced_reason")
 
 
 def money(amount: Decimal | None) -> str:
@@ -83,6 +86,7 @@ def print_table(inv: Inventory, console: Console) -> None:
                   f"[bold]{money(totals.today_monthly)}[/]", money(totals.batch_alone_monthly),
                   f"[bold]{money(totals.after_migration_monthly)}[/]", f"[bold]{percent(totals.saving_share)}[/]")
     console.print(table)
+    print_levers(inv, console)
     if totals.unpriced_features:
         console.print(f"[red]The total leaves out unpriced feature(s): {escape(', '.join(totals.unpriced_features))} "
                       f"(see below).[/]")
@@ -96,8 +100,12 @@ def print_table(inv: Inventory, console: Console) -> None:
             console.print(f"    [red]{escape(f.projection.unpriced_reason or '')}[/]", highlight=False, soft_wrap=True)
         for note in f.projection.caching_notes:
             console.print(f"    caching: {escape(note)}", style="dim", highlight=False, soft_wrap=True)
+        if f.routing.explanation:
+            console.print(f"    routing: {escape(f.routing.explanation)}", style="dim", highlight=False,
+                          soft_wrap=True)
     console.print()
     console.print(escape(thresholds_line(inv)), style="dim", highlight=False, soft_wrap=True)
+    console.print(escape(rule_line()), style="dim", highlight=False, soft_wrap=True)
 
     if inv.parsed.errors:
         console.print()
@@ -107,6 +115,56 @@ def print_table(inv: Inventory, console: Console) -> None:
             console.print(f"  {escape(str(error))}", highlight=False, soft_wrap=True)
         if len(errors) > MAX_ERRORS_SHOWN:
             console.print(f"  … and {len(errors) - MAX_ERRORS_SHOWN:,} more (--format json lists them all)")
+
+
+def print_levers(inv: Inventory, console: Console) -> None:
+    """Each lever's monthly saving side by side, and the three together (they overlap: the combined
+    saving is less than their sum, since batch and caching discount the routed, cheaper tokens)."""
+    table = Table(title="Three levers: monthly saving", title_justify="left", caption_justify="left",
+                  caption=f"batch = today minus batch alone; caching = batch alone minus batch + cache; "
+                          f"routing = today minus the routable rows on {ROUTE_TO} (no batch); all three = "
+                          f"today minus routing, batch and caching together, each where it applies. "
+                          f"Projections: prove routing with `nightshift trial` before switching.")
+    table.add_column("feature")
+    table.add_column("today /mo", justify="right")
+    table.add_column("batch", justify="right")
+    table.add_column("caching", justify="right")
+    table.add_column("routing", justify="right")
+    table.add_column("all three", justify="right")
+    table.add_column("after /mo", justify="right")
+    table.add_column("saving", justify="right")
+    for f in inv.features:
+        p = f.projection
+        if not p.priced:
+            table.add_row(escape(f.feature), "[red]unpriced[/]", "—", "—", "—", "—", "—", "—")
+            continue
+        saved = lever_savings(f)
+        table.add_row(escape(f.feature), money(p.today_monthly), money(saved["batch"]),
+                      money(saved["caching"]), money(saved["routing"]), money(saved["all"]),
+                      money(p.all_levers_monthly), percent(p.all_levers_saving_share))
+    totals = inv.totals
+    table.add_section()
+    table.add_row("[bold]total[/]", f"[bold]{money(totals.today_monthly)}[/]",
+                  money(totals.today_monthly - totals.batch_alone_monthly),
+                  money(totals.batch_alone_monthly - totals.after_migration_monthly),
+                  money(totals.today_monthly - totals.routed_monthly),
+                  f"[bold]{money(totals.today_monthly - totals.all_levers_monthly)}[/]",
+                  f"[bold]{money(totals.all_levers_monthly)}[/]",
+                  f"[bold]{percent(totals.all_levers_saving_share)}[/]")
+    console.print(table)
+
+
+def lever_savings(f: FeatureInventory) -> dict[str, Decimal | None]:
+    """A priced feature's monthly saving by each lever (None where it does not apply) and by all three."""
+    p = f.projection
+    today = p.today_monthly
+    batch_alone, batch_cache, routed = p.batch_alone_monthly, p.batch_cache_monthly, p.routed_today_monthly
+    return {
+        "batch": None if batch_alone is None or today is None else today - batch_alone,
+        "caching": None if batch_cache is None or batch_alone is None else batch_alone - batch_cache,
+        "routing": None if routed is None or today is None else today - routed,
+        "all": None if p.all_levers_monthly is None or today is None else today - p.all_levers_monthly,
+    }
 
 
 def thresholds_line(inv: Inventory) -> str:
@@ -129,6 +187,10 @@ def _usd(amount: Decimal | None) -> float | None:
     return None if amount is None else float(round(amount, 6))
 
 
+def _pct(share: Decimal | None) -> float | None:
+    return None if share is None else float(round(share * 100, 2))
+
+
 def feature_record(f: FeatureInventory) -> dict[str, Any]:
     p = f.projection
     saving = p.saving_share
@@ -143,9 +205,15 @@ def feature_record(f: FeatureInventory) -> dict[str, Any]:
         "batch_cache_monthly_usd": _usd(p.batch_cache_monthly),
         "after_migration_monthly_usd": _usd(f.after_migration_monthly),
         "saving_pct": None if saving is None else float(round(saving * 100, 2)),
+        "routed_monthly_usd": _usd(p.routed_today_monthly),
+        "all_levers_monthly_usd": _usd(p.all_levers_monthly),
+        "all_levers_saving_pct": _pct(p.all_levers_saving_share),
+        "routed_to": f.routing.target if f.routing.eligible else None,
+        "routed_requests": f.routing.moved_requests,
         "median_first_read_seconds": f.classification.evidence.median_first_read_seconds,
         "explanation": f.classification.explanation,
         "caching_notes": p.caching_notes,
+        "routing": f.routing.explanation,
         "unpriced_reason": p.unpriced_reason,
     }
 
@@ -172,8 +240,13 @@ def to_json(inv: Inventory) -> str:
             "batch_alone_monthly_usd": _usd(totals.batch_alone_monthly),
             "after_migration_monthly_usd": _usd(totals.after_migration_monthly),
             "saving_pct": None if totals.saving_share is None else float(round(totals.saving_share * 100, 2)),
+            "routed_monthly_usd": _usd(totals.routed_monthly),
+            "all_levers_monthly_usd": _usd(totals.all_levers_monthly),
+            "all_levers_saving_pct": _pct(totals.all_levers_saving_share),
             "unpriced_features": totals.unpriced_features,
         },
+        "routing_rule": {"target": ROUTE_TO, "source": SOURCE_URL, "read_on": SOURCE_READ_ON,
+                         "rule": rule_line()},
     }
     return json.dumps(document, indent=2) + "\n"
 

@@ -1,4 +1,5 @@
-"""What a feature costs a month today, and after moving it to batches, alone and with caching.
+"""What a feature costs a month today, and after moving it to batches, alone and with caching,
+and with the routing lever (``routing.py``) on top.
 
 Every dollar comes from :meth:`nightshift.costs.PriceTable.cost`; this module only decides
 which tokens go in which class:
@@ -12,6 +13,11 @@ which tokens go in which class:
   each prompt is plain input. A group-day where that would cost more than batch alone (a
   single request, or two) stays at batch alone. A prefix shorter than the model's
   ``min_cacheable_tokens`` cannot be cached, and the notes say so.
+* **routed**: the rows the routing lever moves, on the cheaper model at the standard rate (the
+  feature's path unchanged); **all levers**: routed, then batch + cache for a batch candidate.
+
+A model's long-prompt band is decided per request: an aggregated row (``requests`` > 1) pays the
+band only when its average request's prompt is over the band's threshold.
 
 Monthly figures scale the file's span (whole UTC days, first to last) to ``days_in_month``.
 """
@@ -65,6 +71,8 @@ class Projection:
     month_factor: Decimal = Decimal(1)
     caching_notes: list[str] = field(default_factory=list)
     cached_requests: int = 0
+    routed_today_in_file: Decimal | None = None  # None: the routing lever does not apply
+    all_levers_in_file: Decimal | None = None  # routed (where it applies), batched and cached (where they do)
 
     def monthly(self, amount: Decimal | None) -> Decimal | None:
         return None if amount is None else amount * self.month_factor
@@ -82,17 +90,44 @@ class Projection:
         return self.monthly(self.batch_cache_in_file)
 
     @property
+    def routed_today_monthly(self) -> Decimal | None:
+        return self.monthly(self.routed_today_in_file)
+
+    @property
+    def all_levers_monthly(self) -> Decimal | None:
+        return self.monthly(self.all_levers_in_file)
+
+    @property
     def saving_share(self) -> Decimal | None:
         """The share of today's spend that batch + cache saves."""
         if not self.today_in_file or self.batch_cache_in_file is None:
             return None
         return 1 - self.batch_cache_in_file / self.today_in_file
 
+    @property
+    def all_levers_saving_share(self) -> Decimal | None:
+        if not self.today_in_file or self.all_levers_in_file is None:
+            return None
+        return 1 - self.all_levers_in_file / self.today_in_file
+
 
 def usage_today(record: TrafficRecord) -> Usage:
     return Usage(input_tokens=record.input_tokens, output_tokens=record.output_tokens,
                  cache_write_5m_tokens=record.cache_creation_input_tokens,
                  cache_read_tokens=record.cache_read_input_tokens)
+
+
+def row_cost(prices: PriceTable, usage: Usage, model: str, requests: int, *, batch: bool) -> Decimal:
+    """Dollars for a row of ``requests`` requests whose tokens are summed in ``usage``: a long-prompt
+    band is decided on the average request, not on the sum (forty short prompts are not one long one)."""
+    per_request = Usage(input_tokens=usage.total_input_tokens // max(requests, 1))
+    total = prices.price(model).rates_for(per_request).dollars(usage, cached=True)
+    return total * prices.batch_discount if batch else total
+
+
+def _spend(records: Iterable[TrafficRecord], prices: PriceTable, *, batch: bool) -> Decimal:
+    costs = (row_cost(prices, usage_today(r), r.model, r.requests, batch=batch) for r in records)
+    return sum(costs, Decimal(0))
 
 
 def unknown_models(records: Iterable[TrafficRecord], prices: PriceTable) -> dict[str, int]:
@@ -118,22 +153,28 @@ def unpriced_reason(unknown: dict[str, int], prices: PriceTable) -> str | None:
 
 
 def project(records: Sequence[TrafficRecord], prices: PriceTable, month_factor: Decimal, *,
-            migrate: bool) -> Projection:
-    """Today's spend; with ``migrate``, also batch alone and batch + cache."""
+            migrate: bool, routed: Sequence[TrafficRecord] | None = None) -> Projection:
+    """Today's spend; with ``migrate``, also batch alone and batch + cache; with ``routed`` (the rows
+    after the routing lever moved some), also routed and all three levers together."""
     unknown = unknown_models(records, prices)
     if unknown:
         return Projection(priced=False, unpriced_reason=unpriced_reason(unknown, prices), unknown_models=unknown,
                           month_factor=month_factor)
-    today = sum((prices.cost(usage_today(r), r.model, batch=False) for r in records), Decimal(0))
-    projection = Projection(priced=True, today_in_file=today, month_factor=month_factor)
+    today = _spend(records, prices, batch=False)
+    projection = Projection(priced=True, today_in_file=today, month_factor=month_factor,
+                            all_levers_in_file=today)
+    if routed is not None:
+        projection.routed_today_in_file = projection.all_levers_in_file = _spend(routed, prices, batch=False)
     if not migrate:
         return projection
-    alone = sum((prices.cost(usage_today(r), r.model, batch=True) for r in records), Decimal(0))
+    alone = _spend(records, prices, batch=True)
     saved_by_caching, notes, cached = _caching(records, prices)
     projection.batch_alone_in_file = alone
-    projection.batch_cache_in_file = alone - saved_by_caching
+    projection.batch_cache_in_file = projection.all_levers_in_file = alone - saved_by_caching
     projection.caching_notes = notes
     projection.cached_requests = cached
+    if routed is not None:
+        projection.all_levers_in_file = _spend(routed, prices, batch=True) - _caching(routed, prices)[0]
     return projection
 
 
@@ -197,11 +238,11 @@ def _cache_one_day(rows: list[TrafficRecord], prefix_tokens: int, model: str,
                    prices: PriceTable) -> tuple[Decimal, int]:
     """Batch alone minus batch with the prefix written once and read by the rest (never below zero)."""
     n = sum(r.requests for r in rows)
-    alone = sum((prices.cost(usage_today(r), model, batch=True) for r in rows), Decimal(0))
-    cached = prices.cost(Usage(
+    alone = _spend(rows, prices, batch=True)
+    cached = row_cost(prices, Usage(
         input_tokens=sum(r.prompt_tokens for r in rows) - n * prefix_tokens,
         output_tokens=sum(r.output_tokens for r in rows),
         cache_write_1h_tokens=prefix_tokens,
         cache_read_tokens=(n - 1) * prefix_tokens,
-    ), model, batch=True)
+    ), model, n, batch=True)
     return (alone - cached, n - 1) if cached < alone else (Decimal(0), 0)
