@@ -9,6 +9,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from nightshift.ledger import cascades as ledger_cascades
 from nightshift.ledger import reports as ledger_reports
 from nightshift.ledger.status import ItemStatus
 from nightshift.deployment import all_workloads
@@ -30,6 +31,9 @@ class NightReport:
     destination_rows: int = 0
     examples: list[tuple[str, str, str]] = field(default_factory=list)
     costs: dict | None = None
+    #: a cascade night's cost by model, and what it would have cost on its last model alone
+    cost_by_model: dict | None = None
+    last_model_alone_usd: float | None = None
 
 
 def latest_nights(conn: psycopg.Connection) -> list[NightReport]:
@@ -56,6 +60,9 @@ def _fill_from_ledger(conn: psycopg.Connection, report: NightReport) -> None:
     report.batches = ledger_reports.batches(conn, report.run_pk)
     report.rounds = len({b[1] for b in report.batches})
     report.costs = ledger_reports.costs(conn, report.run_pk)
+    by_model, alone, _ = ledger_cascades.cost_by_model(conn, report.run_pk)
+    if by_model:
+        report.cost_by_model, report.last_model_alone_usd = by_model, float(alone)
     report.examples = ledger_reports.failed_examples(conn, report.run_pk)
 
 
@@ -74,6 +81,7 @@ def print_report(conn: psycopg.Connection, console: Console | None = None) -> li
         if r.model:
             console.print(f"[bold]{r.workload}[/] ran on {r.model}" + (f" ({r.request_shape})" if r.request_shape else ""))
     _print_costs(console, reports)
+    print_cost_by_model(console, reports)
     for r in reports:
         if not (r.failed or r.batches):
             continue
@@ -105,3 +113,24 @@ def _print_costs(console: Console, reports: list[NightReport]) -> None:
                       f"${c['streaming_cached_usd']:.4f}", f"{c['savings_pct']}%", hits,
                       f"{c['prefix_tokens']} tokens: {c['reason']}")
     console.print(table)
+
+
+def print_cost_by_model(console: Console, reports: list[NightReport]) -> None:
+    """A cascade night's cost by model, and the same night on its last model alone: a re-pricing of
+    the attempts its last model did not make, at that model's batch rates (the tokens are the cheaper
+    model's, as the API counted them)."""
+    for r in reports:
+        if not r.cost_by_model:
+            continue
+        table = Table(title=f"{r.workload} run #{r.run_pk}: cost by model", title_justify="left")
+        for column in ("model", "items answered", "attempts", "input tokens", "output tokens", "cost"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for model, e in r.cost_by_model.items():
+            table.add_row(model, str(e["items_answered"]), str(e["attempts"]), str(e["input_tokens"]),
+                          str(e["output_tokens"]), f"${e['cost_usd']:.4f}")
+        console.print(table)
+        last, actual = list(r.cost_by_model)[-1], float((r.costs or {}).get("cost_usd") or 0)
+        alone = r.last_model_alone_usd
+        share = f" ({100 * (alone - actual) / alone:.1f}%)" if alone else ""
+        console.print(f"  the night: ${actual:.4f}; on {last} alone (a re-pricing): ${alone:.4f}; "
+                      f"saved ${alone - actual:.4f}{share}")

@@ -68,7 +68,7 @@ def run_streaming(
     check_contract(conn, workload)  # before anything is claimed or sent
     summary = StreamingSummary(workload.name)
     upsert = upsert_statement(workload)
-    shape = None
+    shapes = None
     while limit is None or summary.requests < limit:
         size = claim_size if limit is None else min(claim_size, limit - summary.requests)
         claimed = queue.claim(conn, workload, claimer, size)
@@ -76,11 +76,12 @@ def run_streaming(
             break
         rows = queue.fetch_source_rows(conn, workload, [key for _, key in claimed])
         try:
-            shape = shape or confirm_shape(backend, workload).shape  # once a run, when there is work
+            # once a run, when there is work: each model's (a cascade has several)
+            shapes = shapes or {m: confirm_shape(backend, workload.on_model(m)).shape for m in workload.models}
             for request_id, source_key in claimed:
                 summary.requests += 1
                 outcome = _process_one(conn, backend, workload, upsert, request_id, source_key,
-                                       rows.get(source_key), shape)
+                                       rows.get(source_key), shapes)
                 if outcome == "succeeded":
                     summary.succeeded += 1
                 elif outcome == "deferred":
@@ -103,13 +104,30 @@ def run_streaming(
     return summary
 
 
-def _process_one(conn, backend: BatchBackend, workload, upsert, request_id, source_key, row, shape=None) -> str:
-    """Call the API for one request and record its outcome; returns the outcome's name."""
+def _process_one(conn, backend: BatchBackend, workload, upsert, request_id, source_key, row, shapes=None) -> str:
+    """Call the API for one request and record its outcome; returns the outcome's name. A cascade
+    workload's request goes to its models in turn, within this one handling, until one's answer lands
+    (the last model's lands whatever it says, as on the batch path); every call's usage is recorded."""
     where = f"request {request_id} ({workload.source.table} {workload.source.key}={source_key})"
     if row is None:
         return _fail(conn, request_id, "invalid_input", f"{where}: source row does not exist")
+    answered: list[dict] = []  # the replies of the models that passed it on: billed all the same
+    for model in workload.models:
+        outcome = _ask_one(conn, backend, workload, workload.on_model(model), upsert, request_id, source_key, row,
+                           (shapes or {}).get(model), where, answered)
+        if outcome is not None:
+            return outcome
+    raise AssertionError("the last cascade model's answer always lands")
+
+
+def _ask_one(conn, backend: BatchBackend, workload, on, upsert, request_id, source_key, row, shape, where,
+             answered: list[dict]) -> str | None:
+    """One model's call for the request (``on``: the workload on that model); None when its answer
+    goes on to the next cascade model (its reply kept in ``answered``, recorded with the last)."""
+    from nightshift.batch.escalation import escalation_reason, invalid_escalates
+
     try:
-        params = build_params(workload, row, shape)
+        params = build_params(on, row, shape)
     except InvalidInput as exc:
         return _fail(conn, request_id, exc.error_type, str(exc))
     try:
@@ -126,26 +144,39 @@ def _process_one(conn, backend: BatchBackend, workload, upsert, request_id, sour
         conn.commit()
         return "deferred"
     try:
-        output = extract_output(workload, message)
+        output = extract_output(on, message)
     except InvalidOutput as exc:
-        _record_usage(conn, workload, request_id, message)  # billed all the same
+        answered.append(message)
+        if invalid_escalates(workload, on.model):
+            log.info("%s: invalid_output from %s, escalated: %s", where, on.model, exc)
+            return None
+        _record_usage(conn, on, request_id, answered)  # billed all the same
         return _fail(conn, request_id, exc.error_type, f"{where}: {exc}")
-    _record_usage(conn, workload, request_id, message)
-    write_row(conn, workload, upsert, destination_row(workload, source_key, output, model=message["model"],
-                                                     request_id=request_id, source_row=row))
+    answered.append(message)
+    if (reason := escalation_reason(workload, on.model, output)) is not None:
+        log.info("%s: escalated (%s)", where, reason)
+        return None
+    _record_usage(conn, on, request_id, answered)
+    write_row(conn, on, upsert, destination_row(on, source_key, output, model=message["model"],
+                                               request_id=request_id, source_row=row))
     queue.mark_done(conn, [request_id])
     conn.commit()
     return "succeeded"
 
 
-def _record_usage(conn, workload: Workload, request_id: int, message: dict) -> None:
-    """What this request cost at the standard rate (the streaming path's side of the comparison)."""
+def _record_usage(conn, workload: Workload, request_id: int, messages: list[dict]) -> None:
+    """What this request cost at the standard rate (the streaming path's side of the comparison): every
+    reply it took (a cascade's models before the one that answered, too), under the last one's model."""
     from nightshift.batch.costing import usage_of
-    from nightshift.costs import price_table
+    from nightshift.costs import Usage, price_table
     from nightshift.ledger.migration import record_stream_usage
 
-    usage = usage_of(message.get("usage") or {}, workload)
-    cost = price_table().cost(usage, message.get("model") or workload.model, batch=False)
+    prices = price_table()
+    usage, cost = Usage(), 0
+    for message in messages:
+        one = usage_of(message.get("usage") or {}, workload)
+        usage, cost = usage + one, cost + prices.cost(one, message.get("model") or workload.model, batch=False)
+    message = messages[-1]
     record_stream_usage(conn, request_id=request_id, workload=workload.name,
                         model=message.get("model") or workload.model, input_tokens=usage.input_tokens,
                         output_tokens=usage.output_tokens,

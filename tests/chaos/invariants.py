@@ -35,6 +35,33 @@ def assert_nothing_lost_or_doubled(conn: psycopg.Connection, emulator, run_pk: i
     adopted_foreign = foreign & set(ledger)
     assert not adopted_foreign, f"another team's batches taken into the ledger: {sorted(adopted_foreign)}"
     assert_no_batch_outside_the_ledger_cancelled(stats, set(ledger))
+    assert_each_row_names_the_model_that_answered(conn, run_pk, destination)
+
+
+def assert_each_row_names_the_model_that_answered(conn: psycopg.Connection, run_pk: int, destination: str) -> None:
+    """A cascade's promise: an item landed once, by one model (the one it was last sent to), whose
+    delivery record names it; the models before it passed it on (``escalated``) and wrote nothing."""
+    cascade = conn.execute("SELECT details -> 'cascade_models' FROM nightshift.runs WHERE run_pk = %s",
+                           (run_pk,)).fetchone()[0]
+    if not cascade:
+        return
+    wrong = conn.execute(
+        "SELECT i.source_key, i.model, d.model FROM nightshift.items i JOIN nightshift.deliveries d "
+        "ON d.destination = %s AND d.source_key = i.source_key AND d.request_id = i.request_id "
+        "WHERE i.run_pk = %s AND i.status = 'succeeded' AND d.model IS DISTINCT FROM i.model",
+        (destination, run_pk)).fetchall()
+    assert not wrong, f"rows that do not name the model their item was answered by: {wrong[:5]}"
+    passed_on = conn.execute(
+        "SELECT a.custom_id, a.model, i.model FROM nightshift.attempts a JOIN nightshift.items i "
+        "USING (run_pk, custom_id) WHERE a.run_pk = %s AND a.error_type = 'escalated' "
+        "AND (i.status = 'succeeded' AND i.model = a.model OR a.model = %s)", (run_pk, cascade[-1])).fetchall()
+    assert not passed_on, f"escalated attempts whose model answered anyway, or from the last model: {passed_on[:5]}"
+    order = {model: at for at, model in enumerate(cascade)}
+    for custom_id, models in conn.execute(
+            "SELECT custom_id, array_agg(model ORDER BY round) FROM nightshift.attempts WHERE run_pk = %s "
+            "GROUP BY 1", (run_pk,)).fetchall():
+        assert [order[m] for m in models] == sorted(order[m] for m in models), \
+            f"{custom_id} went back to an earlier model: {models}"
 
 
 def assert_no_batch_outside_the_ledger_cancelled(stats: dict, ledger: set[str]) -> None:
@@ -57,14 +84,18 @@ def fired(emulator) -> list[int]:
 
 
 def assert_every_billed_request_has_a_cost(conn: psycopg.Connection, emulator, run_pk: int) -> None:
-    """Every request the API answered with a billed message has its usage and cost on its item."""
+    """Every request the API answered with a billed message has its usage and cost on its item, or,
+    for an attempt the item has moved on from (escalated, retried), on that attempt's record."""
     conn.commit()
     client = sdk_client(emulator)
-    batch_ids = [b for (b,) in conn.execute(
-        "SELECT backend_batch_id FROM nightshift.batches WHERE run_pk = %s AND backend_batch_id IS NOT NULL "
+    batch_ids = [(b, round_) for (b, round_) in conn.execute(
+        "SELECT backend_batch_id, round FROM nightshift.batches WHERE run_pk = %s AND backend_batch_id IS NOT NULL "
         "AND status <> 'abandoned'", (run_pk,))]
-    billed = {result.custom_id for batch_id in batch_ids for result in client.messages.batches.results(batch_id)
-              if result.result.type == "succeeded"}
-    costed = {custom_id for (custom_id,) in conn.execute(
-        "SELECT custom_id FROM nightshift.items WHERE run_pk = %s AND cost_usd > 0", (run_pk,))}
+    billed = {(result.custom_id, round_) for batch_id, round_ in batch_ids
+              for result in client.messages.batches.results(batch_id) if result.result.type == "succeeded"}
+    # an item holds its current round's attempt; its earlier ones (escalated, retried) keep their own record
+    costed = set(conn.execute(
+        "SELECT custom_id, round FROM nightshift.items WHERE run_pk = %(run)s AND cost_usd > 0 UNION "
+        "SELECT custom_id, round FROM nightshift.attempts WHERE run_pk = %(run)s AND cost_usd > 0",
+        {"run": run_pk}).fetchall())
     assert billed <= costed, f"billed requests with no recorded cost: {sorted(billed - costed)[:10]}"

@@ -18,6 +18,7 @@ import psycopg
 from nightshift.backends.base import BatchBackend
 from nightshift.batch.ledger import Run
 from nightshift.costs import MILLION, PriceTable, Usage
+from nightshift.ledger import cascades as ledger_cascades
 from nightshift.ledger import costs as ledger_costs
 from nightshift.ledger import items
 from nightshift.workloads.definition import Workload
@@ -104,9 +105,12 @@ def usage_of(usage: dict[str, Any], workload: Workload) -> Usage:
                  cache_read_tokens=usage.get("cache_read_input_tokens") or 0)
 
 
-def record_run_costs(conn: psycopg.Connection, run: Run, model: str, prices: PriceTable) -> dict[str, Any]:
+def record_run_costs(conn: psycopg.Connection, run: Run, model: str, prices: PriceTable,
+                     models: list[str] | None = None) -> dict[str, Any]:
     """The run's cost record: actual (items + warm-up) against both streaming baselines, each
-    priced with the row in force on the day the run was billed."""
+    priced with the row in force on the day the run was billed. A cascade run (``models``, in order)
+    prices each attempt's tokens on the model it was sent to, and records its cost by model with
+    what it would have cost on the last model alone (:func:`cost_by_model`)."""
     price = prices.price(model, run.billed_on)
     over = price.long_prompt_over if price.long_prompt_over is not None else 2**62
     # Requests over the price row's long-prompt threshold (if it has one) pay other rates on every token.
@@ -125,10 +129,15 @@ def record_run_costs(conn: psycopg.Connection, run: Run, model: str, prices: Pri
         return sum((prices.cost(part, model, batch=False, cached=cached, on=run.billed_on) for part in parts),
                    Decimal(0))
 
+    streaming_cached, streaming_uncached = streaming(True), streaming(False)
+    if len(models := models or [model]) > 1:
+        by_model = cost_by_model(conn, run, models, prices, (caching or {}).get("warmup_usage"))
+        streaming_cached, streaming_uncached = by_model.streaming_cached_usd, by_model.streaming_uncached_usd
+        ledger_cascades.record_cost_by_model(conn, run.run_pk, by_model.models, by_model.last_model_alone_usd)
     record = {
         "cost_usd": items_cost + warmup + duplicates,
-        "streaming_cached_usd": streaming(True),
-        "streaming_uncached_usd": streaming(False),
+        "streaming_cached_usd": streaming_cached,
+        "streaming_uncached_usd": streaming_uncached,
         "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
         "cache_write_tokens": usage.cache_write_5m_tokens + usage.cache_write_1h_tokens,
         "cache_read_tokens": usage.cache_read_tokens, "billed_failed": billed_failed,
@@ -136,3 +145,52 @@ def record_run_costs(conn: psycopg.Connection, run: Run, model: str, prices: Pri
     }
     ledger_costs.record_run_costs(conn, run.run_pk, record)
     return record
+
+
+@dataclass
+class CostByModel:
+    """A cascade night's cost by model. ``last_model_alone_usd`` is a re-pricing, not a measurement:
+    the items the last model answered (or was billed for) count at what they cost on it; every other
+    item's attempts count at the last model's batch rates for the same tokens (its API usage on the
+    cheaper model, which is what the ledger has; the last model might have used other counts); the
+    warm-up at the last model's standard rate."""
+
+    models: dict[str, dict[str, Any]]
+    last_model_alone_usd: Decimal
+    streaming_cached_usd: Decimal
+    streaming_uncached_usd: Decimal
+
+
+def cost_by_model(conn: psycopg.Connection, run: Run, models: list[str], prices: PriceTable,
+                  warmup_usage: dict[str, int] | None = None) -> CostByModel:
+    """Per model: items answered, billed attempts, tokens and cost (each attempt at the batch rate of the
+    model it was sent to); and the night on the last model alone (see :class:`CostByModel`)."""
+    last = models[-1]
+    last_price = prices.price(last, run.billed_on)
+    over = last_price.long_prompt_over if last_price.long_prompt_over is not None else 2**62
+    by_model: dict[str, dict[str, Any]] = {
+        m: {"items_answered": 0, "attempts": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": Decimal(0)}
+        for m in models}
+    warmup = Usage(**(warmup_usage or {}))
+    alone = last_price.rates.dollars(warmup, cached=True)
+    cached = prices.cost(warmup, models[0], batch=False, cached=True, on=run.billed_on)
+    uncached = prices.cost(warmup, models[0], batch=False, cached=False, on=run.billed_on)
+    for model, reached_last, long_prompt, answered, attempts, *tokens, cost in ledger_cascades.usage_by_model(
+            conn, run.run_pk, last, over):
+        usage = Usage(*tokens)
+        entry = by_model.setdefault(model, {"items_answered": 0, "attempts": 0, "input_tokens": 0,
+                                            "output_tokens": 0, "cost_usd": Decimal(0)})
+        entry["items_answered"] += answered
+        entry["attempts"] += attempts
+        entry["input_tokens"] += usage.total_input_tokens
+        entry["output_tokens"] += usage.output_tokens
+        entry["cost_usd"] += cost
+        cached += prices.cost(usage, model, batch=False, cached=True, on=run.billed_on)
+        uncached += prices.cost(usage, model, batch=False, cached=False, on=run.billed_on)
+        if model == last:
+            alone += cost
+        elif not reached_last:
+            rates = last_price.long_prompt if long_prompt and last_price.long_prompt else last_price.rates
+            alone += rates.dollars(usage, cached=True) * prices.batch_discount
+    recorded = {m: {**e, "cost_usd": float(e["cost_usd"])} for m, e in by_model.items()}
+    return CostByModel(recorded, alone, cached, uncached)

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from nightshift.ledger import batches, queue, runs
+from nightshift.ledger import batches, cascades, queue, runs
 from nightshift.ledger.items import close_open_items, failure_counts, item_counts
 from nightshift.ledger.runs import Run
 from nightshift.ledger.status import ItemStatus, RunStatus
@@ -31,6 +31,9 @@ class RunSummary:
     batches: int = 0
     status: RunStatus = RunStatus.SUCCEEDED
     costs: dict[str, Any] = field(default_factory=dict)
+    #: a cascade night's cost by model (items answered, attempts, tokens, cost) and on its last model alone
+    cost_by_model: dict[str, Any] = field(default_factory=dict)
+    last_model_alone_usd: float | None = None
 
     @property
     def failed_total(self) -> int:
@@ -71,7 +74,11 @@ def finalize_run(conn: psycopg.Connection, run: Run, client: Any = None, workloa
     status = RunStatus.EMPTY if requests == 0 else RunStatus.FAILED if unfinished else RunStatus.SUCCEEDED
     summary = RunSummary(run.run_pk, run.workload, requests, counts.get(ItemStatus.SUCCEEDED, 0), failed, rounds,
                          batch_count, status)
-    summary.costs = record_run_costs(conn, run, runs.model(conn, run.run_pk), price_table())
+    cascade = cascades.cascade_models(conn, run.run_pk)
+    summary.costs = record_run_costs(conn, run, runs.model(conn, run.run_pk), price_table(), cascade)
+    if cascade:
+        by_model, alone, _ = cascades.cost_by_model(conn, run.run_pk)
+        summary.cost_by_model, summary.last_model_alone_usd = by_model, float(alone)
     runs.close(conn, run.run_pk, status=status, requests=requests, succeeded=summary.succeeded,
                failed=summary.failed_total, rounds=rounds)
     conn.commit()
@@ -79,6 +86,12 @@ def finalize_run(conn: psycopg.Connection, run: Run, client: Any = None, workloa
     log.info("run %s cost $%.4f at the batch rate; the streaming path would have cost $%.4f (%.1f%% saved)",
              run.run_pk, summary.costs["cost_usd"], uncached,
              100 * (1 - summary.costs["cost_usd"] / uncached) if uncached else 0)
+    if cascade:
+        actual = float(summary.costs["cost_usd"])
+        log.info("run %s by model: %s; on %s alone (a re-pricing) it would have cost $%.4f: $%.4f saved",
+                 run.run_pk, "; ".join(f"{m} answered {e['items_answered']} in {e['attempts']} attempts, "
+                                       f"${e['cost_usd']:.4f}" for m, e in summary.cost_by_model.items()),
+                 cascade[-1], summary.last_model_alone_usd, summary.last_model_alone_usd - actual)
     log.info(
         "run %s (%s) closed as %s: %d requests, %d succeeded, %d failed %s, %d rounds, %d batches",
         run.run_pk, run.workload, status, requests, summary.succeeded, summary.failed_total, failed or "", rounds,

@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from nightshift.backends.base import BatchBackend, ErrorKind, Outcome, OutcomeKind
 from nightshift.batch.costing import usage_of
+from nightshift.batch.escalation import Escalation, escalation_reason, invalid_escalates, invalid_reason
 from nightshift.batch.ledger import BatchRow, Run, batches, record_batch_state
 from nightshift.batch.errors import AccountProblem
 from nightshift.costs import PriceTable, price_table
@@ -31,6 +32,7 @@ from nightshift.destination import upsert_ctes
 from nightshift.ledger import batches as ledger_batches
 from nightshift.ledger import items, queue
 from nightshift.ledger.status import BatchStatus, CancelReason, ItemStatus
+from nightshift.ledger.trials import trial_table
 from nightshift.migration.modes import shadow_table
 from nightshift.queue import column_type, source_key_cast
 from nightshift.workloads.definition import Workload
@@ -126,7 +128,8 @@ def _land_batch(conn, backend: BatchBackend, workload, run, batch: BatchRow, wri
         raise BatchNotEnded(f"batch {batch.backend_batch_id} is {snapshot.processing_status}, not ended: "
                             "nothing to land yet")
     cancel_reason = ledger_batches.cancel_reason(conn, batch.batch_pk)
-    outcome_of = _OutcomeReader(workload, run, batch.round, price_table(), cancel_reason)
+    sent_to = items.models_of_batch(conn, batch.batch_pk, workload.model) if workload.cascade else None
+    outcome_of = _OutcomeReader(workload, run, batch.round, price_table(), cancel_reason, sent_to)
     # Slices are read and parsed while earlier ones are written, by WRITERS connections at once:
     # Python and Postgres work at the same time, and Postgres on more than one core. At most
     # WRITERS + 1 slices are in memory; a failure while reading still lets the slices being
@@ -180,11 +183,17 @@ def _results_archived(conn, run: Run, batch: BatchRow, retrieved, result: LandRe
 
 class _OutcomeReader:
     """Turns one outcome into one staging row: the item's columns (``ITEM_COLUMNS``), then
-    the destination values and the model (NULL unless the result succeeded and validated)."""
+    the destination values and the model (NULL unless the result succeeded and validated).
+
+    A cascade workload's result is read as the model it was sent to (``sent_to``, by custom_id)
+    answered it: a valid answer meeting an ``escalate_on`` rule (or an invalid one, when
+    ``invalid_output`` escalates) from a model other than the last is marked ``retry`` as
+    ``escalated``, with the reason and its usage, and nothing for the destination."""
 
     def __init__(self, workload: Workload, run: Run, round_: int, prices: PriceTable,
-                 cancel_reason: CancelReason | None = None) -> None:
+                 cancel_reason: CancelReason | None = None, sent_to: dict[str, str] | None = None) -> None:
         self.workload = workload
+        self.sent_to = sent_to or {}
         self.canceled = CANCELED_OUTCOMES[cancel_reason]
         self.prices = prices
         self.billed_on = run.billed_on
@@ -193,13 +202,13 @@ class _OutcomeReader:
         self.no_destination = (None,) * (len(self.fields) + 1)
         self._costed: dict[tuple, tuple] = {}
 
-    def _usage(self, message: dict[str, Any]) -> tuple:
+    def _usage(self, message: dict[str, Any], sent: str) -> tuple:
         """Token counts as the ledger stores them, and their cost at the batch rate.
 
         A night has few distinct usages (token counts repeat), so each is priced once.
         """
         raw = message.get("usage") or {}
-        model = message.get("model") or self.workload.model
+        model = message.get("model") or sent
         split = raw.get("cache_creation") or {}
         key = (model, raw.get("input_tokens"), raw.get("output_tokens"), raw.get("cache_creation_input_tokens"),
                raw.get("cache_read_input_tokens"), split.get("ephemeral_5m_input_tokens"),
@@ -219,15 +228,22 @@ class _OutcomeReader:
         custom_id, kind = outcome.custom_id, outcome.kind
         if kind is OutcomeKind.SUCCEEDED:
             message = outcome.message
-            usage = self._usage(message)
+            sent = self.sent_to.get(custom_id, self.workload.model)
+            usage = self._usage(message, sent)
             stop_reason = message.get("stop_reason")
             try:
-                output = extract_output(self.workload, message)
+                output = extract_output(self.workload.on_model(sent), message)
             except InvalidOutput as exc:
+                if invalid_escalates(self.workload, sent):
+                    return (custom_id, ItemStatus.RETRY, Escalation.ESCALATED, invalid_reason(sent, str(exc)),
+                            stop_reason, *usage, *self.no_destination)
                 status = ItemStatus.RETRY if self.retry_invalid_output else ItemStatus.FAILED
                 return (custom_id, status, exc.error_type, str(exc), stop_reason, *usage, *self.no_destination)
+            if (reason := escalation_reason(self.workload, sent, output)) is not None:
+                return (custom_id, ItemStatus.RETRY, Escalation.ESCALATED, reason, stop_reason, *usage,
+                        *self.no_destination)
             return (custom_id, ItemStatus.SUCCEEDED, None, None, stop_reason, *usage,
-                    *[_adapt(output[f]) for f in self.fields], message.get("model") or self.workload.model)
+                    *[_adapt(output[f]) for f in self.fields], message.get("model") or sent)
         if kind is OutcomeKind.ERRORED:
             error_type = outcome.error_type or "api_error"
             status = ItemStatus.FAILED if error_type in FINAL_ITEM_ERRORS else ItemStatus.RETRY
@@ -271,7 +287,10 @@ class SliceWriter:
         dest = workload.destination
         schema, table = dest.table.split(".")
         value_columns = list(dest.columns)
-        self.params = {"run_pk": run.run_pk, "round": round_, "prompt_version": workload.prompt_version}
+        # each row records the prompt version of the model it was sent to (a cascade's differ by model)
+        self.params = {"run_pk": run.run_pk, "round": round_, "prompt_version": workload.prompt_version,
+                       "first_model": workload.model,
+                       "versions": Jsonb({m: workload.on_model(m).prompt_version for m in workload.models})}
         staging = sql.Identifier(f"land_{workload.name}")
         self.create_staging = sql.SQL(
             "CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
@@ -292,7 +311,7 @@ class SliceWriter:
         landed = items.land_from(staging, ITEM_COLUMNS, value_columns)
         # Two queued requests for one source key (a product changed twice) may land in one slice:
         # the later request's result wins, as it would have on the streaming path.
-        target = shadow_table(workload) if run.shadow else None
+        target = trial_table(workload) if run.trial else shadow_table(workload) if run.shadow else None
         self.params.update(ns_destination=target or dest.table, ns_workload=workload.name)
         values = [sql.SQL("l.{}").format(sql.Identifier(c)) for c in value_columns]
         source = sql.SQL("")
@@ -303,12 +322,14 @@ class SliceWriter:
                 table=sql.Identifier(source_schema, source_table), key=sql.Identifier(workload.source.key),
                 cast=source_key_cast(conn, workload).cast(sql.SQL("l.source_key")))
         writes = upsert_ctes(workload, table=target, select=sql.SQL(
-            "SELECT DISTINCT ON (l.source_key) l.source_key::{key_type}, {values}, l.model, %(prompt_version)s, "
+            "SELECT DISTINCT ON (l.source_key) l.source_key::{key_type}, {values}, l.model, "
+            "coalesce(%(versions)s::jsonb ->> l.item_model, %(prompt_version)s), "
             "l.request_id FROM landed l{source} WHERE l.status = 'succeeded' "
             "ORDER BY l.source_key, l.request_id DESC NULLS LAST").format(
             key_type=key_type, values=sql.SQL(", ").join(values), source=source))
-        parts = [sql.SQL("landed AS ({})").format(landed), *writes]
-        if not run.shadow:  # in shadow mode the streaming path owns the queue
+        parts = [sql.SQL("landed AS ({})").format(landed), *writes,
+                 sql.SQL("attempted AS ({})").format(items.attempts_from(sql.Identifier("landed")))]
+        if target is None:  # a shadow run leaves the queue to the streaming path; a trial holds no request
             parts.append(sql.SQL("queue AS ({})").format(queue.CLOSE_LANDED))
         self.land = sql.SQL("WITH {} SELECT count(*) FROM landed").format(sql.SQL(", ").join(parts))
 

@@ -86,6 +86,38 @@ def run_shape(conn: psycopg.Connection, backend: BatchBackend, workload: Workloa
     return confirmed.shape
 
 
+def run_shapes(conn: psycopg.Connection, backend: BatchBackend, workload: Workload, run: Run
+               ) -> dict[str, RequestShape]:
+    """The shape this run sends to each of the workload's models: :func:`run_shape` for its model and,
+    for a cascade, each later model's confirmed with the Models API once (before the first batch) and
+    kept on the run; a model the API says cannot take the request refuses the run."""
+    shapes = {workload.model: run_shape(conn, backend, workload, run)}
+    if workload.cascade is None:
+        return shapes
+    from nightshift.ledger import cascades
+
+    recorded = cascades.cascade_shapes(conn, run.run_pk)
+    if recorded is None:
+        recorded = {}
+        for model in workload.models[1:]:
+            confirmed = confirm_shape(backend, workload.on_model(model))
+            recorded[model] = confirmed.shape.as_dict()
+        cascades.record_cascade_shapes(conn, run.run_pk, workload.models, recorded)
+        conn.commit()
+    return {**shapes, **{model: shape_from_record(record) for model, record in recorded.items()}}
+
+
+def cascade_samples(workload: Workload, samples: list[dict[str, Any]], shapes: dict[str, RequestShape]
+                    ) -> list[dict[str, Any]]:
+    """``samples`` (first-model params) and the same items' params on every later cascade model, so the
+    free check before the first batch covers each model's requests."""
+    from nightshift.workloads.requests import params_around
+
+    later = [params_around(workload.on_model(model), params["messages"], shapes.get(model))
+             for model in workload.models[1:] for params in samples]
+    return [*samples, *later]
+
+
 def shape_from_record(record: dict[str, Any]) -> RequestShape:
     return RequestShape(Delivery(record["delivery"]), record["thinking"], record["effort"], record["thinks"],
                         record["effort_in_force"])

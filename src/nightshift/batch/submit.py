@@ -109,13 +109,14 @@ def submit_round(conn: psycopg.Connection, backend: BatchBackend, workload: Work
 
 def _submit_round(conn: psycopg.Connection, backend: BatchBackend, workload: Workload, run: Run,
                   round_: int, caps: Caps) -> SubmitResult:
-    from nightshift.batch.preflight import run_shape
+    from nightshift.batch.preflight import run_shapes
 
     result = SubmitResult(round_)
     past_deadline = run.past_deadline()
-    shape = run_shape(conn, backend, workload, run)
+    shapes = run_shapes(conn, backend, workload, run)
+    shape = shapes[workload.model]
     if round_ > 0:
-        _promote_retries(conn, run, round_)
+        _promote_retries(conn, workload, run, round_)
     elif not past_deadline:
         from nightshift.batch.costing import plan_caching
         from nightshift.costs import price_table
@@ -127,7 +128,7 @@ def _submit_round(conn: psycopg.Connection, backend: BatchBackend, workload: Wor
         log.warning("run %s is past its deadline (%s): the round's unsubmitted requests stay unsubmitted",
                     run.run_pk, run.deadline_at.isoformat())
     else:
-        _submit_unassigned(conn, backend, workload, run, round_, caps, result, shape)
+        _submit_unassigned(conn, backend, workload, run, round_, caps, result, shapes)
     result.batch_ids = [b.backend_batch_id for b in batches(conn, run, round_) if b.backend_batch_id]
     log.info(
         "round %d of run %s: %d batches (%s), %d requests submitted now, %d invalid inputs failed",
@@ -139,9 +140,11 @@ def _submit_round(conn: psycopg.Connection, backend: BatchBackend, workload: Wor
     return result
 
 
-def _promote_retries(conn: psycopg.Connection, run: Run, round_: int) -> None:
-    """Move the items the previous round marked for retry into this round, unassigned."""
-    items.promote_retries(conn, run.run_pk, round_)
+def _promote_retries(conn: psycopg.Connection, workload: Workload, run: Run, round_: int) -> None:
+    """Move the items the previous round marked for retry into this round, unassigned: an escalated
+    one to the next model of the workload's cascade, an ordinary retry on its own model."""
+    models = workload.models
+    items.promote_retries(conn, run.run_pk, round_, dict(zip(models, models[1:])))
     conn.commit()
 
 
@@ -152,12 +155,15 @@ def _pending_rows(conn: psycopg.Connection, workload: Workload, run: Run, round_
                                       name=f"nightshift_submit_{run.run_pk}_{round_}", itersize=ROWS_PER_FETCH)
 
 
-def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list, shape: RequestShape | None = None):
-    """Yield ``(custom_id, encoded request)``; bad source rows go to ``invalid`` instead."""
+def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list,
+                      shapes: dict[str, RequestShape] | None = None):
+    """Yield ``(custom_id, encoded request)``, each for the model its item goes to (``shapes``: the
+    run's shape by model; without, the model table's); bad source rows go to ``invalid`` instead."""
     columns = [workload.source.key, *workload.source.columns]
     key = queue.source_key_cast(conn, workload)
+    shapes = shapes or {}
     with _pending_rows(conn, workload, run, round_, batch_pk, key) as cursor:
-        for custom_id, source_key, request_id, valid_key, exists, *values in cursor:
+        for custom_id, source_key, request_id, model, valid_key, exists, *values in cursor:
             if not valid_key:
                 invalid.append((custom_id, request_id, f"source key {source_key[:100]!r} of request {request_id} is "
                                 f"not a valid {key.type_name} ({workload.source.table}.{workload.source.key})"))
@@ -167,22 +173,25 @@ def _encoded_requests(conn, workload, run, round_, batch_pk, invalid: list, shap
                                 f"{source_key} does not exist"))
                 continue
             try:
-                params = build_params(workload, dict(zip(columns, values, strict=True)), shape)
+                model = model or workload.model
+                params = build_params(workload.on_model(model), dict(zip(columns, values, strict=True)),
+                                      shapes.get(model))
             except InvalidInput as exc:
                 invalid.append((custom_id, request_id, str(exc)))
                 continue
             yield custom_id, encode_request(custom_id, params)
 
 
-def _submit_unassigned(conn, backend: BatchBackend, workload, run, round_, caps, result, shape: RequestShape) -> None:
+def _submit_unassigned(conn, backend: BatchBackend, workload, run, round_, caps, result,
+                       shapes: dict[str, RequestShape]) -> None:
     invalid: list[tuple[str, int | None, str]] = []
-    samples = _Samples(round_ == 0 and not _any_batch(conn, run))
+    samples = _Samples(round_ == 0 and not _any_batch(conn, run), shapes)
     seq = ledger_batches.next_seq(conn, run.run_pk, round_)
     # A batch never holds more than the queue cap: a larger night goes through in turns.
     max_requests = min(caps.max_requests, caps.max_queued or caps.max_requests)
     body = BatchBody()
     try:
-        for custom_id, encoded in _encoded_requests(conn, workload, run, round_, None, invalid, shape):
+        for custom_id, encoded in _encoded_requests(conn, workload, run, round_, None, invalid, shapes):
             samples.offer(encoded)
             if body.count and (body.count >= max_requests or body.size_with(encoded) > caps.max_bytes):
                 samples.check(conn, backend, workload, run, invalid, result)
@@ -214,8 +223,9 @@ def _any_batch(conn: psycopg.Connection, run: Run) -> bool:
 class _Samples:
     """The requests the preflight checks before the run's first create call: the first and the longest."""
 
-    def __init__(self, wanted: bool) -> None:
+    def __init__(self, wanted: bool, shapes: dict[str, RequestShape] | None = None) -> None:
         self.wanted = wanted
+        self.shapes = shapes or {}
         self.first: bytes | None = None
         self.longest: bytes | None = None
 
@@ -231,12 +241,13 @@ class _Samples:
         """Once, before the first create: a refusal fails the run's waiting requests, then raises."""
         if not self.wanted or self.first is None:
             return
-        from nightshift.batch.preflight import PreflightRefused, fail_refused_run, preflight
+        from nightshift.batch.preflight import PreflightRefused, cascade_samples, fail_refused_run, preflight
 
         self.wanted = False
         distinct = [self.first] if self.longest in (None, self.first) else [self.first, self.longest]
         try:
-            preflight(backend, workload, [json.loads(encoded)["params"] for encoded in distinct])
+            preflight(backend, workload, cascade_samples(
+                workload, [json.loads(encoded)["params"] for encoded in distinct], self.shapes))
         except PreflightRefused as refused:
             _fail_invalid(conn, run, invalid, result)  # bad rows keep their own reason
             count = fail_refused_run(conn, run, refused)

@@ -35,13 +35,24 @@ def warmup(conn: psycopg.Connection, run_pk: int) -> tuple[Decimal, dict[str, An
 
 
 # The run's usage in two sums: requests whose prompt is over the price row's long-prompt threshold
-# (if it has one) pay other rates on every token, so they are priced apart.
+# (if it has one) pay other rates on every token, so they are priced apart. An item holds its current
+# round's attempt; its earlier attempts (escalated, asked for again, retried) are in nightshift.attempts.
 RUN_USAGE = """
+WITH spent AS (
+    SELECT input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_input_tokens,
+           cost_usd, status
+      FROM nightshift.items WHERE run_pk = %(run_pk)s
+    UNION ALL
+    SELECT a.input_tokens, a.output_tokens, a.cache_write_5m_tokens, a.cache_write_1h_tokens,
+           a.cache_read_input_tokens, a.cost_usd, 'superseded'
+      FROM nightshift.attempts a JOIN nightshift.items i USING (run_pk, custom_id)
+     WHERE a.run_pk = %(run_pk)s AND a.round < i.round
+)
 SELECT input_tokens + cache_write_5m_tokens + cache_write_1h_tokens + cache_read_input_tokens > %(over)s AS long_prompt,
        coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cache_write_5m_tokens), 0),
        coalesce(sum(cache_write_1h_tokens), 0), coalesce(sum(cache_read_input_tokens), 0),
        coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE status = 'failed' AND cost_usd > 0)
-  FROM nightshift.items WHERE run_pk = %(run_pk)s GROUP BY 1
+  FROM spent GROUP BY 1
 """
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from nightshift.ledger.runs import Run
 from nightshift.ledger.status import ItemStatus
@@ -201,41 +202,76 @@ def record_billed(conn: psycopg.Connection, billed: Sequence[tuple]) -> None:
 def land_from(staging: sql.Identifier, item_columns: Sequence[str],
               value_columns: Sequence[str]) -> sql.Composed:
     """The landing's item update: each item of the round still ``submitted`` takes its columns from
-    the ``staging`` row of its custom_id (``item_columns``, custom_id first); returns what the
-    destination and the queue need of it: source_key, request_id, status, error_type, error_message,
-    ``value_columns`` and model. An item already landed is not returned, so nothing lands twice.
-    Parameters: ``run_pk``, ``round``."""
+    the ``staging`` row of its custom_id (``item_columns``, custom_id first) and keeps the model it was
+    sent to (an item without one was sent to ``first_model``); returns what the destination, the
+    queue and the attempt record need of it: source_key, request_id, status, error_type,
+    error_message, ``value_columns``, model (the reply's), item_model (the one it was sent to),
+    custom_id and its usage. An item already landed is not returned, so nothing lands twice.
+    Parameters: ``run_pk``, ``round``, ``first_model``."""
     updates = sql.SQL(", ").join(sql.SQL("{0} = l.{0}").format(sql.Identifier(c)) for c in item_columns[1:])
     return sql.SQL(
-        "UPDATE nightshift.items i SET {updates}, updated_at = now() FROM {staging} l "
-        "WHERE i.run_pk = %(run_pk)s AND i.custom_id = l.custom_id AND i.round = %(round)s "
+        "UPDATE nightshift.items i SET {updates}, model = coalesce(i.model, %(first_model)s), updated_at = now() "
+        "FROM {staging} l WHERE i.run_pk = %(run_pk)s AND i.custom_id = l.custom_id AND i.round = %(round)s "
         "AND i.status = 'submitted' "
-        "RETURNING i.source_key, i.request_id, l.status, l.error_type, l.error_message, {values}, l.model"
+        "RETURNING i.source_key, i.request_id, l.status, l.error_type, l.error_message, {values}, l.model, "
+        "i.model AS item_model, i.custom_id, {usage}"
     ).format(updates=updates, staging=staging,
-             values=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in value_columns))
+             values=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in value_columns),
+             usage=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in ATTEMPT_USAGE))
 
 
-def promote_retries(conn: psycopg.Connection, run_pk: int, round_: int) -> None:
-    """Move the items an earlier round marked for retry into ``round_``, unassigned."""
-    conn.execute(
-        "UPDATE nightshift.items SET round = %s, status = 'pending', batch_pk = NULL, updated_at = now() "
-        "WHERE run_pk = %s AND status = 'retry' AND round < %s",
-        (round_, run_pk, round_),
-    )
+#: What an attempt record keeps of a result's usage (the items' columns of the same names).
+ATTEMPT_USAGE = ("input_tokens", "output_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
+                 "cache_read_input_tokens", "cost_usd")
+
+
+def attempts_from(landed: sql.Identifier) -> sql.Composed:
+    """The insert that records each result ``landed`` (:func:`land_from`'s output) returns as an
+    attempt of its item, with the model it was sent to. Parameters: ``run_pk``, ``round``."""
+    usage = sql.SQL(", ").join(map(sql.Identifier, ATTEMPT_USAGE))
+    return sql.SQL(
+        "INSERT INTO nightshift.attempts (run_pk, custom_id, round, model, status, error_type, error_message, "
+        "{usage}) SELECT %(run_pk)s, custom_id, %(round)s, item_model, status, error_type, error_message, {usage} "
+        "FROM {landed}").format(usage=usage, landed=landed)
+
+
+def models_of_batch(conn: psycopg.Connection, batch_pk: int, first_model: str) -> dict[str, str]:
+    """``{custom_id: the model it was sent to}`` for the batch's items (no model recorded: ``first_model``)."""
+    return dict(conn.execute("SELECT custom_id, coalesce(model, %s) FROM nightshift.items WHERE batch_pk = %s",
+                             (first_model, batch_pk)).fetchall())
+
+
+#: An escalated item goes to the model after the one it was sent to; every promoted item leaves its
+#: earlier attempt's usage to ``nightshift.attempts``, so the item holds its current round's only.
+PROMOTE_RETRIES = """
+UPDATE nightshift.items
+   SET round = %(round)s, status = 'pending', batch_pk = NULL, updated_at = now(),
+       model = CASE WHEN error_type = 'escalated' THEN coalesce(%(next_models)s::jsonb ->> model, model) ELSE model END,
+       input_tokens = NULL, output_tokens = NULL, cache_creation_input_tokens = NULL, cache_read_input_tokens = NULL,
+       cache_write_5m_tokens = NULL, cache_write_1h_tokens = NULL, cost_usd = NULL
+ WHERE run_pk = %(run_pk)s AND status = 'retry' AND round < %(round)s
+"""
+
+
+def promote_retries(conn: psycopg.Connection, run_pk: int, round_: int,
+                    next_models: dict[str, str] | None = None) -> None:
+    """Move the items an earlier round marked for retry into ``round_``, unassigned; an escalated one
+    to the model ``next_models`` names after its own (an ordinary retry keeps its model)."""
+    conn.execute(PROMOTE_RETRIES, {"round": round_, "run_pk": run_pk, "next_models": Jsonb(next_models or {})})
 
 
 def pending_with_sources(conn: psycopg.Connection, workload: Workload, run_pk: int, round_: int,
                          batch_pk: int | None, key: KeyCast, *, name: str, itersize: int) -> psycopg.Cursor:
     """The round's pending items (unassigned, or ``batch_pk``'s) with their source rows, in custom_id
     order, from a server-side cursor ``name`` held across commits. Each row: custom_id, source_key,
-    request_id, whether the key is a valid value of its type, whether the source row exists, then
-    the source key and columns."""
+    request_id, the model it goes to (None: the run's), whether the key is a valid value of its type,
+    whether the source row exists, then the source key and columns."""
     columns = [workload.source.key, *workload.source.columns]
     schema, table = workload.source.table.split(".")
     assigned = sql.SQL("i.batch_pk IS NULL") if batch_pk is None else sql.SQL("i.batch_pk = %s")
     source_key = sql.SQL("i.source_key")
     query = sql.SQL(
-        "SELECT i.custom_id, i.source_key, i.request_id, {valid}, s.{key} IS NOT NULL, {columns} "
+        "SELECT i.custom_id, i.source_key, i.request_id, i.model, {valid}, s.{key} IS NOT NULL, {columns} "
         "FROM nightshift.items i LEFT JOIN {table} s ON s.{key} = {cast} "
         "WHERE i.run_pk = %s AND i.round = %s AND i.status = 'pending' AND {assigned} ORDER BY i.custom_id"
     ).format(

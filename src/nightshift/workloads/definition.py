@@ -335,6 +335,48 @@ class MigrationSettings(_Strict):
                     "is allowed: an agreement on fewer keys is too weak to rest on.")
 
 
+class EscalateOn(_Strict):
+    """When a cascade model's reply goes to the next model instead of the destination."""
+
+    invalid_output: bool = Field(
+        default=False,
+        description="A reply that fails validation (`invalid_output`) goes to the next model (without it, it "
+                    "fails or is asked for again as `batch.validation_retries` says).")
+    values: dict[str, list[str | int | float | bool]] = Field(
+        default={},
+        description="`field: [values]`: a valid reply whose enum field holds one of these values (`label: "
+                    "[other]`) goes to the next model. Each field an enum of the output schema, each value in it.")
+    below: dict[str, float] = Field(
+        default={},
+        description="`field: threshold`: a valid reply whose number field is under the threshold (`confidence: "
+                    "0.6`) goes to the next model. Each field a number or integer of the output schema.")
+
+    @property
+    def any(self) -> bool:
+        return bool(self.invalid_output or self.values or self.below)
+
+
+class Cascade(_Strict):
+    """Models tried in order: round 0 runs on the first; a reply that meets an `escalate_on` rule goes to
+    the next model in the next round; the last model's answer lands whatever it says."""
+
+    models: list[str] = Field(
+        min_length=2,
+        description="The models in the order they are tried, cheapest first, at least two distinct ones; "
+                    "each must run the workload as a file naming it would (`model` is the first).")
+    escalate_on: EscalateOn = Field(
+        description="When a reply goes to the next model: `invalid_output`, `values`, `below`.")
+
+    def next_model(self, model: str) -> str | None:
+        """The model after ``model`` (None after the last one)."""
+        at = self.models.index(model)
+        return self.models[at + 1] if at + 1 < len(self.models) else None
+
+    @property
+    def last(self) -> str:
+        return self.models[-1]
+
+
 SAMPLING_PARAMETERS = ("temperature", "top_p", "top_k")
 
 
@@ -363,7 +405,14 @@ class Workload(_Strict):
         description="Which batch API runs the workload's nights (a name in `nightshift.backends.registry`).")
     model: str = Field(
         min_length=1,
-        description="The model id; it must be in Nightshift's model table and price table.")
+        description="The model id; it must be in Nightshift's model table and price table. May be left out "
+                    "when `cascade` is given: it is then the first cascade model (given, it must be).")
+    cascade: Cascade | None = Field(
+        default=None,
+        description="Models tried in order, and when a reply goes to the next one (the batch path: each "
+                    "escalation takes a retry round, so `batch.retry_rounds` must be at least the models "
+                    "after the first; the streaming path tries them in turn within one request). Each "
+                    "destination row records the model that answered it and that model's prompt version.")
     max_tokens: int = Field(
         gt=0, le=128_000,
         description="The budget thinking and the answer share (thinking tokens are output tokens); checked "
@@ -425,6 +474,15 @@ class Workload(_Strict):
 
         model_table().capabilities(model)  # UnknownModel (a ValueError) names the table and what it knows
         return model
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_from_cascade(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "model" not in raw and isinstance(raw.get("cascade"), dict):
+            models = raw["cascade"].get("models")
+            if isinstance(models, list) and models and isinstance(models[0], str):
+                return {**raw, "model": models[0]}
+        return raw
 
     @model_validator(mode="before")
     @classmethod
@@ -508,16 +566,91 @@ class Workload(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _cascade_fits(self) -> Workload:
+        cascade = self.cascade
+        if cascade is None:
+            return self
+        if self.model != cascade.models[0]:
+            raise ValueError(f"model {self.model} is not cascade.models[0] ({cascade.models[0]}): a cascade "
+                             "starts on the workload's model (leave model out to take the first cascade model)")
+        repeated = sorted({m for m in cascade.models if cascade.models.count(m) > 1})
+        if repeated:
+            raise ValueError(f"cascade.models names {', '.join(repeated)} more than once: each model is tried "
+                             "once, in order")
+        for at, model in enumerate(cascade.models[1:], start=1):
+            try:
+                self._alone_on(model)
+            except ValueError as exc:
+                raise ValueError(f"cascade.models[{at}]: {exc}") from None
+        rules = cascade.escalate_on
+        if not rules.any:
+            raise ValueError("cascade.escalate_on names no rule (invalid_output, values or below): nothing would "
+                             "ever reach the next model")
+        if self.output.is_text and (rules.values or rules.below):
+            raise ValueError("cascade.escalate_on: a text output escalates only on invalid_output (values and "
+                             "below name fields of a json output)")
+        properties = (self.output.json_schema or {}).get("properties", {})
+        for rule, fields in (("values", rules.values), ("below", rules.below)):
+            for name in fields:
+                if name not in properties:
+                    raise ValueError(f"cascade.escalate_on.{rule}.{name}: the output schema has no field {name!r} "
+                                     f"(it has {sorted(properties)})")
+        for name, values in rules.values.items():
+            enum = properties[name].get("enum")
+            if enum is None:
+                raise ValueError(f"cascade.escalate_on.values.{name}: field {name!r} is not an enum of the output "
+                                 "schema (values escalates on an enum's members)")
+            if unknown := [v for v in values if v not in enum]:
+                raise ValueError(f"cascade.escalate_on.values.{name}: {unknown} are not in the field's enum {enum}")
+        for name in rules.below:
+            kinds = properties[name].get("type")
+            kinds = {kinds} if isinstance(kinds, str) else set(kinds or ())
+            if not kinds or not kinds <= {"number", "integer", "null"} or kinds == {"null"}:
+                raise ValueError(f"cascade.escalate_on.below.{name}: field {name!r} is not a number or integer "
+                                 f"(its type is {properties[name].get('type')!r})")
+        needed = len(cascade.models) - 1
+        if self.batch.retry_rounds < needed:
+            raise ValueError(f"batch.retry_rounds {self.batch.retry_rounds} is fewer than the {needed} escalation(s) "
+                             f"cascade.models needs (each escalation takes a round): set retry_rounds to at least "
+                             f"{needed}")
+        return self
+
     def with_model(self, model: str) -> Workload:
         """The same workload on ``model``, checked as a file naming that model would be (the model
-        table, the request shape, max_tokens against its thinking); a ``ValueError`` says why not."""
+        table, the request shape, max_tokens against its thinking); a ``ValueError`` says why not.
+        A cascade workload on another model is that model alone (its cascade does not carry over)."""
         if model == self.model:
             return self
+        return self._alone_on(model)
+
+    def _alone_on(self, model: str) -> Workload:
+        raw = self.model_dump(by_alias=True, exclude_defaults=True)
+        raw.pop("cascade", None)
         try:
-            return Workload.model_validate({**self.model_dump(by_alias=True, exclude_defaults=True), "model": model})
+            return Workload.model_validate({**raw, "model": model})
         except ValidationError as exc:
             problems = "; ".join(err["msg"].removeprefix("Value error, ") for err in exc.errors())
             raise ValueError(f"workload {self.name!r} cannot run on {model}: {problems}") from None
+
+    @property
+    def models(self) -> list[str]:
+        """The models this workload's items may be sent to, in cascade order (its model alone without one)."""
+        return list(self.cascade.models) if self.cascade else [self.model]
+
+    def on_model(self, model: str) -> Workload:
+        """What one model of the cascade runs: this workload on ``model`` alone, built once per workload
+        object and model (the request params are cached per workload object). Its ``prompt_version`` is
+        what the rows that model answers record."""
+        if self.cascade is None and model == self.model:
+            return self
+        key = (id(self), model)
+        cached = _on_model.get(key)
+        if cached is None or cached[0] is not self:
+            if model not in self.models:
+                raise ValueError(f"workload {self.name!r} does not run on {model} (its models: {self.models})")
+            cached = _on_model[key] = (self, self._alone_on(model))
+        return cached[1]
 
     @property
     def prompt_version(self) -> str:
@@ -545,6 +678,9 @@ class Workload(_Strict):
     @property
     def asset_uri(self) -> str:
         return self.destination.asset.uri
+
+
+_on_model: dict[tuple[int, str], tuple[Workload, Workload]] = {}
 
 
 def _placeholders(text: str) -> set[str]:

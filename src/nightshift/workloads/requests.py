@@ -85,6 +85,12 @@ def build_params(workload: Workload, row: Mapping[str, Any], shape: RequestShape
     return {**stable, "messages": [{"role": "user", "content": render_item(workload, row)}]}
 
 
+def params_around(workload: Workload, messages: list[dict[str, Any]], shape: RequestShape | None = None
+                  ) -> dict[str, Any]:
+    """``workload``'s params around ``messages`` rendered already (the same item on another cascade model)."""
+    return {**_stable_params(workload, shape or workload.table_shape), "messages": messages}
+
+
 _stable: dict[tuple[int, RequestShape], tuple[Workload, dict[str, Any]]] = {}
 
 
