@@ -86,10 +86,10 @@ def print_table(inv: Inventory, console: Console) -> None:
                   f"[bold]{money(totals.today_monthly)}[/]", money(totals.batch_alone_monthly),
                   f"[bold]{money(totals.after_migration_monthly)}[/]", f"[bold]{percent(totals.saving_share)}[/]")
     console.print(table)
-    print_levers(inv, console)
     if totals.unpriced_features:
         console.print(f"[red]The total leaves out unpriced feature(s): {escape(', '.join(totals.unpriced_features))} "
                       f"(see below).[/]")
+    print_levers(inv, console)
 
     console.print()
     console.print("[bold]Why[/]")
