@@ -17,7 +17,9 @@ job, which logs one row per 10 minutes with a ``requests`` count and summed toke
 | backlog-relabel         | queue      | file        | claude-haiku-4-5  | 2,000 (under 4,096)    |
 | changelog-drafts        | schedule   | file        | claude-sonnet-5   | (a model not priced)   |
 
-and six malformed lines, to show how they are reported.
+ticket-classification and backlog-relabel rows say ``task: classification`` (the work Haiku 5.5 is
+documented for), so the inventory shows the routing lever on them; and six malformed lines, to show
+how they are reported.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ OUT = Path(__file__).with_name("traffic-sample.jsonl")
 
 def _row(time: datetime, feature: str, trigger: str, destination: str, model: str, input_tokens: int,
          output_tokens: int, *, cache_creation: int = 0, cache_read: int = 0, first_read: float | None = None,
-         prefix_hash: str | None = None, prefix_tokens: int | None = None, requests: int = 1) -> dict:
+         prefix_hash: str | None = None, prefix_tokens: int | None = None, requests: int = 1,
+         task: str | None = None) -> dict:
     row = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "feature": feature, "trigger": trigger,
            "destination": destination, "model": model, "input_tokens": input_tokens, "output_tokens": output_tokens}
     if cache_creation:
@@ -50,6 +53,8 @@ def _row(time: datetime, feature: str, trigger: str, destination: str, model: st
         row["prefix_tokens"] = prefix_tokens
     if requests != 1:
         row["requests"] = requests
+    if task:
+        row["task"] = task
     return row
 
 
@@ -78,7 +83,7 @@ def ticket_classification(rng: random.Random, day: datetime) -> list[dict]:
         rows.append(_row(t, "ticket-classification", "queue", "table", "claude-haiku-4-5",
                          rng.randint(150, 600), rng.randint(60, 120),
                          cache_creation=0 if hit else 5200, cache_read=5200 if hit else 0, first_read=read,
-                         prefix_hash="triage-4b10d3", prefix_tokens=5200))
+                         prefix_hash="triage-4b10d3", prefix_tokens=5200, task="classification"))
     return rows
 
 
@@ -125,7 +130,7 @@ def backlog_relabel(rng: random.Random, day: datetime) -> list[dict]:
         rows.append(_row(day + timedelta(hours=13, minutes=10 * slot), "backlog-relabel", "queue", "file",
                          "claude-haiku-4-5", sum(2000 + rng.randint(300, 700) for _ in range(n)),
                          sum(rng.randint(40, 90) for _ in range(n)),
-                         prefix_hash="relabel-v1", prefix_tokens=2000, requests=n))
+                         prefix_hash="relabel-v1", prefix_tokens=2000, requests=n, task="classification"))
     return rows
 
 
