@@ -1,9 +1,9 @@
 """The ``nightshift`` command: the project's own tools, one subcommand each.
 
 The runtime commands (``db``, ``workloads``, ``enqueue``, ``requeue``, ``report``, ``parity``, ``switch``,
-``estimate``, ``inventory``) ship with the package; the demo, emulator, local-dev and bench commands join them when this
-repository's ``nightshift-devtools`` distribution is installed. The Makefile is a thin layer
-over these; every subcommand also works on its own.
+``trial``, ``estimate``, ``inventory``) ship with the package; the demo, emulator, local-dev and bench
+commands join them when this repository's ``nightshift-devtools`` distribution is installed. The Makefile
+is a thin layer over these; every subcommand also works on its own.
 """
 
 from __future__ import annotations
@@ -88,6 +88,64 @@ def cmd_switch(args: argparse.Namespace, rest: list[str]) -> int:
             print(exc, file=sys.stderr)
             return 1
     return 0
+
+
+def cmd_trial(args: argparse.Namespace, rest: list[str]) -> int:
+    """Run a model trial and print its report, or (``--report``) reprint a stored one."""
+    import json
+    from datetime import date
+
+    from nightshift import db
+    from nightshift.deployment import get_workload
+    from nightshift.ledger import trials
+    from nightshift.migration.trial import TrialError, TrialRequest
+    from nightshift.migration.trial_render import print_trial
+    from nightshift.workloads.registry import WorkloadDefinitionError
+
+    def fail(message: str) -> int:
+        print(f"nightshift trial: {message}", file=sys.stderr)
+        return 1
+
+    try:
+        workload = get_workload(args.workload)
+    except WorkloadDefinitionError as exc:
+        return fail(f"--workload {args.workload}: {exc}")
+    with db.connect(_dsn(args)) as conn:
+        if args.report:
+            stored = (trials.get(conn, args.trial) if args.trial
+                      else trials.latest_reported(conn, workload.name))
+            if stored is None or stored.workload != workload.name or stored.report is None:
+                return fail(f"no reported trial {f'#{args.trial} ' if args.trial else ''}of {workload.name}")
+            report = stored.report
+        else:
+            if not args.candidate:
+                return fail("--candidate MODEL is required to run a trial (or --report to reprint one)")
+            days = {}
+            for flag, text in (("--from", args.start), ("--to", args.end)):
+                try:
+                    days[flag] = None if text is None else date.fromisoformat(text)
+                except ValueError:
+                    return fail(f"{flag} {text!r}: not a date (YYYY-MM-DD)")
+            request = TrialRequest(args.candidate, args.sample, days["--from"], days["--to"], args.seed)
+            try:
+                report = _run_trial(conn, workload, request)
+            except TrialError as exc:
+                return fail(str(exc))
+    if args.json:
+        print(json.dumps(report, default=str, indent=2))
+    else:
+        print_trial(report)
+    return 0
+
+
+def _run_trial(conn, workload, request) -> dict:
+    from nightshift.config import settings
+    from nightshift.hooks import batch_backend
+    from nightshift.migration.trial_run import run_trial
+
+    cfg = settings()
+    backend = batch_backend(workload.backend, cfg.anthropic_conn_id, console_batch_url=cfg.console_batch_url)
+    return run_trial(conn, backend, workload, request, max_queued=cfg.max_queued_requests)
 
 
 def cmd_estimate(args: argparse.Namespace, rest: list[str]) -> int:
@@ -282,6 +340,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-keys", type=int, help="override the workload's migration.min_keys")
     p.add_argument("--dsn")
     p.set_defaults(func=cmd_switch)
+
+    p = sub.add_parser("trial", help="a model trial: a sample of rows the current model wrote, answered on "
+                       "a candidate model through the batch path into a trial table; prints agreement (with "
+                       "its 95%% interval), confusion tables and the cost on each model")
+    p.add_argument("--workload", required=True)
+    p.add_argument("--candidate", metavar="MODEL", help="the model to try")
+    p.add_argument("--sample", type=int, default=2_000,
+                   help="keys to sample (default 2,000: a 95%% interval of at most about ±2.2 points)")
+    p.add_argument("--from", dest="start", metavar="YYYY-MM-DD",
+                   help="only source rows whose source.timestamp_column is on or after this day (UTC)")
+    p.add_argument("--to", dest="end", metavar="YYYY-MM-DD",
+                   help="only source rows whose source.timestamp_column is on or before this day (UTC)")
+    p.add_argument("--seed", type=int, help="the sample's seed (default: drawn, and recorded in the report)")
+    p.add_argument("--report", action="store_true", help="reprint the latest reported trial (or --trial N)")
+    p.add_argument("--trial", type=int, metavar="N", help="with --report: this trial")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--dsn")
+    p.set_defaults(func=cmd_trial)
 
     p = sub.add_parser("enqueue", help="queue work for a workload's next night: keys from a file or stdin, or "
                        "the source rows a filter matches; a key already pending is not queued again")

@@ -17,6 +17,10 @@ def backfill_dag_id(workload_name: str) -> str:
     return f"nightshift_backfill_{workload_name}"
 
 
+def trial_dag_id(workload_name: str) -> str:
+    return f"nightshift_trial_{workload_name}"
+
+
 def night_dag_ids() -> list[str]:
     """The DAGs that make up one night: the batch path of every workload."""
     return [batch_dag_id(name) for name in all_workloads()]

@@ -78,7 +78,8 @@ def collect(conn: psycopg.Connection, workload: Workload, run: Run, *, limit: in
     A shadow run claims nothing: it copies the requests queued in its window (the streaming
     path still owns and answers them), so both paths answer the same requests. An interval
     run (backfill) takes source rows by timestamp instead of the queue, skipping rows already
-    at the current prompt version unless ``reprocess``.
+    at the current prompt version unless ``reprocess``. A trial run (``workload`` on the candidate
+    model) takes its sample of destination keys (:func:`nightshift.migration.trial.collect_sample`).
 
     The tables are checked against the workload first (:func:`nightshift.contract.check_contract`):
     a mismatch raises :class:`~nightshift.contract.ContractMismatch` before anything is claimed.
@@ -93,6 +94,10 @@ def collect(conn: psycopg.Connection, workload: Workload, run: Run, *, limit: in
             {"run_pk": run.run_pk, "start": start, "end": end, "reprocess": reprocess,
              "workload": workload.name, "version": workload.prompt_version, "limit": limit,
              "destination": workload.destination.table})
+    elif run.trial:
+        from nightshift.migration.trial import collect_sample
+
+        newly_claimed = collect_sample(conn, workload, run)
     elif run.shadow:
         start, end = runs.shadow_window(conn, run.run_pk)
         newly_claimed = queue.copy_window_into_run(conn, workload=workload.name, run_pk=run.run_pk, limit=limit,

@@ -32,6 +32,7 @@ from nightshift.destination import upsert_ctes
 from nightshift.ledger import batches as ledger_batches
 from nightshift.ledger import items, queue
 from nightshift.ledger.status import BatchStatus, CancelReason, ItemStatus
+from nightshift.ledger.trials import trial_table
 from nightshift.migration.modes import shadow_table
 from nightshift.queue import column_type, source_key_cast
 from nightshift.workloads.definition import Workload
@@ -310,7 +311,7 @@ class SliceWriter:
         landed = items.land_from(staging, ITEM_COLUMNS, value_columns)
         # Two queued requests for one source key (a product changed twice) may land in one slice:
         # the later request's result wins, as it would have on the streaming path.
-        target = shadow_table(workload) if run.shadow else None
+        target = trial_table(workload) if run.trial else shadow_table(workload) if run.shadow else None
         self.params.update(ns_destination=target or dest.table, ns_workload=workload.name)
         values = [sql.SQL("l.{}").format(sql.Identifier(c)) for c in value_columns]
         source = sql.SQL("")
@@ -328,7 +329,7 @@ class SliceWriter:
             key_type=key_type, values=sql.SQL(", ").join(values), source=source))
         parts = [sql.SQL("landed AS ({})").format(landed), *writes,
                  sql.SQL("attempted AS ({})").format(items.attempts_from(sql.Identifier("landed")))]
-        if not run.shadow:  # in shadow mode the streaming path owns the queue
+        if target is None:  # a shadow run leaves the queue to the streaming path; a trial holds no request
             parts.append(sql.SQL("queue AS ({})").format(queue.CLOSE_LANDED))
         self.land = sql.SQL("WITH {} SELECT count(*) FROM landed").format(sql.SQL(", ").join(parts))
 

@@ -41,6 +41,11 @@ class Run:
         return self.mode == RunMode.SHADOW
 
     @property
+    def trial(self) -> bool:
+        """A model trial's run writes the trial table; it holds no queue request (see ``model_trials``)."""
+        return self.mode == RunMode.TRIAL
+
+    @property
     def claimer(self) -> str:
         """How this run's claims are labelled in the request queue."""
         return f"nightshift:run:{self.run_pk}"

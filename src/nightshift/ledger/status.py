@@ -28,6 +28,7 @@ class RunMode(enum.StrEnum):
     QUEUE = "queue"  # claims the pending requests of the request queue
     INTERVAL = "interval"  # a backfill: the source rows of its data interval
     SHADOW = "shadow"  # copies the window's requests; the streaming path keeps them
+    TRIAL = "trial"  # a model trial: sampled destination keys answered on a candidate model (trial table)
 
 
 class DeliveryMode(enum.StrEnum):
@@ -36,6 +37,14 @@ class DeliveryMode(enum.StrEnum):
 
     SHADOW = "shadow"
     BATCH = "batch"
+
+
+class TrialStatus(enum.StrEnum):
+    """``nightshift.model_trials.status``."""
+
+    RUNNING = "running"
+    REPORTED = "reported"
+    FAILED = "failed"
 
 
 class ItemStatus(enum.StrEnum):
