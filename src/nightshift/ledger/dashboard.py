@@ -318,3 +318,69 @@ def failures_csv(conn: psycopg.Connection, flt: FailureFilter, *, chunk_bytes: i
 def empty_csv() -> bytes:
     """The failures CSV of a database without a ledger: the header alone."""
     return (",".join(CSV_COLUMNS) + "\n").encode()
+
+
+# Models: a night by model, model trials ----------------------------------------------------------
+
+def models_of_night(conn: psycopg.Connection, run_pk: int) -> list[dict]:
+    """The night's items and cost by model: ``model``, ``items``, ``succeeded``, ``failed``, ``cost_usd``.
+
+    An item counts under the model it was last sent to (``items.model``, the run's model where the
+    item has none); the cost is what the API billed each model, from every landed attempt where the
+    ledger keeps them (``nightshift.attempts``: an escalated attempt's cost stays with its model),
+    else from the items. Warm-up calls are not in it (the night's total has them).
+    """
+    attempts = conn.execute("SELECT to_regclass('nightshift.attempts') IS NOT NULL").fetchone()[0]
+    item_model = sql.SQL("coalesce(i.model, r.model)" if attempts else "r.model")
+    cost = (sql.SQL("SELECT a.model, sum(a.cost_usd) AS cost_usd FROM nightshift.attempts a "
+                    "WHERE a.run_pk = %(run_pk)s GROUP BY 1") if attempts else
+            sql.SQL("SELECT r.model, sum(i.cost_usd) AS cost_usd FROM nightshift.items i "
+                    "JOIN nightshift.runs r USING (run_pk) WHERE i.run_pk = %(run_pk)s GROUP BY 1"))
+    query = sql.SQL("""
+        WITH counted AS (
+            SELECT {item_model} AS model, count(*) AS items,
+                   count(*) FILTER (WHERE i.status = 'succeeded') AS succeeded,
+                   count(*) FILTER (WHERE i.status = 'failed') AS failed
+              FROM nightshift.items i JOIN nightshift.runs r USING (run_pk)
+             WHERE i.run_pk = %(run_pk)s GROUP BY 1),
+        costed AS ({cost})
+        SELECT coalesce(c.model, k.model) AS model, coalesce(c.items, 0) AS items,
+               coalesce(c.succeeded, 0) AS succeeded, coalesce(c.failed, 0) AS failed, k.cost_usd
+          FROM counted c FULL JOIN costed k ON k.model = c.model
+         ORDER BY k.cost_usd DESC NULLS LAST, 1
+        """).format(item_model=item_model, cost=cost)
+    return conn.cursor(row_factory=dict_row).execute(query, {"run_pk": run_pk}).fetchall()
+
+
+def trials_present(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass('nightshift.model_trials') IS NOT NULL").fetchone()[0]
+
+
+_TRIAL_COLUMNS = """
+SELECT t.trial_pk, t.workload, t.current_model, t.candidate_model, t.run_pk, t.status, t.sample_size,
+       t.keys_compared, t.keys_agreeing, t.agreement, t.agreement_low, t.agreement_high, t.message,
+       t.created_at, t.reported_at"""
+
+
+def trials(conn: psycopg.Connection, workload: str | None = None) -> list[dict]:
+    """Model trials, newest first (of one workload, or all)."""
+    where = sql.SQL("WHERE t.workload = %(workload)s") if workload else sql.SQL("")
+    return conn.cursor(row_factory=dict_row).execute(
+        sql.SQL(_TRIAL_COLUMNS + " FROM nightshift.model_trials t ") + where
+        + sql.SQL(" ORDER BY t.trial_pk DESC"), {"workload": workload}).fetchall()
+
+
+def trial(conn: psycopg.Connection, trial_pk: int) -> dict | None:
+    """One trial with its stored ``report``, or None."""
+    return conn.cursor(row_factory=dict_row).execute(
+        _TRIAL_COLUMNS + ", t.report FROM nightshift.model_trials t WHERE t.trial_pk = %s",
+        (trial_pk,)).fetchone()
+
+
+def switches_on_trial(conn: psycopg.Connection, trial_pk: int) -> list[dict]:
+    """The model switches that rest on this trial."""
+    if not conn.execute("SELECT to_regclass('nightshift.workload_models') IS NOT NULL").fetchone()[0]:
+        return []
+    return conn.cursor(row_factory=dict_row).execute(
+        "SELECT switch_pk, model, from_model, changed_at, changed_by FROM nightshift.workload_models "
+        "WHERE trial_pk = %s ORDER BY switch_pk", (trial_pk,)).fetchall()

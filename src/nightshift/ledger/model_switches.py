@@ -112,3 +112,12 @@ def latest_trial(conn: psycopg.Connection, workload: str, candidate: str) -> Tri
             "AND candidate_model = %s AND status = 'reported' "
             "ORDER BY reported_at DESC NULLS LAST, trial_pk DESC LIMIT 1",
             (workload, candidate)).fetchone()
+
+
+def trial(conn: psycopg.Connection, trial_pk: int) -> TrialEvidence | None:
+    """One trial as the gate reads it (any status), or None."""
+    if not trials_present(conn):
+        return None
+    with conn.cursor(row_factory=class_row(TrialEvidence)) as cur:
+        return cur.execute(f"SELECT {_TRIAL_COLUMNS} FROM nightshift.model_trials WHERE trial_pk = %s",
+                           (trial_pk,)).fetchone()

@@ -81,6 +81,23 @@ def model_gate(trial: model_switches.TrialEvidence, threshold: float) -> GateVer
     return GateVerdict(False, reason)
 
 
+def gate(conn: psycopg.Connection, workload: Workload, trial: model_switches.TrialEvidence, *,
+         min_agreement: float | None = None) -> GateVerdict:
+    """What the gate says of ``trial`` now (as ``switch --model`` would, nothing recorded): it reads the
+    latest reported trial of the candidate, run against the model in force."""
+    current = model_in_force(conn, workload)
+    latest = model_switches.latest_trial(conn, workload.name, trial.candidate_model)
+    if latest is None or latest.trial_pk != trial.trial_pk:
+        later = "" if latest is None else f" (#{latest.trial_pk})"
+        return GateVerdict(False, f"trial #{trial.trial_pk} is not the latest reported trial of "
+                                  f"{trial.candidate_model}{later}: the gate reads that one")
+    if trial.current_model != current.model:
+        return GateVerdict(False, f"the latest trial of {trial.candidate_model} (#{trial.trial_pk}) compared "
+                                  f"it with {trial.current_model}, but {workload.name} runs on {current.model} "
+                                  "now; run a new trial")
+    return model_gate(trial, workload.migration.min_agreement if min_agreement is None else min_agreement)
+
+
 def switch_model(conn: psycopg.Connection, workload: Workload, model: str, *,
                  min_agreement: float | None = None) -> str:
     """Move ``workload`` (as its file declares it) to ``model``: only when the latest reported trial of
@@ -109,10 +126,7 @@ def switch_model(conn: psycopg.Connection, workload: Workload, model: str, *,
     if trial is None:
         raise SwitchRefused(f"{refused}: no reported trial of {model} for {name}; run "
                             f"nightshift trial --workload {name} --candidate {model} first")
-    if trial.current_model != current.model:
-        raise SwitchRefused(f"{refused}: the latest trial of {model} (#{trial.trial_pk}) compared it with "
-                            f"{trial.current_model}, but {name} runs on {current.model} now; run a new trial")
-    verdict = model_gate(trial, workload.migration.min_agreement if min_agreement is None else min_agreement)
+    verdict = gate(conn, workload, trial, min_agreement=min_agreement)
     if not verdict.clears:
         raise SwitchRefused(f"{refused}: {verdict.reason}")
     model_switches.record_switch(conn, workload=name, model=model, from_model=workload.model,

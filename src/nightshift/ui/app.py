@@ -5,14 +5,17 @@ Pages (server-rendered HTML, no JavaScript) and JSON over the ledger, read throu
 
 * ``/`` — the last 30 nights as a chart per workload (batch cost against the streaming path,
   the gap shaded as the saving), the latest night of each workload, every night (paginated);
-* ``/runs/{run_pk}`` — one night: counts, cost, failures by reason, rounds, batches (each with
-  its Anthropic Console link), failed items;
+* ``/runs/{run_pk}`` — one night: counts, cost, items and cost by model, failures by reason, rounds,
+  batches (each with its Anthropic Console link), failed items;
 * ``/failures`` — failed items filtered by workload, reason, night and date range, paginated,
   with a CSV export;
 * ``/airflow-run?dag_id=…&run_id=…`` — the night an Airflow DAG run recorded (operator links
   and the DAG run tab point here);
+* ``/trials?workload=…`` — model trials (of one workload); ``/trials/{trial_pk}`` — one trial:
+  agreement with its interval, per field, confusion tables, cost per model, the switch gate's verdict;
 * ``/api/nights``, ``/api/nights/{run_pk}``, ``/api/series?days=30``, ``/api/failures``,
-  ``/api/failures.csv`` — the same data as JSON, and CSV streamed from PostgreSQL.
+  ``/api/failures.csv``, ``/api/trials/{trial_pk}``
+  — the same data as JSON, and CSV streamed from PostgreSQL.
 
 Authentication is Airflow's own: every route depends on :func:`require_dag_run_read`, which
 resolves the caller with the core API's ``get_user`` (a JWT as ``Authorization: Bearer`` or
@@ -221,6 +224,11 @@ def _pct(value: Any) -> str:
     return "—" if value is None else f"{float(value):.1f}%"
 
 
+def _share(value: Any, places: int = 1) -> str:
+    """A share (0 to 1) as a percentage."""
+    return "—" if value is None else f"{100 * float(value):.{places}f}%"
+
+
 def _ratio(value: Any) -> str:
     return "—" if value is None else f"{100 * float(value):.0f}%"
 
@@ -235,8 +243,8 @@ def _bytes(value: Any) -> str:
 def _environment() -> Environment:
     env = Environment(loader=DictLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(money=charts.money, pct=_pct, ratio=_ratio, num=_num, ts=_ts, day=_day, bytes=_bytes,
-                       ts_seconds=lambda v: _ts(v, seconds=True))
+    env.filters.update(money=charts.money, pct=_pct, ratio=_ratio, share=_share, num=_num, ts=_ts, day=_day,
+                       bytes=_bytes, ts_seconds=lambda v: _ts(v, seconds=True))
     env.globals.update(duration=_duration, console=urls.console_batch_url)
     return env
 
@@ -379,7 +387,16 @@ def _add_api_routes(app: FastAPI) -> None:
         if night is None:
             raise HTTPException(404, f"no night #{run_pk} in the ledger")
         return _json({"night": _night_json(request, night), "rounds": dashboard.rounds(conn, run_pk),
-                      "batches": [_batch_json(b) for b in dashboard.batches(conn, run_pk)]})
+                      "batches": [_batch_json(b) for b in dashboard.batches(conn, run_pk)],
+                      "models": dashboard.models_of_night(conn, run_pk)})
+
+    @app.get("/api/trials/{trial_pk}")
+    def api_trial(conn: Conn, trial_pk: int) -> JSONResponse:
+        """One model trial with its report and the switch gate's verdict on it now."""
+        trial = _trial(conn, trial_pk)
+        if trial is None:
+            raise HTTPException(404, f"no model trial #{trial_pk} in the ledger")
+        return _json({"trial": trial, "gate": _gate_verdict(conn, trial)})
 
     @app.get("/api/series")
     def api_series(conn: Conn, days: int = Query(30, ge=1, le=366)) -> JSONResponse:
@@ -459,6 +476,7 @@ def _add_pages(app: FastAPI) -> None:
         _, failures = dashboard.failures(conn, dashboard.FailureFilter(run_pk=run_pk), limit=20)
         return render(request, "run.html", section="nights", n=night, rounds=dashboard.rounds(conn, run_pk),
                       batches=dashboard.batches(conn, run_pk), failures=failures,
+                      by_model=dashboard.models_of_night(conn, run_pk),
                       airflow_run_url=urls.airflow_dag_run_url(night["dag_id"], night["airflow_run_id"]),
                       refresh_seconds=LIVE_REFRESH_SECONDS if night["status"] in OPEN_NIGHT else None)
 
@@ -474,6 +492,26 @@ def _add_pages(app: FastAPI) -> None:
                       csv_href=_href(base, "/api/failures.csv", params),
                       page_href=lambda p: _href(base, "/failures", {**params, "page": p}))
 
+    @app.get("/trials", response_class=HTMLResponse)
+    def trials_page(request: Request, conn: Conn, workload: str | None = None) -> Response:
+        present = dashboard.ledger_present(conn) and dashboard.trials_present(conn)
+        workload = workload or None
+        return render(request, "trials.html", section="trials", present=present, workload=workload,
+                      trials=dashboard.trials(conn, workload) if present else [],
+                      workloads=dashboard.workloads(conn) if present else [])
+
+    @app.get("/trials/{trial_pk}", response_class=HTMLResponse)
+    def trial_page(request: Request, conn: Conn, trial_pk: int) -> Response:
+        trial = _trial(conn, trial_pk)
+        if trial is None:
+            return _message(request, 404, "No such trial", f"The ledger has no model trial #{trial_pk}.",
+                            link={"href": f"{_base(request)}/trials", "text": "All trials"})
+        report = trial["report"] or {}
+        return render(request, "trial.html", section="trials", t=trial, report=report,
+                      gate=_gate_verdict(conn, trial),
+                      confusion=_confusion_tables(report.get("confusion") or {}),
+                      switches=dashboard.switches_on_trial(conn, trial_pk))
+
     @app.get("/airflow-run", response_class=HTMLResponse)
     def airflow_run(request: Request, conn: Conn, dag_id: str, run_id: str) -> Response:
         """The night an Airflow DAG run recorded: where the operator links and the DAG-run tab point."""
@@ -485,3 +523,40 @@ def _add_pages(app: FastAPI) -> None:
                 "batch DAG, or its collect task has not run yet.",
                 link={"href": f"{_base(request)}/", "text": "All nights"})
         return RedirectResponse(f"{_base(request)}/runs/{run_pk}", status_code=303)
+
+
+# Model trials -----------------------------------------------------------------------------------
+
+def _trial(conn: psycopg.Connection, trial_pk: int) -> dict | None:
+    present = dashboard.ledger_present(conn) and dashboard.trials_present(conn)
+    return dashboard.trial(conn, trial_pk) if present else None
+
+
+def _gate_verdict(conn: psycopg.Connection, trial: dict) -> dict[str, Any]:
+    """What ``nightshift switch --model <candidate>`` would say of this trial now, against the workload's
+    ``migration.min_agreement`` (``clears`` None when there is no verdict to give)."""
+    from nightshift.deployment import get_workload
+    from nightshift.ledger import model_switches
+    from nightshift.migration.switch import gate
+
+    if trial["status"] != "reported":
+        return {"clears": None, "threshold": None, "reason": f"no verdict: the trial is {trial['status']}"}
+    try:
+        workload = get_workload(trial["workload"])
+    except Exception as exc:  # the definition is not deployed here, or does not load
+        return {"clears": None, "threshold": None,
+                "reason": f"no verdict: the workload's definition cannot be read here ({exc})"}
+    verdict = gate(conn, workload, model_switches.trial(conn, trial["trial_pk"]))
+    return {"clears": verdict.clears, "threshold": workload.migration.min_agreement, "reason": verdict.reason}
+
+
+def _confusion_tables(confusion: dict[str, dict[str, dict[str, int]]]) -> list[dict[str, Any]]:
+    """Per enum field: the current labels as rows, the candidate's answers as columns."""
+    tables = []
+    for field_name, rows in confusion.items():
+        answers = sorted({answer for counts in rows.values() for answer in counts} | set(rows))
+        tables.append({"field": field_name, "answers": answers, "rows": [
+            {"label": label, "total": sum(counts.values()),
+             "cells": [{"n": counts.get(answer, 0), "same": answer == label} for answer in answers]}
+            for label, counts in sorted(rows.items())]})
+    return tables

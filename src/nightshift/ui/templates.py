@@ -63,6 +63,8 @@ form.filters label { display:flex; flex-direction:column; font-size:.85em; color
 form.filters input, form.filters select, form.filters button { font:inherit; padding:.25rem .4rem; color:var(--fg); background:var(--bg); border:1px solid var(--line); border-radius:4px; }
 .pager { display:flex; gap:1rem; align-items:center; }
 .tabs a { margin-right:.8rem; }
+td.same { font-weight:600; background:var(--panel); }
+.verdict-clears { color:var(--ok); } .verdict-refused { color:var(--bad); } .verdict-none { color:var(--muted); }
 footer { padding:1rem 1.2rem; color:var(--muted); font-size:.85em; border-top:1px solid var(--line); }
 </style>
 </head>
@@ -72,6 +74,7 @@ footer { padding:1rem 1.2rem; color:var(--muted); font-size:.85em; border-top:1p
   <nav>
     <a href="{{ base }}/" class="{{ 'current' if section == 'nights' }}">Nights</a>
     <a href="{{ base }}/failures" class="{{ 'current' if section == 'failures' }}">Failures</a>
+    <a href="{{ base }}/trials" class="{{ 'current' if section == 'trials' }}">Trials</a>
   </nav>
 </header>
 <main>
@@ -173,6 +176,7 @@ INDEX = """{% extends "base.html" %}{% from "macros.html" import status, reasons
     <a href="{{ base }}/" {% if not workload %}aria-current="page"{% endif %}>all</a>
     {% for w in workloads %}<a href="{{ base }}/?workload={{ w|urlencode }}" {% if w == workload %}aria-current="page"{% endif %}>{{ w }}</a>{% endfor %}
   </p>
+  {% if workload %}<p><a href="{{ base }}/trials?workload={{ workload|urlencode }}">Model trials of {{ workload }}</a></p>{% endif %}
   <table class="nights">
     <thead><tr><th>night</th><th>workload</th><th>started</th><th>status</th><th class="num">requests</th>
       <th class="num">succeeded</th><th class="num">failed</th><th class="num">retry rounds</th><th class="num">batches</th>
@@ -237,6 +241,23 @@ RUN = """{% extends "base.html" %}{% from "macros.html" import status, reasons w
   <tr><th>cache hit ratio</th><td class="num">{{ n.cost.cache_hit_ratio|ratio }}</td></tr>
 </table>
 {% endif %}
+
+<h2>Items and cost by model</h2>
+{% if by_model %}
+<table class="by-model" style="width:auto">
+  <thead><tr><th>model</th><th class="num">items</th><th class="num">succeeded</th><th class="num">failed</th>
+    <th class="num">cost</th></tr></thead>
+  <tbody>
+  {% for m in by_model %}
+    <tr data-model="{{ m.model }}"><td><code>{{ m.model }}</code></td><td class="num">{{ m['items']|num }}</td>
+      <td class="num">{{ m.succeeded|num }}</td><td class="num">{{ m.failed|num }}</td>
+      <td class="num">{{ m.cost_usd|money }}</td></tr>
+  {% endfor %}
+  </tbody>
+</table>
+<p class="muted">An item counts under the model it was last sent to; the cost is what the API billed each model
+   for this night's results (warm-up calls are in the night's total only).</p>
+{% else %}<p class="muted">No item yet.</p>{% endif %}
 
 <h2>Failures by reason</h2>
 {% if n.failed %}
@@ -357,5 +378,122 @@ MESSAGE = """{% extends "base.html" %}
 {% endblock %}
 """
 
+TRIALS = """{% extends "base.html" %}
+{% block title %}Model trials{% endblock %}
+{% block main %}
+<h1>Model trials{% if workload %} of {{ workload }}{% endif %}</h1>
+{% if not present %}
+<div class="panel empty"><p>The ledger has no model trials yet (<code>nightshift.model_trials</code>):
+  <code>nightshift db upgrade</code> creates the table, <code>nightshift trial --workload W --candidate MODEL</code>
+  runs one.</p></div>
+{% else %}
+<p class="tabs">Workload:
+  <a href="{{ base }}/trials" {% if not workload %}aria-current="page"{% endif %}>all</a>
+  {% for w in workloads %}<a href="{{ base }}/trials?workload={{ w|urlencode }}" {% if w == workload %}aria-current="page"{% endif %}>{{ w }}</a>{% endfor %}
+</p>
+{% if trials %}
+<table class="trials">
+  <thead><tr><th>trial</th><th>workload</th><th>current → candidate</th><th>status</th><th class="num">sample</th>
+    <th class="num">agreement</th><th>95% interval</th><th>started</th><th>reported</th></tr></thead>
+  <tbody>
+  {% for t in trials %}
+    <tr data-trial="{{ t.trial_pk }}"><td><a href="{{ base }}/trials/{{ t.trial_pk }}">#{{ t.trial_pk }}</a></td>
+      <td><a href="{{ base }}/?workload={{ t.workload|urlencode }}">{{ t.workload }}</a></td>
+      <td><code>{{ t.current_model }}</code> → <code>{{ t.candidate_model }}</code></td><td>{{ t.status }}</td>
+      <td class="num">{{ t.sample_size|num }}</td><td class="num">{{ t.agreement|share }}</td>
+      <td>{% if t.agreement_low is not none %}{{ t.agreement_low|share }} – {{ t.agreement_high|share }}{% else %}—{% endif %}</td>
+      <td>{{ t.created_at|ts }}</td><td>{{ t.reported_at|ts }}</td></tr>
+  {% endfor %}
+  </tbody>
+</table>
+{% else %}
+<p class="muted">No trial{% if workload %} of {{ workload }}{% endif %} yet: <code>nightshift trial --workload
+  {{ workload or "W" }} --candidate MODEL</code> runs one.</p>
+{% endif %}
+{% endif %}
+{% endblock %}
+"""
+
+TRIAL = """{% extends "base.html" %}
+{% block title %}Trial #{{ t.trial_pk }} · {{ t.workload }}{% endblock %}
+{% block main %}
+<h1>Trial #{{ t.trial_pk }} · {{ t.workload }}: <code>{{ t.current_model }}</code> → <code>{{ t.candidate_model }}</code></h1>
+<dl class="facts">
+  <dt>workload</dt><dd><a href="{{ base }}/?workload={{ t.workload|urlencode }}">{{ t.workload }}</a> ·
+    <a href="{{ base }}/trials?workload={{ t.workload|urlencode }}">its trials</a></dd>
+  <dt>status</dt><dd>{{ t.status }}{% if t.message %} · {{ t.message }}{% endif %}</dd>
+  <dt>run</dt><dd><a href="{{ base }}/runs/{{ t.run_pk }}">night #{{ t.run_pk }}</a> (the candidate's batch run)</dd>
+  <dt>started</dt><dd>{{ t.created_at|ts }}</dd>
+  <dt>reported</dt><dd>{{ t.reported_at|ts }}</dd>
+  {% if report.get('sampling', {}).get('method') %}<dt>sample</dt><dd>{{ report.sampling.method }}</dd>{% endif %}
+</dl>
+
+<section class="gate" aria-labelledby="gate-h">
+<h2 id="gate-h">The switch gate</h2>
+{% if gate.clears is none %}
+<p class="verdict verdict-none">{{ gate.reason }}</p>
+{% elif gate.clears %}
+<p class="verdict verdict-clears"><b>Clears</b> {{ gate.threshold|share(2) }} (migration.min_agreement): {{ gate.reason }}.
+  <code>nightshift switch --workload {{ t.workload }} --model {{ t.candidate_model }}</code> would switch.</p>
+{% else %}
+<p class="verdict verdict-refused"><b>Refused</b> against {{ gate.threshold|share(2) if gate.threshold is not none else "the threshold" }}: {{ gate.reason }}.</p>
+{% endif %}
+{% for s in switches %}
+<p class="switch">Switch #{{ s.switch_pk }} to <code>{{ s.model }}</code> rests on this trial ({{ s.changed_at|ts }}, by {{ s.changed_by }}).</p>
+{% endfor %}
+</section>
+
+{% if t.status == "reported" %}
+<div class="figures">
+  <div class="figure"><b class="agreement">{{ t.agreement|share }}</b>agreement</div>
+  <div class="figure"><b class="interval">{{ t.agreement_low|share }} – {{ t.agreement_high|share }}</b>95% interval (Wilson)</div>
+  <div class="figure"><b>{{ t.keys_agreeing|num }} / {{ t.keys_compared|num }}</b>keys agreeing</div>
+  <div class="figure"><b>{{ t.sample_size|num }}</b>sampled</div>
+</div>
+
+<h2>Agreement per field</h2>
+<table class="fields" style="width:auto">
+  <thead><tr><th>field</th><th class="num">agreeing</th><th class="num">agreement</th><th>95% interval</th><th>compared</th></tr></thead>
+  <tbody>
+  {% for name, f in (report.get('fields') or {}).items() %}
+    <tr data-field="{{ name }}"><td>{{ name }}</td><td class="num">{{ f.agreeing|num }}</td><td class="num">{{ f.agreement|share }}</td>
+      <td>{{ f.low|share }} – {{ f.high|share }}</td><td>{{ f.compared_by }}</td></tr>
+  {% endfor %}
+  </tbody>
+</table>
+
+{% for c in confusion %}
+<h2>Confusion: {{ c.field }}</h2>
+<table class="confusion" data-field="{{ c.field }}" style="width:auto">
+  <thead><tr><th>current ↓ · candidate →</th>{% for a in c.answers %}<th class="num">{{ a }}</th>{% endfor %}<th class="num">keys</th></tr></thead>
+  <tbody>
+  {% for r in c.rows %}
+    <tr data-label="{{ r.label }}"><th>{{ r.label }}</th>{% for cell in r.cells %}<td class="num{{ ' same' if cell.same }}">{{ cell.n if cell.n else "·" }}</td>{% endfor %}<td class="num">{{ r.total|num }}</td></tr>
+  {% endfor %}
+  </tbody>
+</table>
+{% endfor %}
+
+{% set costs = report.get('costs') or {} %}
+{% if costs %}
+<h2>Cost per model</h2>
+<table class="costs" style="width:auto">
+  <thead><tr><th>model</th><th class="num">the sample cost</th><th class="num">at the batch rate</th><th class="num">projected monthly</th></tr></thead>
+  <tbody>
+    <tr data-model="{{ costs.current.model }}"><td><code>{{ costs.current.model }}</code> (current)</td>
+      <td class="num">{{ costs.current.sample_usd|money }}</td><td class="num">{{ costs.current.sample_usd_at_batch_rate|money }}</td>
+      <td class="num">{{ costs.projection.current_monthly_usd|money }}</td></tr>
+    <tr data-model="{{ costs.candidate.model }}"><td><code>{{ costs.candidate.model }}</code> (candidate)</td>
+      <td class="num">{{ costs.candidate.sample_usd|money }}</td><td class="num">{{ costs.candidate.sample_usd|money }}</td>
+      <td class="num">{{ costs.projection.candidate_monthly_usd|money }}</td></tr>
+  </tbody>
+</table>
+<p class="muted">From the API's usage. The projection: the workload's {{ costs.projection.requests|num }} requests of the
+  last {{ costs.projection.days }} days, at each model's mean batch-rate cost per request in the sample.</p>
+{% endif %}
+{% endif %}
+{% endblock %}
+"""
+
 TEMPLATES = {"base.html": BASE, "macros.html": MACROS, "index.html": INDEX, "run.html": RUN,
-             "failures.html": FAILURES, "message.html": MESSAGE}
+             "failures.html": FAILURES, "message.html": MESSAGE, "trials.html": TRIALS, "trial.html": TRIAL}
