@@ -28,7 +28,7 @@ def recorded_switch(conn: psycopg.Connection, workload: Workload) -> model_switc
                     "wins and the switch no longer applies", workload.name, switch.model, switch.switch_pk,
                     switch.changed_at.date(), switch.from_model, workload.model)
         return None
-    if getattr(workload, "cascade", None):
+    if workload.cascade is not None:
         log.warning("%s: the file now declares a cascade; the recorded switch to %s (#%s) does not apply",
                     workload.name, switch.model, switch.switch_pk)
         return None

@@ -104,7 +104,7 @@ def switch_model(conn: psycopg.Connection, workload: Workload, model: str, *,
     ``model`` against the model in force clears ``min_agreement`` (default: ``migration.min_agreement``)
     at its interval's low end. ``model`` = the file's model reverts, no trial needed."""
     name = workload.name
-    if getattr(workload, "cascade", None):
+    if workload.cascade is not None:
         raise SwitchRefused(f"refusing to switch {name} to {model}: it declares a cascade of models; edit "
                             f"the cascade in {name}.yaml instead")
     current = model_in_force(conn, workload)
