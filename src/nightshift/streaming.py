@@ -77,7 +77,8 @@ def run_streaming(
         rows = queue.fetch_source_rows(conn, workload, [key for _, key in claimed])
         try:
             # once a run, when there is work: each model's (a cascade has several)
-            shapes = shapes or {m: confirm_shape(backend, workload.on_model(m)).shape for m in workload.models}
+            shapes = shapes or {model: confirm_shape(backend, workload.on_model(model)).shape
+                                for model in workload.models}
             for request_id, source_key in claimed:
                 summary.requests += 1
                 outcome = _process_one(conn, backend, workload, upsert, request_id, source_key,
@@ -104,7 +105,8 @@ def run_streaming(
     return summary
 
 
-def _process_one(conn, backend: BatchBackend, workload, upsert, request_id, source_key, row, shapes=None) -> str:
+def _process_one(conn, backend: BatchBackend, workload, upsert, request_id, source_key, row,
+                 shapes=None) -> str:
     """Call the API for one request and record its outcome; returns the outcome's name. A cascade
     workload's request goes to its models in turn, within this one handling, until one's answer lands
     (the last model's lands whatever it says, as on the batch path); every call's usage is recorded."""
@@ -113,8 +115,8 @@ def _process_one(conn, backend: BatchBackend, workload, upsert, request_id, sour
         return _fail(conn, request_id, "invalid_input", f"{where}: source row does not exist")
     answered: list[dict] = []  # the replies of the models that passed it on: billed all the same
     for model in workload.models:
-        outcome = _ask_one(conn, backend, workload, workload.on_model(model), upsert, request_id, source_key, row,
-                           (shapes or {}).get(model), where, answered)
+        outcome = _ask_one(conn, backend, workload, workload.on_model(model), upsert, request_id, source_key,
+                           row, (shapes or {}).get(model), where, answered)
         if outcome is not None:
             return outcome
     raise AssertionError("the last cascade model's answer always lands")
@@ -175,7 +177,8 @@ def _record_usage(conn, workload: Workload, request_id: int, messages: list[dict
     usage, cost = Usage(), 0
     for message in messages:
         one = usage_of(message.get("usage") or {}, workload)
-        usage, cost = usage + one, cost + prices.cost(one, message.get("model") or workload.model, batch=False)
+        usage += one
+        cost += prices.cost(one, message.get("model") or workload.model, batch=False)
     message = messages[-1]
     record_stream_usage(conn, request_id=request_id, workload=workload.name,
                         model=message.get("model") or workload.model, input_tokens=usage.input_tokens,

@@ -38,7 +38,8 @@ def assert_nothing_lost_or_doubled(conn: psycopg.Connection, emulator, run_pk: i
     assert_each_row_names_the_model_that_answered(conn, run_pk, destination)
 
 
-def assert_each_row_names_the_model_that_answered(conn: psycopg.Connection, run_pk: int, destination: str) -> None:
+def assert_each_row_names_the_model_that_answered(conn: psycopg.Connection, run_pk: int,
+                                                  destination: str) -> None:
     """A cascade's promise: an item landed once, by one model (the one it was last sent to), whose
     delivery record names it; the models before it passed it on (``escalated``) and wrote nothing."""
     cascade = conn.execute("SELECT details -> 'cascade_models' FROM nightshift.runs WHERE run_pk = %s",
@@ -54,8 +55,9 @@ def assert_each_row_names_the_model_that_answered(conn: psycopg.Connection, run_
     passed_on = conn.execute(
         "SELECT a.custom_id, a.model, i.model FROM nightshift.attempts a JOIN nightshift.items i "
         "USING (run_pk, custom_id) WHERE a.run_pk = %s AND a.error_type = 'escalated' "
-        "AND (i.status = 'succeeded' AND i.model = a.model OR a.model = %s)", (run_pk, cascade[-1])).fetchall()
-    assert not passed_on, f"escalated attempts whose model answered anyway, or from the last model: {passed_on[:5]}"
+        "AND (i.status = 'succeeded' AND i.model = a.model OR a.model = %s)",
+        (run_pk, cascade[-1])).fetchall()
+    assert not passed_on, f"escalated attempts whose model answered anyway, or the last's: {passed_on[:5]}"
     order = {model: at for at, model in enumerate(cascade)}
     for custom_id, models in conn.execute(
             "SELECT custom_id, array_agg(model ORDER BY round) FROM nightshift.attempts WHERE run_pk = %s "
@@ -89,7 +91,8 @@ def assert_every_billed_request_has_a_cost(conn: psycopg.Connection, emulator, r
     conn.commit()
     client = sdk_client(emulator)
     batch_ids = [(b, round_) for (b, round_) in conn.execute(
-        "SELECT backend_batch_id, round FROM nightshift.batches WHERE run_pk = %s AND backend_batch_id IS NOT NULL "
+        "SELECT backend_batch_id, round FROM nightshift.batches WHERE run_pk = %s "
+        "AND backend_batch_id IS NOT NULL "
         "AND status <> 'abandoned'", (run_pk,))]
     billed = {(result.custom_id, round_) for batch_id, round_ in batch_ids
               for result in client.messages.batches.results(batch_id) if result.result.type == "succeeded"}

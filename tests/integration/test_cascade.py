@@ -45,8 +45,10 @@ ABOUT_OTHER = (2, 9, 20)
 
 def night_with_faults(app_db, emulator, tickets: int = 40):
     seed(app_db, tickets=tickets)
-    app_db.execute("UPDATE app.support_tickets SET subject = 'Other matter: ' || subject WHERE ticket_id::text IN "
-                   "(SELECT source_key FROM app.llm_requests WHERE request_id = ANY(%s))", (list(ABOUT_OTHER),))
+    app_db.execute("UPDATE app.support_tickets SET subject = 'Other matter: ' || subject "
+                   "WHERE ticket_id::text IN "
+                   "(SELECT source_key FROM app.llm_requests WHERE request_id = ANY(%s))",
+                   (list(ABOUT_OTHER),))
     app_db.commit()
     emulator.add_fault(kind="perturb", mode="not_json", custom_id=BROKEN, count=3)
     emulator.add_fault(kind="item_error", error_type="overloaded_error", custom_id=OVERLOADED, count=1)
@@ -55,7 +57,8 @@ def night_with_faults(app_db, emulator, tickets: int = 40):
 def attempts(app_db, run_pk: int) -> list[tuple]:
     return app_db.execute(
         "SELECT i.source_key, a.round, a.model, a.status, a.error_type, a.error_message, a.input_tokens, "
-        "a.output_tokens, a.cache_write_5m_tokens, a.cache_write_1h_tokens, a.cache_read_input_tokens, a.cost_usd "
+        "a.output_tokens, a.cache_write_5m_tokens, a.cache_write_1h_tokens, a.cache_read_input_tokens, "
+        "a.cost_usd "
         "FROM nightshift.attempts a JOIN nightshift.items i USING (run_pk, custom_id) WHERE a.run_pk = %s "
         "ORDER BY a.custom_id, a.round", (run_pk,)).fetchall()
 
@@ -72,7 +75,8 @@ def test_a_cascade_night_lands_every_request_once_naming_its_model_and_its_savin
     assert [f["fired"] for f in emulator.faults()] == [3, 1]
 
     tried = attempts(app_db, run_pk)
-    escalated = {key: message for key, _, model, _, error_type, message, *_ in tried if error_type == "escalated"}
+    escalated = {key: message for key, _, _, _, error_type, message, *_ in tried
+                 if error_type == "escalated"}
     by_invalid = {k for k, m in escalated.items() if m.startswith(f"invalid_output from {HAIKU}: ")}
     by_other = {k for k, m in escalated.items() if m == f"label other from {HAIKU}"}
     assert len(by_invalid) == 3 and len(by_other) >= len(ABOUT_OTHER), escalated
@@ -86,13 +90,14 @@ def test_a_cascade_night_lands_every_request_once_naming_its_model_and_its_savin
     rows = dict(((key, (label, model, version)) for key, label, model, version in app_db.execute(
         "SELECT ticket_id::text, label, model, prompt_version FROM app.ticket_classifications")))
     assert len(rows) == 40
-    versions = {HAIKU: CASCADE.on_model(HAIKU).prompt_version, SONNET: CASCADE.on_model(SONNET).prompt_version}
+    versions = {model: CASCADE.on_model(model).prompt_version for model in (HAIKU, SONNET)}
     assert versions[HAIKU] == CASCADE.prompt_version != versions[SONNET]
     for key, (label, model, version) in rows.items():
         assert model == (SONNET if key in escalated else HAIKU), key
         assert version == versions[model]
         assert label != "other" or model == SONNET  # Haiku's 'other' never lands
-    items = dict(app_db.execute("SELECT source_key, model FROM nightshift.items WHERE run_pk = %s", (run_pk,)))
+    items = dict(app_db.execute("SELECT source_key, model FROM nightshift.items WHERE run_pk = %s",
+                                (run_pk,)))
     assert items == {key: model for key, (_, model, _) in rows.items()}
     delivered = dict(app_db.execute("SELECT source_key, model FROM nightshift.deliveries"))
     assert delivered == items
@@ -113,10 +118,26 @@ def test_a_cascade_night_lands_every_request_once_naming_its_model_and_its_savin
     assert by_model[HAIKU]["attempts"] == 40 and by_model[SONNET]["attempts"] == len(escalated)
     for model in (HAIKU, SONNET):
         assert by_model[model]["cost_usd"] == pytest.approx(float(spent[model]), abs=1e-9)
-    warmup = app_db.execute("SELECT warmup_cost_usd FROM nightshift.runs WHERE run_pk = %s", (run_pk,)).fetchone()[0]
+    warmup = app_db.execute("SELECT warmup_cost_usd FROM nightshift.runs WHERE run_pk = %s",
+                            (run_pk,)).fetchone()[0]
     assert summary.costs["cost_usd"] == spent[HAIKU] + spent[SONNET] + warmup
     assert summary.last_model_alone_usd >= float(alone)  # plus the warm-up at Sonnet's rate, if any
-    assert summary.last_model_alone_usd > float(summary.costs["cost_usd"]), "the cascade saves against Sonnet alone"
+    assert summary.last_model_alone_usd > float(summary.costs["cost_usd"]), "no saving against Sonnet alone"
+
+
+def test_the_free_check_before_the_first_batch_covers_every_cascade_model(app_db, emulator):
+    """Haiku 5.5 takes ``thinking: disabled``, Sonnet 5.5 refuses it (it turns thinking off with
+    ``between_tools``): the run fails before any batch, rather than paying a round on Haiku first."""
+    from nightshift.batch.preflight import PreflightRefused
+
+    raw = CASCADE.model_dump(by_alias=True, exclude_defaults=True)
+    raw["request_overrides"] = {"thinking": {"type": "disabled"}}
+    seed(app_db, tickets=5)
+    with pytest.raises(PreflightRefused) as refused:
+        run_night(app_db, emulator_backend(emulator), Workload.model_validate(raw))
+    assert refused.value.field == "thinking" and "thinking.type.disabled" in refused.value.message
+    assert emulator.stats()["batches_created"] == 0
+    assert queue_states(app_db, CASCADE.name) == {"failed": 5}
 
 
 def test_the_streaming_path_runs_the_same_cascade_within_each_request(app_db, emulator):
@@ -187,9 +208,10 @@ def test_an_escalated_attempt_keeps_its_cost_when_a_later_landing_is_killed(app_
             land.land_round(app_db, backend, CASCADE, run, round_)
         app_db.rollback()
         assert emulator.faults()[-1]["fired"] == 1
-        half = dict(app_db.execute("SELECT status = 'submitted', count(*) FROM nightshift.items WHERE run_pk = %s "
+        half = dict(app_db.execute("SELECT status = 'submitted', count(*) FROM nightshift.items "
+                                   "WHERE run_pk = %s "
                                    "AND round = %s GROUP BY 1", (run.run_pk, round_)).fetchall())
-        assert half.get(True) and half.get(False), f"round {round_}'s landing should have stopped half-way: {half}"
+        assert half.get(True) and half.get(False), f"round {round_}'s landing did not stop half-way: {half}"
         land.land_round(app_db, backend, CASCADE, run, round_)  # the task's retry
     summary = finalize_run(app_db, run)
     assert summary.succeeded == 30 and summary.failed == {}
@@ -218,8 +240,8 @@ def test_validation_retries_keep_the_first_attempts_cost(app_db, emulator):
         with client.results(batch_id) as outcomes:
             for outcome in outcomes:
                 if outcome.message:
-                    billed += prices.cost(usage_of(outcome.message["usage"], workload), outcome.message["model"],
-                                          batch=True, on=night.run.billed_on)
+                    usage = usage_of(outcome.message["usage"], workload)
+                    billed += prices.cost(usage, outcome.message["model"], batch=True, on=night.run.billed_on)
     warmup = app_db.execute("SELECT warmup_cost_usd FROM nightshift.runs WHERE run_pk = %s",
                             (night.run.run_pk,)).fetchone()[0]
     assert night.summary.costs["cost_usd"] == billed + warmup
@@ -255,25 +277,31 @@ def test_a_cascade_loads_and_takes_its_first_model(tmp_path):
 
 
 @pytest.mark.parametrize(("changes", "expected"), [
-    ({"model": SONNET}, "field (top level): model claude-sonnet-5-5 is not cascade.models[0] (claude-haiku-5-5)"),
-    ({"cascade": cascade(HAIKU)}, "field cascade.models: List should have at least 2 items"),
-    ({"cascade": cascade(HAIKU, HAIKU)}, "cascade.models names claude-haiku-5-5 more than once"),
-    ({"cascade": cascade(HAIKU, "claude-nonesuch-1")}, "cascade.models[1]: workload 'ticket_classification' "
-                                                       "cannot run on claude-nonesuch-1"),
-    ({"cascade": cascade(HAIKU, "claude-haiku-4-5")}, "cascade.models[1]: workload 'ticket_classification' cannot "
-                                                      "run on claude-haiku-4-5: effort low: claude-haiku-4-5 has no "
-                                                      "effort setting"),
-    ({"cascade": {"models": [HAIKU, SONNET], "escalate_on": {}}}, "cascade.escalate_on names no rule"),
-    ({"cascade": cascade(values={"label": ["urgent"]})}, "cascade.escalate_on.values.label: ['urgent'] are not "
-                                                         "in the field's enum"),
-    ({"cascade": cascade(values={"rationale": ["x"]})}, "cascade.escalate_on.values.rationale: field 'rationale' "
-                                                        "is not an enum"),
-    ({"cascade": cascade(values={"priority": ["high"]})}, "cascade.escalate_on.values.priority: the output schema "
-                                                          "has no field 'priority'"),
-    ({"cascade": cascade(below={"label": 0.6})}, "cascade.escalate_on.below.label: field 'label' is not a number"),
-    ({"cascade": cascade(below={"confidence": 0.6})}, "cascade.escalate_on.below.confidence: the output schema "
-                                                      "has no field 'confidence'"),
-    ({"batch": {"retry_rounds": 0}}, "batch.retry_rounds 0 is fewer than the 1 escalation(s) cascade.models needs"),
+    ({"model": SONNET},
+     "field (top level): model claude-sonnet-5-5 is not cascade.models[0] (claude-haiku-5-5)"),
+    ({"cascade": cascade(HAIKU)},
+     "field cascade.models: List should have at least 2 items"),
+    ({"cascade": cascade(HAIKU, HAIKU)},
+     "cascade.models names claude-haiku-5-5 more than once"),
+    ({"cascade": cascade(HAIKU, "claude-nonesuch-1")},
+     "cascade.models[1]: workload 'ticket_classification' cannot run on claude-nonesuch-1"),
+    ({"cascade": cascade(HAIKU, "claude-haiku-4-5")},
+     "cascade.models[1]: workload 'ticket_classification' cannot run on claude-haiku-4-5: "
+     "effort low: claude-haiku-4-5 has no effort setting"),
+    ({"cascade": {"models": [HAIKU, SONNET], "escalate_on": {}}},
+     "cascade.escalate_on names no rule"),
+    ({"cascade": cascade(values={"label": ["urgent"]})},
+     "cascade.escalate_on.values.label: ['urgent'] are not in the field's enum"),
+    ({"cascade": cascade(values={"rationale": ["x"]})},
+     "cascade.escalate_on.values.rationale: field 'rationale' is not an enum"),
+    ({"cascade": cascade(values={"priority": ["high"]})},
+     "cascade.escalate_on.values.priority: the output schema has no field 'priority'"),
+    ({"cascade": cascade(below={"label": 0.6})},
+     "cascade.escalate_on.below.label: field 'label' is not a number"),
+    ({"cascade": cascade(below={"confidence": 0.6})},
+     "cascade.escalate_on.below.confidence: the output schema has no field 'confidence'"),
+    ({"batch": {"retry_rounds": 0}},
+     "batch.retry_rounds 0 is fewer than the 1 escalation(s) cascade.models needs"),
 ])
 def test_a_cascade_that_cannot_work_is_refused_at_load_naming_the_field(tmp_path, changes, expected):
     with pytest.raises(WorkloadDefinitionError) as refused:

@@ -37,7 +37,8 @@ def escalation_reason(workload: Workload, model: str, output: dict[str, Any]) ->
     rules = workload.cascade.escalate_on
     for field, values in rules.values.items():
         value = output.get(field)
-        if value is not None and any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in values):
+        if value is not None and any(value == v and isinstance(value, bool) == isinstance(v, bool)
+                                     for v in values):
             return f"{field} {value} from {model}"
     for field, threshold in rules.below.items():
         value = output.get(field)

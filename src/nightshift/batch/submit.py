@@ -123,7 +123,7 @@ def _submit_round(conn: psycopg.Connection, backend: BatchBackend, workload: Wor
 
         plan_caching(conn, backend, workload, run, price_table(), shape)
     for intent in batches(conn, run, round_, statuses=(BatchStatus.INTENT,)):
-        _recover_intent(conn, backend, workload, run, intent, result, past_deadline)
+        _recover_intent(conn, backend, workload, run, intent, result, past_deadline, shapes)
     if past_deadline:  # e.g. it waited for room in the queue until then: what is in flight is all
         log.warning("run %s is past its deadline (%s): the round's unsubmitted requests stay unsubmitted",
                     run.run_pk, run.deadline_at.isoformat())
@@ -377,7 +377,7 @@ def _fail_invalid(conn: psycopg.Connection, run: Run, invalid: list, result: Sub
 
 
 def _recover_intent(conn, backend: BatchBackend, workload: Workload, run: Run, intent: BatchRow, result: SubmitResult,
-                    past_deadline: bool = False) -> None:
+                    past_deadline: bool = False, shapes: dict[str, RequestShape] | None = None) -> None:
     batch_id = answered(conn, intent.batch_pk)
     if batch_id is not None:
         _adopt(conn, backend, intent, batch_id, f"adopted {batch_id}: the create call's journalled answer", result)
@@ -399,7 +399,8 @@ def _recover_intent(conn, backend: BatchBackend, workload: Workload, run: Run, i
     invalid: list = []
     body = BatchBody()
     try:
-        for custom_id, encoded in _encoded_requests(conn, workload, run, intent.round, intent.batch_pk, invalid):
+        requests = _encoded_requests(conn, workload, run, intent.round, intent.batch_pk, invalid, shapes)
+        for custom_id, encoded in requests:
             body.add(custom_id, encoded)
         _fail_invalid(conn, run, invalid, result)
         conn.commit()

@@ -23,8 +23,9 @@ def cascade_shapes(conn: psycopg.Connection, run_pk: int) -> dict[str, dict[str,
 def record_cascade_shapes(conn: psycopg.Connection, run_pk: int, models: list[str],
                           shapes: dict[str, dict[str, Any]]) -> None:
     """The run's cascade (its models in order) and the shape confirmed for each model after the first."""
-    conn.execute("UPDATE nightshift.runs SET details = details || jsonb_build_object('cascade_models', %s::jsonb, "
-                 "'cascade_shapes', %s::jsonb) WHERE run_pk = %s", (Jsonb(models), Jsonb(shapes), run_pk))
+    conn.execute("UPDATE nightshift.runs SET details = details || jsonb_build_object("
+                 "'cascade_models', %s::jsonb, 'cascade_shapes', %s::jsonb) WHERE run_pk = %s",
+                 (Jsonb(models), Jsonb(shapes), run_pk))
 
 
 def cascade_models(conn: psycopg.Connection, run_pk: int) -> list[str] | None:
@@ -55,8 +56,9 @@ SELECT s.model, s.custom_id IN (SELECT custom_id FROM reached_last) AS reached_l
                 > %(over)s, false) AS long_prompt,
        count(*) FILTER (WHERE s.status = 'succeeded') AS answered,
        count(*) FILTER (WHERE s.input_tokens IS NOT NULL) AS attempts,
-       coalesce(sum(s.input_tokens), 0), coalesce(sum(s.output_tokens), 0), coalesce(sum(s.cache_write_5m_tokens), 0),
-       coalesce(sum(s.cache_write_1h_tokens), 0), coalesce(sum(s.cache_read_input_tokens), 0),
+       coalesce(sum(s.input_tokens), 0), coalesce(sum(s.output_tokens), 0),
+       coalesce(sum(s.cache_write_5m_tokens), 0), coalesce(sum(s.cache_write_1h_tokens), 0),
+       coalesce(sum(s.cache_read_input_tokens), 0),
        coalesce(sum(s.cost_usd), 0)
   FROM spent s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 """
@@ -74,7 +76,8 @@ def record_cost_by_model(conn: psycopg.Connection, run_pk: int, by_model: dict[s
                  (Jsonb(by_model), last_model_alone_usd, run_pk))
 
 
-def cost_by_model(conn: psycopg.Connection, run_pk: int) -> tuple[dict[str, Any] | None, Decimal | None, Decimal | None]:
+def cost_by_model(conn: psycopg.Connection, run_pk: int
+                  ) -> tuple[dict[str, Any] | None, Decimal | None, Decimal | None]:
     """``(cost by model, last model alone, actual cost)`` recorded on the run when it closed."""
     return conn.execute("SELECT cost_by_model, last_model_alone_usd, cost_usd FROM nightshift.runs "
                         "WHERE run_pk = %s", (run_pk,)).fetchone()

@@ -210,8 +210,9 @@ def land_from(staging: sql.Identifier, item_columns: Sequence[str],
     Parameters: ``run_pk``, ``round``, ``first_model``."""
     updates = sql.SQL(", ").join(sql.SQL("{0} = l.{0}").format(sql.Identifier(c)) for c in item_columns[1:])
     return sql.SQL(
-        "UPDATE nightshift.items i SET {updates}, model = coalesce(i.model, %(first_model)s), updated_at = now() "
-        "FROM {staging} l WHERE i.run_pk = %(run_pk)s AND i.custom_id = l.custom_id AND i.round = %(round)s "
+        "UPDATE nightshift.items i SET {updates}, model = coalesce(i.model, %(first_model)s), "
+        "updated_at = now() FROM {staging} l "
+        "WHERE i.run_pk = %(run_pk)s AND i.custom_id = l.custom_id AND i.round = %(round)s "
         "AND i.status = 'submitted' "
         "RETURNING i.source_key, i.request_id, l.status, l.error_type, l.error_message, {values}, l.model, "
         "i.model AS item_model, i.custom_id, {usage}"
@@ -230,15 +231,15 @@ def attempts_from(landed: sql.Identifier) -> sql.Composed:
     attempt of its item, with the model it was sent to. Parameters: ``run_pk``, ``round``."""
     usage = sql.SQL(", ").join(map(sql.Identifier, ATTEMPT_USAGE))
     return sql.SQL(
-        "INSERT INTO nightshift.attempts (run_pk, custom_id, round, model, status, error_type, error_message, "
-        "{usage}) SELECT %(run_pk)s, custom_id, %(round)s, item_model, status, error_type, error_message, {usage} "
-        "FROM {landed}").format(usage=usage, landed=landed)
+        "INSERT INTO nightshift.attempts (run_pk, custom_id, round, model, status, error_type, "
+        "error_message, {usage}) SELECT %(run_pk)s, custom_id, %(round)s, item_model, status, error_type, "
+        "error_message, {usage} FROM {landed}").format(usage=usage, landed=landed)
 
 
 def models_of_batch(conn: psycopg.Connection, batch_pk: int, first_model: str) -> dict[str, str]:
-    """``{custom_id: the model it was sent to}`` for the batch's items (no model recorded: ``first_model``)."""
-    return dict(conn.execute("SELECT custom_id, coalesce(model, %s) FROM nightshift.items WHERE batch_pk = %s",
-                             (first_model, batch_pk)).fetchall())
+    """``{custom_id: the model it was sent to}`` for the batch's items (none recorded: ``first_model``)."""
+    return dict(conn.execute("SELECT custom_id, coalesce(model, %s) FROM nightshift.items "
+                             "WHERE batch_pk = %s", (first_model, batch_pk)).fetchall())
 
 
 #: An escalated item goes to the model after the one it was sent to; every promoted item leaves its
@@ -246,9 +247,11 @@ def models_of_batch(conn: psycopg.Connection, batch_pk: int, first_model: str) -
 PROMOTE_RETRIES = """
 UPDATE nightshift.items
    SET round = %(round)s, status = 'pending', batch_pk = NULL, updated_at = now(),
-       model = CASE WHEN error_type = 'escalated' THEN coalesce(%(next_models)s::jsonb ->> model, model) ELSE model END,
-       input_tokens = NULL, output_tokens = NULL, cache_creation_input_tokens = NULL, cache_read_input_tokens = NULL,
-       cache_write_5m_tokens = NULL, cache_write_1h_tokens = NULL, cost_usd = NULL
+       model = CASE WHEN error_type = 'escalated' THEN coalesce(%(next_models)s::jsonb ->> model, model)
+                    ELSE model END,
+       input_tokens = NULL, output_tokens = NULL, cache_creation_input_tokens = NULL,
+       cache_read_input_tokens = NULL, cache_write_5m_tokens = NULL, cache_write_1h_tokens = NULL,
+       cost_usd = NULL
  WHERE run_pk = %(run_pk)s AND status = 'retry' AND round < %(round)s
 """
 
@@ -257,7 +260,8 @@ def promote_retries(conn: psycopg.Connection, run_pk: int, round_: int,
                     next_models: dict[str, str] | None = None) -> None:
     """Move the items an earlier round marked for retry into ``round_``, unassigned; an escalated one
     to the model ``next_models`` names after its own (an ordinary retry keeps its model)."""
-    conn.execute(PROMOTE_RETRIES, {"round": round_, "run_pk": run_pk, "next_models": Jsonb(next_models or {})})
+    conn.execute(PROMOTE_RETRIES,
+                 {"round": round_, "run_pk": run_pk, "next_models": Jsonb(next_models or {})})
 
 
 def pending_with_sources(conn: psycopg.Connection, workload: Workload, run_pk: int, round_: int,

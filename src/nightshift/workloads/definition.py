@@ -344,12 +344,14 @@ class EscalateOn(_Strict):
                     "fails or is asked for again as `batch.validation_retries` says).")
     values: dict[str, list[str | int | float | bool]] = Field(
         default={},
-        description="`field: [values]`: a valid reply whose enum field holds one of these values (`label: "
-                    "[other]`) goes to the next model. Each field an enum of the output schema, each value in it.")
+        description="`field: [values]`: a valid reply whose enum field holds one of these values "
+                    "(`label: [other]`) goes to the next model. Each field an enum of the output schema, "
+                    "each value in it.")
     below: dict[str, float] = Field(
         default={},
-        description="`field: threshold`: a valid reply whose number field is under the threshold (`confidence: "
-                    "0.6`) goes to the next model. Each field a number or integer of the output schema.")
+        description="`field: threshold`: a valid reply whose number field is under the threshold "
+                    "(`confidence: 0.6`) goes to the next model. Each field a number or integer of the "
+                    "output schema.")
 
     @property
     def any(self) -> bool:
@@ -572,12 +574,13 @@ class Workload(_Strict):
         if cascade is None:
             return self
         if self.model != cascade.models[0]:
-            raise ValueError(f"model {self.model} is not cascade.models[0] ({cascade.models[0]}): a cascade "
-                             "starts on the workload's model (leave model out to take the first cascade model)")
+            raise ValueError(f"model {self.model} is not cascade.models[0] ({cascade.models[0]}): a "
+                             "cascade starts on the workload's model (leave model out to take the first "
+                             "cascade model)")
         repeated = sorted({m for m in cascade.models if cascade.models.count(m) > 1})
         if repeated:
-            raise ValueError(f"cascade.models names {', '.join(repeated)} more than once: each model is tried "
-                             "once, in order")
+            raise ValueError(f"cascade.models names {', '.join(repeated)} more than once: each model is "
+                             "tried once, in order")
         for at, model in enumerate(cascade.models[1:], start=1):
             try:
                 self._alone_on(model)
@@ -585,35 +588,36 @@ class Workload(_Strict):
                 raise ValueError(f"cascade.models[{at}]: {exc}") from None
         rules = cascade.escalate_on
         if not rules.any:
-            raise ValueError("cascade.escalate_on names no rule (invalid_output, values or below): nothing would "
-                             "ever reach the next model")
+            raise ValueError("cascade.escalate_on names no rule (invalid_output, values or below): nothing "
+                             "would ever reach the next model")
         if self.output.is_text and (rules.values or rules.below):
-            raise ValueError("cascade.escalate_on: a text output escalates only on invalid_output (values and "
-                             "below name fields of a json output)")
+            raise ValueError("cascade.escalate_on: a text output escalates only on invalid_output (values "
+                             "and below name fields of a json output)")
         properties = (self.output.json_schema or {}).get("properties", {})
         for rule, fields in (("values", rules.values), ("below", rules.below)):
             for name in fields:
                 if name not in properties:
-                    raise ValueError(f"cascade.escalate_on.{rule}.{name}: the output schema has no field {name!r} "
-                                     f"(it has {sorted(properties)})")
+                    raise ValueError(f"cascade.escalate_on.{rule}.{name}: the output schema has no field "
+                                     f"{name!r} (it has {sorted(properties)})")
         for name, values in rules.values.items():
             enum = properties[name].get("enum")
             if enum is None:
-                raise ValueError(f"cascade.escalate_on.values.{name}: field {name!r} is not an enum of the output "
-                                 "schema (values escalates on an enum's members)")
+                raise ValueError(f"cascade.escalate_on.values.{name}: field {name!r} is not an enum of the "
+                                 "output schema (values escalates on an enum's members)")
             if unknown := [v for v in values if v not in enum]:
-                raise ValueError(f"cascade.escalate_on.values.{name}: {unknown} are not in the field's enum {enum}")
+                raise ValueError(f"cascade.escalate_on.values.{name}: {unknown} are not in the field's enum "
+                                 f"{enum}")
         for name in rules.below:
             kinds = properties[name].get("type")
             kinds = {kinds} if isinstance(kinds, str) else set(kinds or ())
             if not kinds or not kinds <= {"number", "integer", "null"} or kinds == {"null"}:
-                raise ValueError(f"cascade.escalate_on.below.{name}: field {name!r} is not a number or integer "
-                                 f"(its type is {properties[name].get('type')!r})")
+                raise ValueError(f"cascade.escalate_on.below.{name}: field {name!r} is not a number or "
+                                 f"integer (its type is {properties[name].get('type')!r})")
         needed = len(cascade.models) - 1
         if self.batch.retry_rounds < needed:
-            raise ValueError(f"batch.retry_rounds {self.batch.retry_rounds} is fewer than the {needed} escalation(s) "
-                             f"cascade.models needs (each escalation takes a round): set retry_rounds to at least "
-                             f"{needed}")
+            raise ValueError(f"batch.retry_rounds {self.batch.retry_rounds} is fewer than the {needed} "
+                             f"escalation(s) cascade.models needs (each escalation takes a round): set "
+                             f"retry_rounds to at least {needed}")
         return self
 
     def with_model(self, model: str) -> Workload:
@@ -648,7 +652,8 @@ class Workload(_Strict):
         cached = _on_model.get(key)
         if cached is None or cached[0] is not self:
             if model not in self.models:
-                raise ValueError(f"workload {self.name!r} does not run on {model} (its models: {self.models})")
+                raise ValueError(f"workload {self.name!r} does not run on {model} "
+                                 f"(its models: {self.models})")
             cached = _on_model[key] = (self, self._alone_on(model))
         return cached[1]
 
