@@ -20,7 +20,7 @@ from nightshift.migration import trial
 from nightshift.paths import PROJECT_ROOT
 from nightshift.workloads.registry import load_workload_file
 from tests.batch_night import run_night, wait_until_ended
-from tests.helpers import emulator_backend, seed
+from tests.helpers import assert_every_request_terminal, emulator_backend, seed
 
 CURRENT, CANDIDATE = "claude-sonnet-5-5", "claude-haiku-5-5"
 #: The candidate agrees with the current model on 93% of labels, on every other field always.
@@ -154,6 +154,30 @@ def test_a_trial_retried_step_by_step_writes_nothing_twice(app_db, emulator, tic
     assert one == two and one["keys_compared"] == 40
 
 
+def test_a_trial_landing_cut_half_way_lands_each_result_once_into_the_trial_table_only(
+        app_db, emulator, tickets, monkeypatch):
+    import nightshift.batch.land as land
+
+    monkeypatch.setattr(land, "SLICE", 10)  # several slices, so the cut falls after some committed ones
+    written_by_a_night(app_db, emulator, tickets, 50)
+    before = untouchable(app_db, tickets)
+    backend = emulator_backend(emulator, max_retries=0)
+    _record, run, candidate = trial.start(app_db, tickets, trial.TrialRequest(CANDIDATE, sample=50),
+                                          dag_id="trial", airflow_run_id="cut")
+    collect(app_db, candidate, run)
+    submitted = submit_round(app_db, backend, candidate, run, 0, Caps())
+    wait_until_ended(backend, submitted.batch_ids)
+    emulator.add_fault(kind="cut", after_lines=25, count=1)
+    with pytest.raises(Exception):
+        land_round(app_db, backend, candidate, run, 0)
+    assert app_db.execute("SELECT count(*) FROM nightshift.trial_ticket_classification").fetchone() == (20,)
+
+    land_round(app_db, backend, candidate, run, 0)  # the task's retry
+    assert finalize_run(app_db, run).succeeded == 50
+    assert_every_request_terminal(app_db, run.run_pk, "nightshift.trial_ticket_classification", "ticket_id")
+    assert untouchable(app_db, tickets) == before
+
+
 def test_fewer_eligible_rows_than_asked_takes_them_all_and_says_so(app_db, app_dsn, emulator, anthropic_conn,
                                                                    tickets, capsys):
     written_by_a_night(app_db, emulator, tickets, 12)
@@ -162,6 +186,22 @@ def test_fewer_eligible_rows_than_asked_takes_them_all_and_says_so(app_db, app_d
     text = " ".join(out.split())  # as printed, unwrapped
     assert "12 of 12 eligible rows (fewer eligible than the 2,000 asked: all taken)" in text
     assert "100.0% (75.8–100.0%, n=12)" in text  # no profile: the candidate answers as the current model did
+
+    # the window is on the source rows' created_at (source.timestamp_column), whole UTC days
+    today = app_db.execute("SELECT (max(created_at) AT TIME ZONE 'UTC')::date FROM app.support_tickets"
+                           ).fetchone()[0]
+    code, out, _ = run_cli(capsys, "--workload", tickets.name, "--candidate", CANDIDATE, "--from", str(today),
+                           "--to", str(today), "--sample", "3", "--dsn", app_dsn)
+    created = app_db.execute("SELECT count(*) FROM app.support_tickets "
+                             "WHERE (created_at AT TIME ZONE 'UTC')::date = %s", (today,)).fetchone()[0]
+    assert code == 0 and (f"of {created} eligible rows; created_at (the source row's timestamp) from {today} "
+                          f"to {today}, UTC days, both included") in " ".join(out.split())
+    code, _, err = run_cli(capsys, "--workload", tickets.name, "--candidate", CANDIDATE,
+                           "--from", "2099-01-01", "--dsn", app_dsn)
+    assert code == 1 and err.strip() == (
+        "nightshift trial: no eligible rows for a trial of ticket_classification: no "
+        "app.ticket_classifications row written by claude-sonnet-5-5 with app.support_tickets.created_at "
+        "from 2099-01-01 to the last day")
 
 
 def test_a_trial_that_cannot_start_says_why_in_one_line_and_creates_nothing(app_db, app_dsn, emulator,
