@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
 import weakref
@@ -117,15 +118,14 @@ class BatchesEndedTrigger(BaseTrigger):
                 changed = [s for s in snapshots if last_seen.get(s.id) != s]
                 if changed and await self.record_states(changed):
                     last_seen.update((s.id, s) for s in changed)
-                batches = [s.as_dict() for s in snapshots]
                 verdict = self.policy.verdict(snapshots, now=polled_at, deadline=self.deadline)
                 if verdict is WaitVerdict.ENDED:
                     await self.record_poll(polled_at, None)
-                    yield TriggerEvent({"status": "ended", "batches": batches})
+                    yield TriggerEvent({"status": "ended", "batches": [s.as_dict() for s in snapshots]})
                     return
                 if verdict is WaitVerdict.DEADLINE:
                     await self.record_poll(polled_at, None)
-                    yield TriggerEvent({"status": "deadline", "batches": batches,
+                    yield TriggerEvent({"status": "deadline", "batches": [s.as_dict() for s in snapshots],
                                         "unfinished": self.policy.unfinished(snapshots)})
                     return
                 # the budget counts calls, not polls: a poll that took three calls waits three intervals
@@ -150,13 +150,21 @@ class BatchesEndedTrigger(BaseTrigger):
 
     async def _interval(self) -> float:
         """The base interval, stretched so every run waiting right now fits in the poll budget."""
-        from nightshift.config import settings
-
         counts = await self._ledger_counts()
         if counts:
             self._active_waits, self._active_batches = counts
+        return self.policy.interval(self._active_waits, *self._poll_budget)
+
+    @functools.cached_property
+    def _poll_budget(self) -> tuple[float, float]:
+        """``(poll_budget_rpm, batch_api_window_seconds)``, read once per trigger: a process's configuration
+        does not change under it, and reading every [nightshift] option through Airflow's configuration on
+        each poll was the largest part of the trigger's own CPU per poll (``nightshift bench --only wait``).
+        """
+        from nightshift.config import settings
+
         cfg = settings()
-        return self.policy.interval(self._active_waits, cfg.poll_budget_rpm, cfg.batch_api_window_seconds)
+        return cfg.poll_budget_rpm, cfg.batch_api_window_seconds
 
     async def _ledger_counts(self) -> tuple[int, int] | None:
         """How many runs and batches are waiting, across the deployment (the poll budget's divisor).
@@ -460,10 +468,12 @@ async def _budget_ledger(trigger: BaseTrigger, conn_id: str):
     if shared is None:
         shared = _budget_connections[loop] = (asyncio.Lock(), {})
     opening, connections = shared
-    async with opening:
-        conn = connections.get(dsn)
-        if conn is None or conn.closed:
-            conn = connections[dsn] = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    conn = connections.get(dsn)
+    if conn is None or conn.closed:  # the lock only to open one: taken per slot it cost more than the check
+        async with opening:
+            conn = connections.get(dsn)
+            if conn is None or conn.closed:
+                conn = connections[dsn] = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     try:
         yield conn
     except psycopg.OperationalError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from nightshift.backends.base import COUNT_NAMES, BatchState, ProcessingStatus
@@ -43,7 +43,8 @@ class BatchSnapshot:
         return self.processing_status == ProcessingStatus.ENDED
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"id": self.id, "processing_status": self.processing_status,
+                "request_counts": dict(self.request_counts), "ended_at": self.ended_at}
 
 
 class WaitVerdict(enum.StrEnum):
