@@ -325,7 +325,8 @@ class MigrationSettings(_Strict):
     min_agreement: float = Field(
         default=0.98, ge=0, le=1,
         description="The share of keys on which shadow (batch) and streaming answers must agree before "
-                    "`nightshift switch --to batch` is allowed.")
+                    "`nightshift switch --to batch` is allowed, and that the low end of a model trial's 95% "
+                    "interval must reach before `nightshift switch --model` is.")
     text_similarity: float = Field(
         default=0.9, ge=0, le=1,
         description="How similar two free-text answers must be (0 to 1) to count as agreeing.")
