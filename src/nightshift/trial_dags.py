@@ -42,7 +42,7 @@ TRIAL_PARAMS = {
 def trial_dag(workload: Workload, *, fileloc: str | None = None, deferrable: bool = True) -> DAG:
     with DAG(dag_id=trial_dag_id(workload.name), description=f"Model trial: {workload.description}",
              doc_md=__doc__, schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
-             params=TRIAL_PARAMS,
+             params=TRIAL_PARAMS, max_active_runs=1,  # trials of a workload share its trial table
              tags=["nightshift", "trial", workload.name],
              default_args={"retries": 2, "retry_delay": timedelta(minutes=2)}) as dag:
         common = {"workload": workload.name}

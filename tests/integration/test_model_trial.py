@@ -178,6 +178,38 @@ def test_a_trial_landing_cut_half_way_lands_each_result_once_into_the_trial_tabl
     assert untouchable(app_db, tickets) == before
 
 
+def test_the_candidates_cost_counts_every_attempt_and_a_key_it_failed_is_a_disagreement(app_db, emulator,
+                                                                                       tickets):
+    from nightshift.migration.trial_run import run_trial
+
+    written_by_a_night(app_db, emulator, tickets, 30)
+    keys = [k for (k,) in app_db.execute("SELECT ticket_id::text FROM app.ticket_classifications ORDER BY 1 "
+                                         "LIMIT 2")]
+    # the first answer for one key is invalid and asked for again; every answer for the other is
+    emulator.add_fault(kind="perturb", mode="schema_violation", custom_id=rf".*-k{keys[0]}$", count=1)
+    emulator.add_fault(kind="perturb", mode="schema_violation", custom_id=rf".*-k{keys[1]}$")
+
+    asked_again = tickets.model_copy(
+        update={"batch": tickets.batch.model_copy(update={"validation_retries": 1})})
+    report = run_trial(app_db, emulator_backend(emulator), asked_again,
+                       trial.TrialRequest(CANDIDATE, sample=30),
+                       sleep=lambda seconds: pytest.fail("a trial on an instant emulator never waits"))
+
+    run_pk = app_db.execute("SELECT run_pk FROM nightshift.model_trials").fetchone()[0]
+    items, earlier = app_db.execute(
+        "SELECT (SELECT sum(cost_usd) FROM nightshift.items WHERE run_pk = %(run)s), "
+        "(SELECT sum(cost_usd) FROM nightshift.attempts a WHERE run_pk = %(run)s AND round < (SELECT round "
+        "FROM nightshift.items i WHERE i.run_pk = a.run_pk AND i.custom_id = a.custom_id))",
+        {"run": run_pk}).fetchone()
+    assert earlier > 0
+    assert report["costs"]["candidate"]["sample_usd"] == pytest.approx(float(items + earlier))
+    assert (report["keys_compared"], report["keys_agreeing"]) == (30, 29)
+    assert report["candidate_failures"] == {"invalid_output": 1}
+    failed_label = app_db.execute("SELECT label FROM app.ticket_classifications WHERE ticket_id::text = %s",
+                                  (keys[1],)).fetchone()[0]
+    assert report["confusion"]["label"][failed_label]["(failed)"] == 1
+
+
 def test_fewer_eligible_rows_than_asked_takes_them_all_and_says_so(app_db, app_dsn, emulator, anthropic_conn,
                                                                    tickets, capsys):
     written_by_a_night(app_db, emulator, tickets, 12)

@@ -241,10 +241,20 @@ def current_usage(conn: psycopg.Connection, workload: Workload, run_pk: int) -> 
                                          "workload": workload.name}).fetchall()
 
 
-def candidate_cost(conn: psycopg.Connection, run_pk: int) -> tuple[Decimal, int]:
-    """What the trial run's items cost, as the API's usage priced them, and how many were billed."""
-    return conn.execute("SELECT coalesce(sum(cost_usd), 0), count(cost_usd) FROM nightshift.items "
-                        "WHERE run_pk = %s", (run_pk,)).fetchone()
+def candidate_cost(conn: psycopg.Connection, run_pk: int) -> tuple[Decimal, int, int]:
+    """What the trial run cost, as the API's usage priced it: ``(cost, keys billed, attempts billed)``.
+    An item holds its latest attempt; its earlier ones (asked for again, retried) are in
+    ``nightshift.attempts``, counted here as the run's cost counts them."""
+    return conn.execute(
+        """
+        SELECT coalesce(sum(cost_usd), 0), count(DISTINCT custom_id) FILTER (WHERE cost_usd IS NOT NULL),
+               count(cost_usd)
+          FROM (SELECT custom_id, cost_usd FROM nightshift.items WHERE run_pk = %(run_pk)s
+                UNION ALL
+                SELECT a.custom_id, a.cost_usd FROM nightshift.attempts a
+                  JOIN nightshift.items i USING (run_pk, custom_id)
+                 WHERE a.run_pk = %(run_pk)s AND a.round < i.round) spent
+        """, {"run_pk": run_pk}).fetchone()
 
 
 def recent_requests(conn: psycopg.Connection, workload: str, days: int) -> tuple[int, datetime | None]:

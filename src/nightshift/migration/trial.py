@@ -244,13 +244,13 @@ def _costs(conn: psycopg.Connection, workload: Workload, candidate: Workload, tr
            prices: PriceTable) -> dict[str, Any]:
     """The sample's cost on each model, from the API's usage, and the monthly projection.
 
-    The candidate: what the trial run's items cost (the batch rate). The current model: what the
-    requests that wrote the sampled rows cost as recorded (the streaming path's usage, or a batch
-    item's), and the same tokens priced at the batch rate, like for like with the candidate. The
-    projection multiplies the workload's requests over the last RECENT_DAYS days by each model's
-    mean batch-rate cost per request in the sample.
+    The candidate: what the trial run's items cost, earlier attempts included (the batch rate). The
+    current model: what the requests that wrote the sampled rows cost as recorded (the streaming
+    path's usage, or the batch item's latest attempt), and the same tokens priced at the batch rate,
+    like for like with the candidate. The projection multiplies the workload's requests over the
+    last RECENT_DAYS days by each model's mean batch-rate cost per request in the sample.
     """
-    candidate_usd, candidate_billed = trials.candidate_cost(conn, trial.run_pk)
+    candidate_usd, candidate_billed, candidate_attempts = trials.candidate_cost(conn, trial.run_pk)
     recorded = Decimal(0)
     at_batch_rate = Decimal(0)
     paths: dict[str, int] = {}
@@ -272,7 +272,8 @@ def _costs(conn: psycopg.Connection, workload: Workload, candidate: Workload, tr
                     "by_path": paths, "sample_usd_at_batch_rate": float(at_batch_rate),
                     "per_request_usd_at_batch_rate": _float(current_per_request)},
         "candidate": {"model": candidate.model, "sample_usd": float(candidate_usd),
-                      "requests_billed": candidate_billed, "rate": "batch",
+                      "requests_billed": candidate_billed, "attempts_billed": candidate_attempts,
+                      "rate": "batch",
                       "per_request_usd": _float(candidate_per_request)},
         "projection": {
             "days": RECENT_DAYS, "requests": requests, "first_request_at": first and first.isoformat(),

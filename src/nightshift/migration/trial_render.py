@@ -53,9 +53,11 @@ def print_trial(report: dict[str, Any], console: Console | None = None) -> None:
     costs = report["costs"]
     current, candidate, projection = costs["current"], costs["candidate"], costs["projection"]
     paths = ", ".join(f"{n:,} {path}" for path, n in current["by_path"].items()) or "none recorded"
+    attempts = candidate.get("attempts_billed", candidate["requests_billed"])
+    retried = f", {attempts:,} attempts" if attempts != candidate["requests_billed"] else ""
     console.print(
         f"Cost of the sample, from the API's usage: {candidate['model']} ${candidate['sample_usd']:.4f} "
-        f"({candidate['requests_billed']:,} requests at the batch rate); {current['model']} "
+        f"({candidate['requests_billed']:,} requests{retried} at the batch rate); {current['model']} "
         f"${current['sample_usd']:.4f} as recorded for the requests that wrote the rows ({paths}), "
         f"${current['sample_usd_at_batch_rate']:.4f} for the same tokens at the batch rate")
     if projection["current_monthly_usd"] is not None or projection["candidate_monthly_usd"] is not None:
