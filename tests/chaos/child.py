@@ -14,17 +14,20 @@ import psycopg
 from nightshift.batch import land
 from nightshift.batch.ledger import get_run
 from nightshift.batch.submit import Caps, submit_round
+from nightshift.workloads.definition import Workload
 from tests.chaos.driver import TICKETS, first_event, provider_backend, wait_trigger
 
 
 def main(step: str, spec: dict) -> None:
     with psycopg.connect(spec["dsn"]) as conn:
         run = get_run(conn, dag_id=spec["dag_id"], airflow_run_id=spec["airflow_run_id"])
+        workload = Workload.model_validate(spec["workload"]) if "workload" in spec else TICKETS
         if step == "submit":
-            submit_round(conn, provider_backend(), TICKETS, run, spec.get("round", 0), Caps(**spec.get("caps", {})))
+            submit_round(conn, provider_backend(), workload, run, spec.get("round", 0),
+                         Caps(**spec.get("caps", {})))
         elif step == "land":
             land.SLICE = spec.get("slice", land.SLICE)
-            land.land_round(conn, provider_backend(), TICKETS, run, spec.get("round", 0))
+            land.land_round(conn, provider_backend(), workload, run, spec.get("round", 0))
         elif step == "wait":
             print(asyncio.run(first_event(wait_trigger(spec["batch_ids"], **spec.get("trigger", {})))), flush=True)
         else:

@@ -31,6 +31,7 @@ from nightshift.batch.submit import Caps, submit_round
 from nightshift.paths import PROJECT_ROOT
 from nightshift.triggers import BatchesEndedTrigger
 from nightshift.deployment import get_workload
+from nightshift.workloads.definition import Workload
 
 TICKETS = get_workload("ticket_classification")
 TASK_TRIES = 3
@@ -80,6 +81,7 @@ class ChaosNight:
     failures: list[tuple[str, str]] = field(default_factory=list)
     stopped: Exception | None = None  # what failed a step for good (the DAG goes on to finalize)
     awaited_proof: list[list[str]] = field(default_factory=list)  # suspects a submit waited for
+    workload: Workload = TICKETS  # a test's own (a cascade) reaches child steps as its definition
 
     def task(self, name: str, body: Callable[[psycopg.Connection], Any]) -> Any:
         for attempt in range(1, TASK_TRIES + 1):
@@ -93,8 +95,8 @@ class ChaosNight:
 
     def start(self) -> Run:
         def body(conn):
-            run = ensure_run(conn, TICKETS, dag_id=DAG_ID, airflow_run_id=self.airflow_run_id)
-            collect(conn, TICKETS, run)
+            run = ensure_run(conn, self.workload, dag_id=DAG_ID, airflow_run_id=self.airflow_run_id)
+            collect(conn, self.workload, run)
             return run
         return self.task("collect", body)
 
@@ -107,7 +109,8 @@ class ChaosNight:
         def body(conn):
             for _ in range(PROOF_WAITS):
                 try:
-                    return submit_round(conn, provider_backend(), TICKETS, self.run(conn), round_, self.caps).batch_ids
+                    return submit_round(conn, provider_backend(), self.workload, self.run(conn), round_,
+                                        self.caps).batch_ids
                 except AwaitingProof as waiting:
                     self.awaited_proof.append(waiting.batch_ids)
                     asyncio.run(first_event(wait_trigger(waiting.batch_ids, deadline=time.time() + 5)))
@@ -147,10 +150,12 @@ class ChaosNight:
                 step = lambda method=method, event=event: method(context, event=event)  # noqa: E731
 
     def land(self, round_: int = 0):
-        return self.task("land", lambda conn: land_round(conn, provider_backend(), TICKETS, self.run(conn), round_))
+        return self.task("land", lambda conn: land_round(conn, provider_backend(), self.workload, self.run(conn),
+                                                         round_))
 
     def finalize(self) -> RunSummary:
-        return self.task("finalize", lambda conn: finalize_run(conn, self.run(conn), provider_backend(), TICKETS))
+        return self.task("finalize", lambda conn: finalize_run(conn, self.run(conn), provider_backend(),
+                                                               self.workload))
 
     def retries_pending(self, conn: psycopg.Connection, run: Run) -> bool:
         return conn.execute("SELECT count(*) FROM nightshift.items WHERE run_pk = %s AND status = 'retry'",
@@ -160,7 +165,7 @@ class ChaosNight:
         """The DAG's order; a step failing for good stops the rounds, and finalize still runs (all_done)."""
         run = self.start()
         try:
-            for round_ in range(TICKETS.batch.retry_rounds + 1):
+            for round_ in range(self.workload.batch.retry_rounds + 1):
                 if round_:
                     with psycopg.connect(self.dsn) as conn:
                         if not self.retries_pending(conn, run):
@@ -176,7 +181,10 @@ class ChaosNight:
 
     def in_child(self, step: str, **args: Any) -> subprocess.Popen:
         """Start ``step`` in a process of its own (to be killed or awaited by the test)."""
-        spec = json.dumps({"dsn": self.dsn, "dag_id": DAG_ID, "airflow_run_id": self.airflow_run_id, **args})
+        spec = {"dsn": self.dsn, "dag_id": DAG_ID, "airflow_run_id": self.airflow_run_id, **args}
+        if self.workload is not TICKETS:
+            spec["workload"] = self.workload.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        spec = json.dumps(spec)
         return subprocess.Popen([sys.executable, "-m", "tests.chaos.child", step, spec], cwd=PROJECT_ROOT,
                                 env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 

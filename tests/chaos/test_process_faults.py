@@ -189,6 +189,48 @@ def test_land_killed_half_way(app_db, app_dsn, anthropic_conn):
     assert_nothing_lost_or_doubled(app_db, emulator, run.run_pk)
 
 
+def test_cascade_escalation_round_land_killed_half_way(app_db, app_dsn, anthropic_conn):
+    """A cascade night (Haiku 5.5 → Sonnet 5.5 on ``other`` and invalid replies): the landing of the
+    escalation round is killed after its first slice; its retry lands the rest, each row once, naming the
+    model that answered, and every billed attempt keeps its cost."""
+    from tests.integration.test_cascade import CASCADE, SONNET, ABOUT_OTHER
+    from tests.chaos.invariants import assert_every_billed_request_has_a_cost
+
+    emulator = anthropic_conn
+    seed(app_db, tickets=TICKETS_PER_NIGHT)
+    app_db.execute("UPDATE app.support_tickets SET subject = 'Other matter: ' || subject "
+                   "WHERE ticket_id::text IN "
+                   "(SELECT source_key FROM app.llm_requests WHERE request_id = ANY(%s))", (list(ABOUT_OTHER),))
+    app_db.commit()
+    emulator.add_fault(kind="perturb", mode="not_json", custom_id=r"r1-q(4|7)", count=2)
+    night = ChaosNight(app_dsn, workload=CASCADE)
+    night.start()
+    night.caps.max_requests = 100
+    night.wait(night.submit(0))
+    night.land(0)
+    night.wait(night.submit(1))
+    emulator.add_fault(kind="cut", endpoint="results", after_lines=3, stall_seconds=120, count=1)
+    land = night.in_child("land", round=1, slice=2)
+
+    def sonnet_rows() -> int:
+        with psycopg.connect(app_dsn) as conn:
+            return conn.execute("SELECT count(*) FROM app.ticket_classifications WHERE model = %s",
+                                (SONNET,)).fetchone()[0]
+
+    until(lambda: sonnet_rows() == 2, "the escalation round's first slice to commit", child=land)
+    kill(land)
+
+    night.land(1)  # the task's retry
+    summary = night.finalize()
+    run = night.run(app_db)
+    assert outcomes(app_db, run.run_pk) == {"succeeded": TICKETS_PER_NIGHT}
+    escalated = app_db.execute("SELECT count(*) FROM nightshift.attempts WHERE run_pk = %s "
+                               "AND error_type = 'escalated'", (run.run_pk,)).fetchone()[0]
+    assert sonnet_rows() == escalated == summary.cost_by_model[SONNET]["items_answered"] >= 4
+    assert_nothing_lost_or_doubled(app_db, emulator, run.run_pk)
+    assert_every_billed_request_has_a_cost(app_db, emulator, run.run_pk)
+
+
 def test_postgres_restarted_during_a_landing_transaction(own_postgres, anthropic_conn):
     emulator, dsn = anthropic_conn, own_postgres.dsn("nightshift")
     night, land = landing_half_way(dsn, emulator, stall_seconds=8)  # time to take the lock below
