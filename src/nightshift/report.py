@@ -61,7 +61,7 @@ def _fill_from_ledger(conn: psycopg.Connection, report: NightReport) -> None:
     report.rounds = len({b[1] for b in report.batches})
     report.costs = ledger_reports.costs(conn, report.run_pk)
     by_model, alone, _ = ledger_cascades.cost_by_model(conn, report.run_pk)
-    if by_model:
+    if alone is not None:  # a cascade night: its cost by model, and on its last model alone
         report.cost_by_model, report.last_model_alone_usd = by_model, float(alone)
     report.examples = ledger_reports.failed_examples(conn, report.run_pk)
 

@@ -150,8 +150,8 @@ class ChaosNight:
                 step = lambda method=method, event=event: method(context, event=event)  # noqa: E731
 
     def land(self, round_: int = 0):
-        return self.task("land", lambda conn: land_round(conn, provider_backend(), self.workload, self.run(conn),
-                                                         round_))
+        return self.task("land", lambda conn: land_round(conn, provider_backend(), self.workload,
+                                                         self.run(conn), round_))
 
     def finalize(self) -> RunSummary:
         return self.task("finalize", lambda conn: finalize_run(conn, self.run(conn), provider_backend(),

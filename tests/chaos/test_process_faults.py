@@ -200,7 +200,8 @@ def test_cascade_escalation_round_land_killed_half_way(app_db, app_dsn, anthropi
     seed(app_db, tickets=TICKETS_PER_NIGHT)
     app_db.execute("UPDATE app.support_tickets SET subject = 'Other matter: ' || subject "
                    "WHERE ticket_id::text IN "
-                   "(SELECT source_key FROM app.llm_requests WHERE request_id = ANY(%s))", (list(ABOUT_OTHER),))
+                   "(SELECT source_key FROM app.llm_requests WHERE request_id = ANY(%s))",
+                   (list(ABOUT_OTHER),))
     app_db.commit()
     emulator.add_fault(kind="perturb", mode="not_json", custom_id=r"r1-q(4|7)", count=2)
     night = ChaosNight(app_dsn, workload=CASCADE)

@@ -245,6 +245,10 @@ def test_validation_retries_keep_the_first_attempts_cost(app_db, emulator):
     warmup = app_db.execute("SELECT warmup_cost_usd FROM nightshift.runs WHERE run_pk = %s",
                             (night.run.run_pk,)).fetchone()[0]
     assert night.summary.costs["cost_usd"] == billed + warmup
+    by_model = night.summary.cost_by_model  # a single model's night has its one line, and no re-pricing
+    assert by_model.keys() == {TICKETS.model} and night.summary.last_model_alone_usd is None
+    assert by_model[TICKETS.model]["attempts"] == 12 and by_model[TICKETS.model]["items_answered"] == 10
+    assert by_model[TICKETS.model]["cost_usd"] == pytest.approx(float(billed), abs=1e-9)
 
 
 # -- definition errors: each rule, named by its field --

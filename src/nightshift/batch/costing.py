@@ -108,9 +108,9 @@ def usage_of(usage: dict[str, Any], workload: Workload) -> Usage:
 def record_run_costs(conn: psycopg.Connection, run: Run, model: str, prices: PriceTable,
                      models: list[str] | None = None) -> dict[str, Any]:
     """The run's cost record: actual (items + warm-up) against both streaming baselines, each
-    priced with the row in force on the day the run was billed. A cascade run (``models``, in order)
-    prices each attempt's tokens on the model it was sent to, and records its cost by model with
-    what it would have cost on the last model alone (:func:`cost_by_model`)."""
+    priced with the row in force on the day the run was billed, and its cost by model. A cascade run
+    (``models``, in order) prices each attempt's tokens on the model it was sent to, and records what
+    it would have cost on the last model alone too (:func:`cost_by_model`)."""
     price = prices.price(model, run.billed_on)
     over = price.long_prompt_over if price.long_prompt_over is not None else 2**62
     # Requests over the price row's long-prompt threshold (if it has one) pay other rates on every token.
@@ -130,10 +130,13 @@ def record_run_costs(conn: psycopg.Connection, run: Run, model: str, prices: Pri
                    Decimal(0))
 
     streaming_cached, streaming_uncached = streaming(True), streaming(False)
-    if len(models := models or [model]) > 1:
-        by_model = cost_by_model(conn, run, models, prices, (caching or {}).get("warmup_usage"))
+    models = models or [model]
+    by_model = cost_by_model(conn, run, models, prices, (caching or {}).get("warmup_usage"))
+    cascade = len(models) > 1  # a single model's night has its one line, and no other model to compare with
+    if cascade:
         streaming_cached, streaming_uncached = by_model.streaming_cached_usd, by_model.streaming_uncached_usd
-        ledger_cascades.record_cost_by_model(conn, run.run_pk, by_model.models, by_model.last_model_alone_usd)
+    ledger_cascades.record_cost_by_model(conn, run.run_pk, by_model.models,
+                                         by_model.last_model_alone_usd if cascade else None)
     record = {
         "cost_usd": items_cost + warmup + duplicates,
         "streaming_cached_usd": streaming_cached,

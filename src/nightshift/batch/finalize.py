@@ -31,7 +31,7 @@ class RunSummary:
     batches: int = 0
     status: RunStatus = RunStatus.SUCCEEDED
     costs: dict[str, Any] = field(default_factory=dict)
-    #: a cascade night's cost by model (items answered, attempts, tokens, cost) and on its last model alone
+    #: the night's cost by model (items answered, attempts, tokens, cost); a cascade's on its last model alone
     cost_by_model: dict[str, Any] = field(default_factory=dict)
     last_model_alone_usd: float | None = None
 
@@ -76,9 +76,10 @@ def finalize_run(conn: psycopg.Connection, run: Run, client: Any = None, workloa
                          batch_count, status)
     cascade = cascades.cascade_models(conn, run.run_pk)
     summary.costs = record_run_costs(conn, run, runs.model(conn, run.run_pk), price_table(), cascade)
+    by_model, alone, _ = cascades.cost_by_model(conn, run.run_pk)
+    summary.cost_by_model = by_model or {}
     if cascade:
-        by_model, alone, _ = cascades.cost_by_model(conn, run.run_pk)
-        summary.cost_by_model, summary.last_model_alone_usd = by_model, float(alone)
+        summary.last_model_alone_usd = float(alone)
     runs.close(conn, run.run_pk, status=status, requests=requests, succeeded=summary.succeeded,
                failed=summary.failed_total, rounds=rounds)
     conn.commit()

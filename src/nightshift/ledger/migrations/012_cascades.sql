@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS nightshift.attempts (
     FOREIGN KEY (run_pk, custom_id) REFERENCES nightshift.items (run_pk, custom_id)
 );
 
--- The night's cost by model, and what the same night would have cost on the cascade's last model alone.
+-- The night's cost by model (items answered, attempts, tokens, cost; every run closed since), and for a
+-- cascade what the same night would have cost on its last model alone (NULL for a single model's night).
 ALTER TABLE nightshift.runs
-    ADD COLUMN IF NOT EXISTS cost_by_model     jsonb,
+    ADD COLUMN IF NOT EXISTS cost_by_model        jsonb,
     ADD COLUMN IF NOT EXISTS last_model_alone_usd numeric(18, 9);
