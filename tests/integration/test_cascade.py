@@ -125,6 +125,29 @@ def test_a_cascade_night_lands_every_request_once_naming_its_model_and_its_savin
     assert summary.last_model_alone_usd > float(summary.costs["cost_usd"]), "no saving against Sonnet alone"
 
 
+def test_a_cascade_night_where_haiku_differs_by_the_emulators_model_profile(app_db, emulator):
+    """Haiku 5.5 agrees with the strongest answer on 70% of labels and breaks 10% of its replies
+    (Sonnet 5.5 has no profile: it answers canonically): what Haiku labels ``other`` or breaks lands
+    from Sonnet, anything else from Haiku, each request once."""
+    emulator.configure(model_profiles={HAIKU: {"agreement": {"label": 0.7}, "malformed_rate": 0.1}})
+    seed(app_db, tickets=60)
+    night = run_night(app_db, emulator_backend(emulator), CASCADE)
+    run_pk = night.run.run_pk
+    assert night.summary.succeeded == 60 and night.summary.failed == {}
+    assert_every_request_terminal(app_db, run_pk, CASCADE.destination.table, CASCADE.destination.key)
+    tried = attempts(app_db, run_pk)
+    escalated = {key: message for key, _, _, _, error_type, message, *_ in tried if error_type == "escalated"}
+    assert any(m.startswith("invalid_output from") for m in escalated.values())
+    assert any(m == f"label other from {HAIKU}" for m in escalated.values())
+    rows = dict((key, model) for key, model in app_db.execute(
+        "SELECT ticket_id::text, model FROM app.ticket_classifications"))
+    assert len(rows) == 60
+    assert {k for k, m in rows.items() if m == SONNET} == set(escalated)
+    by_model = night.summary.cost_by_model
+    assert by_model[SONNET]["items_answered"] == by_model[SONNET]["attempts"] == len(escalated)
+    assert night.summary.last_model_alone_usd > float(night.summary.costs["cost_usd"])
+
+
 def test_the_free_check_before_the_first_batch_covers_every_cascade_model(app_db, emulator):
     """Haiku 5.5 takes ``thinking: disabled``, Sonnet 5.5 refuses it (it turns thinking off with
     ``between_tools``): the run fails before any batch, rather than paying a round on Haiku first."""

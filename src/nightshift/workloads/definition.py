@@ -413,9 +413,10 @@ class Workload(_Strict):
     cascade: Cascade | None = Field(
         default=None,
         description="Models tried in order, and when a reply goes to the next one (the batch path: each "
-                    "escalation takes a retry round, so `batch.retry_rounds` must be at least the models "
-                    "after the first; the streaming path tries them in turn within one request). Each "
-                    "destination row records the model that answered it and that model's prompt version.")
+                    "escalation takes a retry round, as a transient retry does, so `batch.retry_rounds` must "
+                    "be at least the models after the first; an item out of rounds fails "
+                    "`escalated_after_retries`; the streaming path tries them in turn within one request). "
+                    "Each destination row records the model that answered it and that model's prompt version.")
     max_tokens: int = Field(
         gt=0, le=128_000,
         description="The budget thinking and the answer share (thinking tokens are output tokens); checked "
