@@ -210,6 +210,25 @@ def test_the_candidates_cost_counts_every_attempt_and_a_key_it_failed_is_a_disag
     assert report["confusion"]["label"][failed_label]["(failed)"] == 1
 
 
+def test_rows_the_streaming_path_wrote_are_costed_from_its_usage_and_repriced_at_the_batch_rate(
+        app_db, emulator, tickets):
+    from nightshift.migration.trial_run import run_trial
+    from nightshift.streaming import run_streaming
+
+    seed(app_db, tickets=20)
+    run_streaming(app_db, emulator_backend(emulator), tickets, claimer="stream")
+    streamed = app_db.execute("SELECT sum(cost_usd), count(*) FROM nightshift.stream_usage").fetchone()
+    assert streamed[1] == 20
+
+    current = run_trial(app_db, emulator_backend(emulator), tickets,
+                        trial.TrialRequest(CANDIDATE, sample=20))["costs"]["current"]
+
+    assert current["by_path"] == {"streaming": 20} and current["requests_costed"] == 20
+    assert current["sample_usd"] == pytest.approx(float(streamed[0]))
+    # the same tokens at the batch rate: the API's batch discount on every token (half, as prices.yaml says)
+    assert current["sample_usd_at_batch_rate"] == pytest.approx(float(streamed[0]) / 2)
+
+
 def test_fewer_eligible_rows_than_asked_takes_them_all_and_says_so(app_db, app_dsn, emulator, anthropic_conn,
                                                                    tickets, capsys):
     written_by_a_night(app_db, emulator, tickets, 12)

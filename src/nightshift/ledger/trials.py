@@ -214,22 +214,28 @@ WITH wrote AS (
 SELECT w.source_key, 'streaming', u.model, u.input_tokens, u.output_tokens, u.cache_write_tokens, 0,
        u.cache_read_tokens, u.cost_usd, u.created_at
   FROM wrote w JOIN nightshift.stream_usage u ON u.request_id = w.request_id
-UNION ALL
-SELECT * FROM (
-    SELECT DISTINCT ON (w.source_key) w.source_key, 'batch', r.model, i.input_tokens, i.output_tokens,
+UNION ALL (
+SELECT DISTINCT ON (b.source_key) b.source_key, 'batch', b.model, b.input_tokens, b.output_tokens,
+       b.cache_write_5m_tokens, b.cache_write_1h_tokens, b.cache_read_input_tokens, b.cost_usd, b.created_at
+  FROM (
+    SELECT w.source_key, coalesce(i.model, r.model) AS model, i.input_tokens, i.output_tokens,
            i.cache_write_5m_tokens, i.cache_write_1h_tokens, i.cache_read_input_tokens, i.cost_usd,
-           r.created_at
-      FROM wrote w
-      JOIN nightshift.items i ON i.request_id = w.request_id
-                              OR (w.request_id IS NULL AND i.request_id IS NULL
-                                  AND i.source_key = w.source_key)
+           r.created_at, i.updated_at
+      FROM wrote w JOIN nightshift.items i ON i.request_id = w.request_id
       JOIN nightshift.runs r ON r.run_pk = i.run_pk
-     WHERE r.workload = %(workload)s AND r.mode IN ('queue', 'interval')
-       AND r.prompt_version = w.prompt_version
+     WHERE r.workload = %(workload)s AND r.mode = 'queue'
        AND i.status = 'succeeded' AND i.cost_usd IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM nightshift.stream_usage u WHERE u.request_id = w.request_id)
-     ORDER BY w.source_key, i.updated_at DESC
-) batch_written
+    UNION ALL
+    SELECT w.source_key, coalesce(i.model, r.model), i.input_tokens, i.output_tokens,
+           i.cache_write_5m_tokens, i.cache_write_1h_tokens, i.cache_read_input_tokens, i.cost_usd,
+           r.created_at, i.updated_at
+      FROM wrote w JOIN nightshift.items i ON i.source_key = w.source_key AND i.request_id IS NULL
+      JOIN nightshift.runs r ON r.run_pk = i.run_pk
+     WHERE w.request_id IS NULL AND r.workload = %(workload)s AND r.mode = 'interval'
+       AND r.prompt_version = w.prompt_version AND i.status = 'succeeded' AND i.cost_usd IS NOT NULL
+  ) b
+ ORDER BY b.source_key, b.updated_at DESC)
 """
 
 
