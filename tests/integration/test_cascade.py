@@ -148,6 +148,26 @@ def test_a_cascade_night_where_haiku_differs_by_the_emulators_model_profile(app_
     assert night.summary.last_model_alone_usd > float(night.summary.costs["cost_usd"])
 
 
+def test_a_cascade_escalates_a_confidence_below_its_threshold(app_db, emulator):
+    raw = CASCADE.model_dump(by_alias=True, exclude_defaults=True)
+    schema = raw["output"]["schema"]
+    schema["properties"]["confidence"] = {"type": "number", "minimum": 0, "maximum": 1}
+    schema["required"] = [*schema["required"], "confidence"]
+    raw["cascade"]["escalate_on"] = {"below": {"confidence": 0.5}}
+    workload = Workload.model_validate(raw)
+    seed(app_db, tickets=30)
+    night = run_night(app_db, emulator_backend(emulator), workload)
+    assert night.summary.succeeded == 30
+    tried = attempts(app_db, night.run.run_pk)
+    escalated = {key: message for key, _, _, _, error_type, message, *_ in tried if error_type == "escalated"}
+    assert escalated and len(escalated) < 30
+    for message in escalated.values():
+        confidence, threshold = message.removeprefix("confidence ").removesuffix(f" from {HAIKU}").split(" below ")
+        assert float(confidence) < float(threshold) == 0.5
+    rows = dict(app_db.execute("SELECT ticket_id::text, model FROM app.ticket_classifications"))
+    assert {k for k, m in rows.items() if m == SONNET} == set(escalated)
+
+
 def test_the_free_check_before_the_first_batch_covers_every_cascade_model(app_db, emulator):
     """Haiku 5.5 takes ``thinking: disabled``, Sonnet 5.5 refuses it (it turns thinking off with
     ``between_tools``): the run fails before any batch, rather than paying a round on Haiku first."""
