@@ -162,7 +162,8 @@ def test_a_cascade_escalates_a_confidence_below_its_threshold(app_db, emulator):
     escalated = {key: message for key, _, _, _, error_type, message, *_ in tried if error_type == "escalated"}
     assert escalated and len(escalated) < 30
     for message in escalated.values():
-        confidence, threshold = message.removeprefix("confidence ").removesuffix(f" from {HAIKU}").split(" below ")
+        stated = message.removeprefix("confidence ").removesuffix(f" from {HAIKU}")
+        confidence, threshold = stated.split(" below ")
         assert float(confidence) < float(threshold) == 0.5
     rows = dict(app_db.execute("SELECT ticket_id::text, model FROM app.ticket_classifications"))
     assert {k for k, m in rows.items() if m == SONNET} == set(escalated)
