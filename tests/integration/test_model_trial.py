@@ -210,6 +210,25 @@ def test_the_candidates_cost_counts_every_attempt_and_a_key_it_failed_is_a_disag
     assert report["confusion"]["label"][failed_label]["(failed)"] == 1
 
 
+def test_the_trial_waits_for_its_batch_as_the_workloads_wait_policy_says(app_db, emulator, tickets):
+    from nightshift.migration.trial_run import run_trial
+
+    written_by_a_night(app_db, emulator, tickets, 30)
+    emulator.configure(rate=1)  # one request per virtual second: the batch takes 30 s of the emulator's clock
+    emulator.set_speed(0)  # which stands still unless the wait's sleep moves it
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        emulator.advance(seconds)
+
+    report = run_trial(app_db, emulator_backend(emulator), tickets, trial.TrialRequest(CANDIDATE, sample=30),
+                       sleep=sleep)
+
+    assert report["keys_compared"] == report["keys_agreeing"] == 30
+    assert slept == [tickets.batch.poll_interval_seconds]  # polled, slept one interval, polled: ended
+
+
 def test_rows_the_streaming_path_wrote_are_costed_from_its_usage_and_repriced_at_the_batch_rate(
         app_db, emulator, tickets):
     from nightshift.migration.trial_run import run_trial
