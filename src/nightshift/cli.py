@@ -98,6 +98,7 @@ def cmd_trial(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift import db
     from nightshift.deployment import get_workload
     from nightshift.ledger import trials
+    from nightshift.ledger.schema import SchemaOutOfDate, require_current
     from nightshift.migration.trial import TrialError, TrialRequest
     from nightshift.migration.trial_render import print_trial
     from nightshift.workloads.registry import WorkloadDefinitionError
@@ -111,6 +112,10 @@ def cmd_trial(args: argparse.Namespace, rest: list[str]) -> int:
     except WorkloadDefinitionError as exc:
         return fail(f"--workload {args.workload}: {exc}")
     with db.connect(_dsn(args)) as conn:
+        try:
+            require_current(conn)
+        except SchemaOutOfDate as exc:
+            return fail(str(exc))
         if args.report:
             stored = (trials.get(conn, args.trial) if args.trial
                       else trials.latest_reported(conn, workload.name))

@@ -300,3 +300,9 @@ def test_a_trial_that_cannot_start_says_why_in_one_line_and_creates_nothing(app_
         assert len(err.strip().splitlines()) == 1 and re.search(message, err.strip()), (argv, err)
         assert nothing_created(), argv
     assert emulator.stats()["batches_created"] == 0
+
+    app_db.execute("DELETE FROM nightshift.schema_migrations WHERE version = 13")  # a ledger behind the code
+    app_db.commit()
+    code, _, err = run_cli(capsys, "--workload", tickets.name, "--candidate", CANDIDATE, "--dsn", app_dsn)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "lacks version(s) 13 (model_trials): run `nightshift db upgrade`" in err
