@@ -86,6 +86,9 @@ def test_a_cascade_night_lands_every_request_once_naming_its_model_and_its_savin
         "SELECT source_key FROM app.llm_requests WHERE request_id = 5").fetchone()[0]]
     assert retried[0] == (0, HAIKU, "overloaded_error") and retried[1][:2] == (1, HAIKU)
     assert {r for _, r, m, *_ in tried if m == SONNET} == {1}
+    round_1 = app_db.execute("SELECT count(*) FROM nightshift.batches WHERE run_pk = %s AND round = 1",
+                             (run_pk,)).fetchone()[0]
+    assert round_1 == 1, "the escalations and the ordinary retry go in one batch of mixed models"
 
     rows = dict(((key, (label, model, version)) for key, label, model, version in app_db.execute(
         "SELECT ticket_id::text, label, model, prompt_version FROM app.ticket_classifications")))
