@@ -162,6 +162,7 @@ def cmd_estimate(args: argparse.Namespace, rest: list[str]) -> int:
     from nightshift.batch.estimate import estimate
     from nightshift.costs import price_table
     from nightshift.deployment import get_workload
+    from nightshift.routing import model_in_force
 
     workload = get_workload(args.workload)
     dates = {}
@@ -174,6 +175,7 @@ def cmd_estimate(args: argparse.Namespace, rest: list[str]) -> int:
             return 2
     start, end = dates["--from"], dates["--to"]
     with db.connect(_dsn(args)) as conn:
+        workload = model_in_force(conn, workload)  # what the backfill will run on, and its prompt version
         intervals = estimate(conn, workload, price_table(), backfill_intervals(workload, start, end),
                              reprocess=args.reprocess)
     if args.json:

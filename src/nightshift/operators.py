@@ -160,7 +160,7 @@ class CollectRequestsOperator(CollectLineage, _NightshiftOperator):
         from nightshift.ledger.schema import SchemaOutOfDate, require_current
         from nightshift.ledger.status import DeliveryMode, RunMode
         from nightshift.migration.modes import ensure_shadow_table, get_mode
-        from nightshift.routing import model_in_force
+        from nightshift.routing import SwitchedModelUnfit, model_in_force
 
         deadline_seconds = self.param(context, "deadline_seconds")
         with self.db() as conn:
@@ -168,7 +168,10 @@ class CollectRequestsOperator(CollectLineage, _NightshiftOperator):
                 require_current(conn)
             except SchemaOutOfDate as exc:
                 raise AirflowFailException(str(exc)) from None
-            self.workload = model_in_force(conn, self.workload)
+            try:
+                self.workload = model_in_force(conn, self.workload)
+            except SwitchedModelUnfit as exc:  # the file must change first: a retry would meet it again
+                raise AirflowFailException(str(exc)) from None
             mode = RunMode.INTERVAL if self.source == "interval" else (
                 RunMode.SHADOW if get_mode(conn, self.workload) == DeliveryMode.SHADOW else RunMode.QUEUE)
             if mode == RunMode.SHADOW:

@@ -35,7 +35,19 @@ def recorded_switch(conn: psycopg.Connection, workload: Workload) -> model_switc
     return switch
 
 
+class SwitchedModelUnfit(ValueError):
+    """The file changed since a switch in a way the switched-to model cannot run: retrying will not help."""
+
+
 def model_in_force(conn: psycopg.Connection, workload: Workload) -> Workload:
     """The workload on the model it runs on tonight (``workload`` itself when no switch applies)."""
     switch = recorded_switch(conn, workload)
-    return workload if switch is None else workload.with_model(switch.model)
+    if switch is None:
+        return workload
+    try:
+        return workload.with_model(switch.model)
+    except ValueError as exc:
+        raise SwitchedModelUnfit(
+            f"{exc}. It runs on {switch.model} by model switch #{switch.switch_pk} "
+            f"({switch.changed_at.date()}): change the file back, or switch back with `nightshift switch "
+            f"--workload {workload.name} --model {workload.model}`") from None

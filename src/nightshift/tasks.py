@@ -17,17 +17,17 @@ def stream_requests_task(workload_name: str, *, run_id: str) -> dict:
     from nightshift.hooks import batch_backend
     from nightshift.streaming import run_streaming
     from nightshift.deployment import get_workload
-    from nightshift.routing import model_in_force
+    from nightshift.routing import SwitchedModelUnfit, model_in_force
 
     cfg = settings()
     workload = get_workload(workload_name)
     backend = batch_backend(workload.backend, cfg.anthropic_conn_id)
     try:
         with db.connect(cfg.db_conn_id) as conn:
-            workload = model_in_force(conn, workload)
             try:
+                workload = model_in_force(conn, workload)
                 summary = run_streaming(conn, backend, workload, claimer=f"stream:{workload.name}:{run_id}")
-            except ContractMismatch as exc:  # the tables must change first: a retry would meet it again
+            except (ContractMismatch, SwitchedModelUnfit) as exc:  # the tables or the file must change first
                 raise AirflowFailException(str(exc)) from None
     except Exception as exc:
         _fail_if_permanent(exc, backend, cfg)

@@ -14,7 +14,7 @@ from nightshift.deployment import get_workload
 from nightshift.ledger import model_switches, trials
 from nightshift.ledger.status import RunMode
 from nightshift.migration.switch import SwitchRefused, switch_model
-from nightshift.routing import model_in_force
+from nightshift.routing import SwitchedModelUnfit, model_in_force
 from nightshift.paths import PROJECT_ROOT
 from nightshift.streaming import run_streaming
 from nightshift.workloads.definition import Workload
@@ -212,6 +212,25 @@ def test_once_the_file_declares_another_model_the_file_wins_with_a_warning(app_d
             "the switch no longer applies") in caplog.text
 
 
+def test_a_file_change_the_switched_model_cannot_run_fails_naming_the_switch_and_the_way_back(app_db):
+    raw = {**PRODUCTS.model_dump(by_alias=True, exclude_defaults=True), "max_tokens": 4000}
+    raw.pop("effort")
+    plain = Workload.model_validate(raw)  # Sonnet 5.5 at its default effort: Haiku 4.5 can run it
+    reported_trial(app_db, plain, "claude-haiku-4-5", agreement=0.995, low=0.99, high=0.997, n=2000)
+    switch_model(app_db, plain, "claude-haiku-4-5")
+    assert model_in_force(app_db, plain).model == "claude-haiku-4-5"
+    # The team sets an effort in the file, still on Sonnet 5.5: Haiku 4.5 has no effort setting.
+    edited = Workload.model_validate({**raw, "effort": "low"})
+    switch_pk = model_switches.latest_switch(app_db, PRODUCTS.name).switch_pk
+    with pytest.raises(SwitchedModelUnfit) as unfit:
+        model_in_force(app_db, edited)
+    assert str(unfit.value).startswith(
+        "workload 'product_enrichment' cannot run on claude-haiku-4-5: effort low: claude-haiku-4-5 has no "
+        f"effort setting. It runs on claude-haiku-4-5 by model switch #{switch_pk} (")
+    assert str(unfit.value).endswith("change the file back, or switch back with `nightshift switch "
+                                     "--workload product_enrichment --model claude-sonnet-5-5`")
+
+
 def cascade_of_tickets() -> Workload:
     """The ticket classifier as a cascade (Haiku 5.5, then Sonnet 5.5), as its file would declare it."""
     raw = TICKETS.model_dump(by_alias=True, exclude_defaults=True)
@@ -220,11 +239,12 @@ def cascade_of_tickets() -> Workload:
     return Workload.model_validate(raw)
 
 
-def test_a_cascade_is_not_switched_by_the_gate_and_a_switch_made_before_it_does_not_apply(app_db, caplog):
+def test_a_cascade_is_not_switched_by_the_gate_and_a_switch_made_before_it_no_longer_applies(
+        app_db, caplog):
     cascade = cascade_of_tickets()
-    with pytest.raises(SwitchRefused, match=r"^refusing to switch ticket_classification to claude-sonnet-5-5: "
-                                            r"it declares a cascade of models; edit the cascade in "
-                                            r"ticket_classification.yaml instead$"):
+    with pytest.raises(SwitchRefused, match=r"^refusing to switch ticket_classification to "
+                                            r"claude-sonnet-5-5: it declares a cascade of models; edit the "
+                                            r"cascade in ticket_classification.yaml instead$"):
         switch_model(app_db, cascade, PRODUCTS.model)
     # A switch recorded while the file named one model: once the file declares a cascade, the cascade runs.
     reported_trial(app_db, TICKETS, PRODUCTS.model, agreement=0.995, low=0.99, high=0.997, n=2000)
@@ -259,6 +279,29 @@ def test_after_the_switch_a_backfill_redoes_the_old_models_rows_and_streaming_fo
     used = app_db.execute("SELECT DISTINCT model FROM nightshift.stream_usage WHERE workload = %s",
                           (PRODUCTS.name,)).fetchall()
     assert used == [(CANDIDATE,)]
+
+
+def test_the_backfill_estimate_counts_the_old_models_rows_after_a_switch(app_db, app_dsn, emulator, capsys):
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    from nightshift_dev import demo_data
+
+    day = datetime(2026, 3, 1, 2, tzinfo=timezone.utc)  # the interval 2026-03-01 02:00 – 2026-03-02 02:00
+    demo_data.generate(app_db, tickets=0, products=5, bad_every=0, enqueue=False, seed=3,
+                       now=day + timedelta(days=1))
+    run_night(app_db, emulator_backend(emulator), PRODUCTS, airflow_run_id="backfill-sonnet", mode="interval",
+              data_interval=(day, day + timedelta(days=1)))
+
+    def estimated_rows() -> list[int]:
+        code, out, err = cli(capsys, "estimate", "--workload", PRODUCTS.name, "--from", day.isoformat(),
+                             "--to", day.isoformat(), "--json", "--dsn", app_dsn)
+        assert code == 0, err
+        return [i["rows"] for i in json.loads(out)]
+
+    assert estimated_rows() == [0]  # every row is at the file's prompt version
+    switched(app_db)
+    assert estimated_rows() == [5]  # the old model's rows are older output: the backfill takes them again
 
 
 def _interval_of_everything(conn):
