@@ -11,7 +11,7 @@ from tests.ui.support import client_for, jwt_for
 
 pytestmark = pytest.mark.airflow
 
-PATH_VALUES = {"{run_pk}": "1"}
+PATH_VALUES = {"{run_pk}": "1", "{trial_pk}": "1"}
 QUERY = {"/airflow-run": "?dag_id=nightshift_batch_ticket_classification&run_id=manual__1"}
 
 
@@ -98,8 +98,9 @@ def test_an_expired_token_is_refused(app_dsn, airflow_db, auth_manager):
 def test_a_viewer_token_opens_every_route(app_db, app_dsn, viewer_token, path):
     with client_for(app_dsn, viewer_token) as client:
         response = client.get(path, follow_redirects=False)
-    # The empty ledger has no night 1 and no such Airflow run: a 404 page, not a refusal.
-    expected = 404 if path.startswith(("/api/nights/1", "/runs/1", "/airflow-run")) else 200
+    # The empty ledger has no night 1, no trial 1 and no such Airflow run: a 404 page, not a refusal.
+    expected = 404 if path.startswith(("/api/nights/1", "/runs/1", "/airflow-run", "/api/trials/1",
+                                       "/trials/1")) else 200
     assert response.status_code == expected, response.text[:300]
 
 
