@@ -110,6 +110,20 @@ def test_the_trial_page_names_the_switch_that_rests_on_it_and_keeps_the_workload
     assert f"Switch #{switch_pk} to claude-haiku-5-5 rests on this trial" in gate
 
 
+def test_a_trial_that_clears_the_gate_says_the_switch_would_go(dashboard, app_db, emulator, tickets):
+    """200 keys, all agreeing: the interval's low end (98.1%) reaches the workload's 98%."""
+    backend = emulator_backend(emulator)
+    seed(app_db, tickets=200)
+    assert run_night(app_db, backend, tickets, airflow_run_id="sonnet").summary.succeeded == 200
+    report = run_trial(app_db, backend, tickets, trial.TrialRequest(CANDIDATE, sample=200, seed=1),
+                       sleep=emulator.advance)
+    assert report["agreement"] == 1.0
+    gate = text(section(dashboard.get(f"/trials/{report['trial_pk']}").text, "gate"))
+    assert gate == (f"The switch gate Clears 98.00% (migration.min_agreement): trial #{report['trial_pk']}: "
+                    f"agreement 100.0% ({100 * report['agreement_low']:.1f}–100.0%, n=200) clears 98.00%. "
+                    f"nightshift switch --workload {tickets.name} --model {CANDIDATE} would switch.")
+
+
 def test_a_workloads_trials_are_listed_and_linked_from_its_nights(dashboard, reported_trial, tickets):
     pk = reported_trial["trial_pk"]
     nights = dashboard.get("/", params={"workload": tickets.name}).text
