@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 
 from nightshift.costs import PriceTable, Usage
-from nightshift.ledger import trials
+from nightshift.ledger import items, trials
 from nightshift.ledger.runs import Run, ensure_run
 from nightshift.ledger.status import RunMode
 from nightshift.ledger.trials import Trial, ensure_trial_table, trial_table  # noqa: F401 (imported from here)
@@ -150,7 +150,8 @@ def collect_sample(conn: psycopg.Connection, workload: Workload, run: Run) -> in
     added = trials.add_sample_items(conn, workload, run.run_pk, current_model=trial.current_model,
                                     stratum_column=column, start=low, end=high, seed=params["seed"],
                                     takes=takes)
-    total_eligible, taken = sum(eligible.values()), sum(takes.values())
+    # what the run holds: a collect retried after the rows changed keeps the keys it first took
+    total_eligible, taken = sum(eligible.values()), items.count(conn, run.run_pk)
     sampling = {
         "method": (f"stratified on {stratum[0]} (the current label), proportional, at least one per label"
                    if stratum else "simple random"),
