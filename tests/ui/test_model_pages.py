@@ -153,6 +153,35 @@ def test_a_night_shows_its_items_and_cost_by_model(dashboard, app_db, reported_t
              "cost_usd": pytest.approx(float(cost))}]
 
 
+def test_a_cascade_night_shows_each_models_items_and_cost(dashboard, app_db, emulator):
+    """Haiku 5.5 breaks its reply to three tickets: they escalate to Sonnet 5.5, whose cost is kept apart
+    from what Haiku was paid for its broken attempts."""
+    from nightshift.deployment import get_workload
+    from nightshift.workloads.definition import Workload
+
+    raw = get_workload("ticket_classification").model_dump(by_alias=True, exclude_defaults=True)
+    raw.pop("model")
+    raw["cascade"] = {"models": [CANDIDATE, CURRENT], "escalate_on": {"invalid_output": True}}
+    cascade = Workload.model_validate(raw)
+    seed(app_db, tickets=20)
+    emulator.add_fault(kind="perturb", mode="not_json", custom_id=r"r1-q(3|8|13)", count=3)
+    night = run_night(app_db, emulator_backend(emulator), cascade)
+    run_pk = night.run.run_pk
+    by_model = night.summary.cost_by_model
+    assert by_model[CURRENT]["items_answered"] == 3
+
+    html = dashboard.get(f"/runs/{run_pk}").text
+    table = section(html, "by-model")
+    rows = {m: text(r) for m, r in re.findall(r'<tr data-model="([^"]+)">(.*?)</tr>', table, re.DOTALL)}
+    for model, answered in ((CANDIDATE, 17), (CURRENT, 3)):
+        assert by_model[model]["items_answered"] == answered
+        assert rows[model] == f"{model} {answered} {answered} 0 ${by_model[model]['cost_usd']:.4f}"
+    alone = app_db.execute("SELECT last_model_alone_usd FROM nightshift.runs WHERE run_pk = %s",
+                           (run_pk,)).fetchone()[0]
+    assert (f"The same night on the cascade's last model alone would have cost ${float(alone):.4f}"
+            in text(html))
+
+
 def test_an_unknown_trial_is_a_friendly_404(dashboard, reported_trial):
     response = dashboard.get("/trials/424242")
     assert response.status_code == 404 and "no model trial #424242" in response.text

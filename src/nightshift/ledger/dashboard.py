@@ -55,6 +55,7 @@ def failure_reasons(conn: psycopg.Connection) -> list[str]:
 
 _NIGHT_SELECT = """
 SELECT p.run_pk, p.workload, p.dag_id, p.airflow_run_id, p.mode, p.status, p.model, p.message,
+       p.last_model_alone_usd,
        p.created_at, p.finished_at, p.deadline_at, p.data_interval_start, p.data_interval_end,
        coalesce(i.requests, 0)  AS requests,
        coalesce(i.succeeded, 0) AS succeeded,

@@ -257,6 +257,10 @@ RUN = """{% extends "base.html" %}{% from "macros.html" import status, reasons w
 </table>
 <p class="muted">An item counts under the model it was last sent to; the cost is what the API billed each model
    for this night's results (warm-up calls are in the night's total only).</p>
+{% if n.last_model_alone_usd is not none %}
+<p class="last-model-alone">The same night on the cascade's last model alone would have cost
+   <b>{{ n.last_model_alone_usd|money }}</b> (paid {{ n.cost.cost_usd|money }}).</p>
+{% endif %}
 {% else %}<p class="muted">No item yet.</p>{% endif %}
 
 <h2>Failures by reason</h2>
