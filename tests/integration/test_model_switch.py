@@ -333,3 +333,30 @@ def test_the_dags_run_on_the_switched_model(airflow_db, app_db, anthropic_conn):
                           (PRODUCTS.name,)).fetchall() == [(CANDIDATE,)]
     counts = app_db.execute("SELECT count(*), count(DISTINCT model) FROM app.product_enrichments").fetchone()
     assert counts == (9, 1)
+
+
+@pytest.mark.airflow
+def test_a_switch_made_while_a_night_runs_waits_for_the_next_night(airflow_db, app_db, anthropic_conn):
+    """The night keeps the model its collect started it on: a revert recorded between collect and submit
+    changes neither the requests it sends nor the rows it lands."""
+    from nightshift.operators import (CollectRequestsOperator, FinalizeRunOperator, LandResultsOperator,
+                                      SubmitBatchesOperator)
+    from tests.batch_night import wait_until_ended
+    from tests.dags.test_batch_dags import FAST, batch_dag
+
+    switched(app_db)
+    seed(app_db, products=5)
+    context = {"dag": batch_dag(PRODUCTS), "run_id": "manual__mid_night_switch", "params": FAST}
+    CollectRequestsOperator(task_id="c", workload=PRODUCTS.name).execute(context)
+    switch_model(app_db, PRODUCTS, PRODUCTS.model)  # back to Sonnet 5.5, while the night is on Haiku 5.5
+    submitted = SubmitBatchesOperator(task_id="s", workload=PRODUCTS.name).execute(context)
+    wait_until_ended(emulator_backend(anthropic_conn), submitted["batch_ids"], anthropic_conn)
+    LandResultsOperator(task_id="l", workload=PRODUCTS.name).execute(context)
+    FinalizeRunOperator(task_id="f", workload=PRODUCTS.name).execute(context)
+
+    moved = PRODUCTS.with_model(CANDIDATE)
+    # the rows name the model the requests were sent to (the reply's), the items the one land kept to
+    assert app_db.execute("SELECT DISTINCT i.model, d.model, d.prompt_version FROM nightshift.items i "
+                          "JOIN app.product_enrichments d ON d.product_id::text = i.source_key").fetchall() == [
+        (CANDIDATE, CANDIDATE, moved.prompt_version)]
+    assert model_in_force(app_db, PRODUCTS) is PRODUCTS  # the next night runs on the file's model
