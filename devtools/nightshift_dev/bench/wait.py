@@ -14,7 +14,8 @@ same N retrieve calls made one after another with the SDK client the trigger use
 budget slots taken one after another on one ledger connection (the work Nightshift cannot do
 without: every batch-endpoint call takes a slot of the account-wide budget), and the N calls
 with a bare ``httpx.AsyncClient`` (the floor), each run before the triggers start and again
-after they end (the mean is the baseline). The
+after they end (the mean is the baseline); and, for context, the same slots and calls in the
+order a poll makes them (a slot, then its call). The
 triggers log their progress lines at INFO to a file, as a triggerer writes trigger logs.
 Then the clock is advanced past the batches' processing and the child reports how long the
 last of the N waits took to end.
@@ -86,6 +87,35 @@ async def _budget_slots(dsn: str, count: int) -> float:
         return _cpu() - started
 
 
+async def _slot_then_call(url: str, api_key: str, dsn: str, batch_ids: list[str]) -> float:
+    """CPU seconds for the same slots and calls in the order a poll makes them: a slot, then its
+    call, one after another (context: two separate loops keep each one's code and data hot in the
+    CPU's caches, which no sequence of polls can)."""
+    import anthropic
+    import psycopg
+
+    from nightshift.ledger.budget import TAKE
+
+    async with anthropic.AsyncAnthropic(base_url=url, api_key=api_key, timeout=60) as client, \
+            await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await (await conn.execute(TAKE, (10**9, 60.0))).fetchone()
+        await client.messages.batches.retrieve(batch_ids[0])
+        started = _cpu()
+        for batch_id in batch_ids:
+            await (await conn.execute(TAKE, (10**9, 60.0))).fetchone()
+            await client.messages.batches.retrieve(batch_id)
+        return _cpu() - started
+
+
+def _profiler():
+    """``NIGHTSHIFT_BENCH_WAIT_PROFILE=FILE``: the steady window's CPU profile in FILE (and the
+    SDK baseline's in FILE.sdk), for pstats. It slows the child several times over: the numbers
+    of a profiled run are not comparable with any other."""
+    import cProfile
+
+    return cProfile.Profile(time.process_time)
+
+
 async def _main(args: dict[str, Any]) -> dict[str, Any]:
     import logging
 
@@ -122,14 +152,22 @@ async def _main(args: dict[str, Any]) -> dict[str, Any]:
     bare_cpu = [await _bare_polls(args["url"], args["api_key"], batch_ids)]
     sdk_cpu = [await _sdk_polls(args["url"], args["api_key"], batch_ids)]
     slot_cpu = [await _budget_slots(args["dsn"], len(batch_ids))]
+    paired_cpu = [await _slot_then_call(args["url"], args["api_key"], args["dsn"], batch_ids)]
     cpu_start, wall_start = _cpu(), time.monotonic()
     tasks = [asyncio.create_task(wait(t)) for t in triggers]
     # Warm-up: the staggered first polls spread over one interval, and each first sight of a
     # batch is copied into the ledger. Steady state starts after that.
     await asyncio.sleep(interval * 1.2)
     warmup_cpu = _cpu() - cpu_start
+    profile_path = os.environ.get("NIGHTSHIFT_BENCH_WAIT_PROFILE")
+    profiler = _profiler() if profile_path else None
     calls0, cpu0, t0 = _calls(control.stats()), _cpu(), time.monotonic()
+    if profiler:
+        profiler.enable()
     await asyncio.sleep(interval * args["cycles"])
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
     calls1, cpu1, t1 = _calls(control.stats()), _cpu(), time.monotonic()
     window = t1 - t0
     steady_cpu = cpu1 - cpu0
@@ -142,8 +180,15 @@ async def _main(args: dict[str, Any]) -> dict[str, Any]:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     bare_cpu.append(await _bare_polls(args["url"], args["api_key"], batch_ids))
+    if profile_path:
+        profiler = _profiler()
+        profiler.enable()
     sdk_cpu.append(await _sdk_polls(args["url"], args["api_key"], batch_ids))
+    if profile_path:
+        profiler.disable()
+        profiler.dump_stats(f"{profile_path}.sdk")
     slot_cpu.append(await _budget_slots(args["dsn"], len(batch_ids)))
+    paired_cpu.append(await _slot_then_call(args["url"], args["api_key"], args["dsn"], batch_ids))
     return {
         "waits": len(batch_ids), "interval_seconds": interval, "budget_rpm": settings().poll_budget_rpm,
         "window_seconds": window, "cycles": window / interval, "requests": requests,
@@ -153,7 +198,9 @@ async def _main(args: dict[str, Any]) -> dict[str, Any]:
         "warmup_cpu_seconds": warmup_cpu,
         "sdk_cpu_per_cycle_seconds": sum(sdk_cpu) / 2, "budget_slot_cpu_per_cycle_seconds": sum(slot_cpu) / 2,
         "bare_cpu_per_cycle_seconds": sum(bare_cpu) / 2,
+        "slot_then_call_cpu_per_cycle_seconds": sum(paired_cpu) / 2,
         "sdk_cpu_runs": sdk_cpu, "budget_slot_cpu_runs": slot_cpu, "bare_cpu_runs": bare_cpu,
+        "slot_then_call_cpu_runs": paired_cpu,
         "ended": events.count("ended"), "events": len(events),
         "last_ended_after_seconds": (max(ended) - advanced) if ended else None,
         "total_seconds": time.monotonic() - wall_start, "peak_rss_bytes": peak_rss_bytes(),
