@@ -356,7 +356,7 @@ def test_a_switch_made_while_a_night_runs_waits_for_the_next_night(airflow_db, a
 
     moved = PRODUCTS.with_model(CANDIDATE)
     # the rows name the model the requests were sent to (the reply's), the items the one land kept to
-    assert app_db.execute("SELECT DISTINCT i.model, d.model, d.prompt_version FROM nightshift.items i "
-                          "JOIN app.product_enrichments d ON d.product_id::text = i.source_key").fetchall() == [
-        (CANDIDATE, CANDIDATE, moved.prompt_version)]
+    landed = app_db.execute("SELECT DISTINCT i.model, d.model, d.prompt_version FROM nightshift.items i "
+                            "JOIN app.product_enrichments d ON d.product_id::text = i.source_key").fetchall()
+    assert landed == [(CANDIDATE, CANDIDATE, moved.prompt_version)]
     assert model_in_force(app_db, PRODUCTS) is PRODUCTS  # the next night runs on the file's model
