@@ -332,7 +332,7 @@ def models_of_night(conn: psycopg.Connection, run_pk: int) -> list[dict]:
     else from the items. Warm-up calls are not in it (the night's total has them).
     """
     attempts = conn.execute("SELECT to_regclass('nightshift.attempts') IS NOT NULL").fetchone()[0]
-    item_model = sql.SQL("coalesce(i.model, r.model)" if attempts else "r.model")
+    item_model = sql.SQL("coalesce(i.model, r.model)") if attempts else sql.SQL("r.model")
     cost = (sql.SQL("SELECT a.model, sum(a.cost_usd) AS cost_usd FROM nightshift.attempts a "
                     "WHERE a.run_pk = %(run_pk)s GROUP BY 1") if attempts else
             sql.SQL("SELECT r.model, sum(i.cost_usd) AS cost_usd FROM nightshift.items i "
@@ -357,25 +357,24 @@ def trials_present(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT to_regclass('nightshift.model_trials') IS NOT NULL").fetchone()[0]
 
 
-_TRIAL_COLUMNS = """
-SELECT t.trial_pk, t.workload, t.current_model, t.candidate_model, t.run_pk, t.status, t.sample_size,
-       t.keys_compared, t.keys_agreeing, t.agreement, t.agreement_low, t.agreement_high, t.message,
-       t.created_at, t.reported_at"""
-
-
 def trials(conn: psycopg.Connection, workload: str | None = None) -> list[dict]:
     """Model trials, newest first (of one workload, or all)."""
     where = sql.SQL("WHERE t.workload = %(workload)s") if workload else sql.SQL("")
-    return conn.cursor(row_factory=dict_row).execute(
-        sql.SQL(_TRIAL_COLUMNS + " FROM nightshift.model_trials t ") + where
-        + sql.SQL(" ORDER BY t.trial_pk DESC"), {"workload": workload}).fetchall()
+    query = sql.SQL("""
+        SELECT t.trial_pk, t.workload, t.current_model, t.candidate_model, t.run_pk, t.status, t.sample_size,
+               t.keys_compared, t.keys_agreeing, t.agreement, t.agreement_low, t.agreement_high, t.message,
+               t.created_at, t.reported_at
+          FROM nightshift.model_trials t {where} ORDER BY t.trial_pk DESC""").format(where=where)
+    return conn.cursor(row_factory=dict_row).execute(query, {"workload": workload}).fetchall()
 
 
 def trial(conn: psycopg.Connection, trial_pk: int) -> dict | None:
     """One trial with its stored ``report``, or None."""
-    return conn.cursor(row_factory=dict_row).execute(
-        _TRIAL_COLUMNS + ", t.report FROM nightshift.model_trials t WHERE t.trial_pk = %s",
-        (trial_pk,)).fetchone()
+    return conn.cursor(row_factory=dict_row).execute("""
+        SELECT t.trial_pk, t.workload, t.current_model, t.candidate_model, t.run_pk, t.status, t.sample_size,
+               t.keys_compared, t.keys_agreeing, t.agreement, t.agreement_low, t.agreement_high, t.message,
+               t.created_at, t.reported_at, t.report
+          FROM nightshift.model_trials t WHERE t.trial_pk = %s""", (trial_pk,)).fetchone()
 
 
 def switches_on_trial(conn: psycopg.Connection, trial_pk: int) -> list[dict]:

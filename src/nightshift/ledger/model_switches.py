@@ -55,23 +55,22 @@ class TrialEvidence:
     reported_at: datetime | None
 
 
-_SWITCH_COLUMNS = ("switch_pk, workload, model, from_model, trial_pk, agreement, agreement_low, "
-                   "agreement_high, sample_size, prompt_version, changed_at, changed_by")
-
-
 def latest_switch(conn: psycopg.Connection, workload: str) -> ModelSwitch | None:
     """The workload's latest model switch (the one in force while its from_model is the file's model)."""
     with conn.cursor(row_factory=class_row(ModelSwitch)) as cur:
         return cur.execute(
-            f"SELECT {_SWITCH_COLUMNS} FROM nightshift.workload_models WHERE workload = %s "
-            "ORDER BY switch_pk DESC LIMIT 1", (workload,)).fetchone()
+            "SELECT switch_pk, workload, model, from_model, trial_pk, agreement, agreement_low, agreement_high, "
+            "sample_size, prompt_version, changed_at, changed_by FROM nightshift.workload_models "
+            "WHERE workload = %s ORDER BY switch_pk DESC LIMIT 1", (workload,)).fetchone()
 
 
 def switches(conn: psycopg.Connection, workload: str) -> list[ModelSwitch]:
     """Every model switch of the workload, newest first."""
     with conn.cursor(row_factory=class_row(ModelSwitch)) as cur:
-        return cur.execute(f"SELECT {_SWITCH_COLUMNS} FROM nightshift.workload_models WHERE workload = %s "
-                           "ORDER BY switch_pk DESC", (workload,)).fetchall()
+        return cur.execute(
+            "SELECT switch_pk, workload, model, from_model, trial_pk, agreement, agreement_low, agreement_high, "
+            "sample_size, prompt_version, changed_at, changed_by FROM nightshift.workload_models "
+            "WHERE workload = %s ORDER BY switch_pk DESC", (workload,)).fetchall()
 
 
 def record_switch(conn: psycopg.Connection, *, workload: str, model: str, from_model: str,
@@ -87,15 +86,12 @@ def record_switch(conn: psycopg.Connection, *, workload: str, model: str, from_m
         switch = cur.execute(
             "INSERT INTO nightshift.workload_models (workload, model, from_model, trial_pk, agreement, "
             "agreement_low, agreement_high, sample_size, keys_compared, prompt_version, report) "
-            f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_SWITCH_COLUMNS}",
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING switch_pk, workload, model, from_model, "
+            "trial_pk, agreement, agreement_low, agreement_high, sample_size, prompt_version, changed_at, changed_by",
             (workload, model, from_model, *evidence, prompt_version,
              Jsonb(report) if report is not None else None)).fetchone()
     conn.commit()
     return switch
-
-
-_TRIAL_COLUMNS = ("trial_pk, workload, current_model, candidate_model, status, sample_size, keys_compared, "
-                  "keys_agreeing, agreement, agreement_low, agreement_high, report, reported_at")
 
 
 def trials_present(conn: psycopg.Connection) -> bool:
@@ -108,8 +104,9 @@ def latest_trial(conn: psycopg.Connection, workload: str, candidate: str) -> Tri
         return None
     with conn.cursor(row_factory=class_row(TrialEvidence)) as cur:
         return cur.execute(
-            f"SELECT {_TRIAL_COLUMNS} FROM nightshift.model_trials WHERE workload = %s "
-            "AND candidate_model = %s AND status = 'reported' "
+            "SELECT trial_pk, workload, current_model, candidate_model, status, sample_size, keys_compared, "
+            "keys_agreeing, agreement, agreement_low, agreement_high, report, reported_at "
+            "FROM nightshift.model_trials WHERE workload = %s AND candidate_model = %s AND status = 'reported' "
             "ORDER BY reported_at DESC NULLS LAST, trial_pk DESC LIMIT 1",
             (workload, candidate)).fetchone()
 
@@ -119,5 +116,7 @@ def trial(conn: psycopg.Connection, trial_pk: int) -> TrialEvidence | None:
     if not trials_present(conn):
         return None
     with conn.cursor(row_factory=class_row(TrialEvidence)) as cur:
-        return cur.execute(f"SELECT {_TRIAL_COLUMNS} FROM nightshift.model_trials WHERE trial_pk = %s",
-                           (trial_pk,)).fetchone()
+        return cur.execute(
+            "SELECT trial_pk, workload, current_model, candidate_model, status, sample_size, keys_compared, "
+            "keys_agreeing, agreement, agreement_low, agreement_high, report, reported_at "
+            "FROM nightshift.model_trials WHERE trial_pk = %s", (trial_pk,)).fetchone()
