@@ -117,8 +117,10 @@ def nights(conn: psycopg.Connection, *, workload: str | None = None, limit: int 
 
 
 def latest_nights(conn: psycopg.Connection) -> list[dict]:
-    """The latest night of every workload (what ``nightshift report`` prints), by workload."""
-    page = sql.SQL("SELECT DISTINCT ON (workload) * FROM nightshift.runs ORDER BY workload, run_pk DESC")
+    """The latest night of every workload (what ``nightshift report`` prints), by workload; a model trial's
+    run is not a night."""
+    page = sql.SQL("SELECT DISTINCT ON (workload) * FROM nightshift.runs WHERE mode <> 'trial' "
+                   "ORDER BY workload, run_pk DESC")
     return sorted(_nights(conn, page, {}), key=lambda r: r["workload"])
 
 
@@ -190,7 +192,8 @@ def cost_series(conn: psycopg.Connection, *, days: int = 30, tz: str = "UTC",
     (finalize prices a night). Per point: ``runs``, ``cost_usd`` (what the batch path paid),
     ``streaming_uncached_usd`` / ``streaming_cached_usd`` (the same tokens on the streaming
     path), ``savings_usd`` and ``savings_pct`` (against streaming without cache, as the
-    run_costs view defines them). Nights without a priced run have no point.
+    run_costs view defines them). Nights without a priced run have no point. A model trial's run
+    is left out: it replaced no streaming request, so it saved nothing (its page shows its cost).
     """
     start, end = series_window(days, tz, today)
     rows = conn.cursor(row_factory=dict_row).execute(
@@ -201,6 +204,7 @@ def cost_series(conn: psycopg.Connection, *, days: int = 30, tz: str = "UTC",
                round(100 * sum(savings_usd) / nullif(sum(streaming_uncached_usd), 0), 2) AS savings_pct
           FROM nightshift.run_costs
          WHERE cost_usd IS NOT NULL
+           AND run_pk NOT IN (SELECT run_pk FROM nightshift.runs WHERE mode = 'trial')
            AND created_at >= (%(start)s::timestamp AT TIME ZONE %(tz)s)
            AND created_at <  (%(end)s::timestamp AT TIME ZONE %(tz)s)
          GROUP BY 1, 2

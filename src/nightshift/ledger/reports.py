@@ -11,12 +11,13 @@ EVERY_OUTCOME = "SELECT * FROM nightshift.items WHERE run_pk = <run>;"
 
 
 def latest_run(conn: psycopg.Connection, workload: str) -> tuple[int, str, str, str] | None:
-    """``(run_pk, status, model, request shape in words)`` of the workload's latest run, or None."""
+    """``(run_pk, status, model, request shape in words)`` of the workload's latest night, or None (a model
+    trial's run is not a night)."""
     return conn.execute(
         "SELECT run_pk, status, model, concat_ws(', ', details -> 'request_shape' ->> 'delivery', "
         "'effort ' || (details -> 'request_shape' ->> 'effort_in_force'), "
         "CASE WHEN (details -> 'request_shape' ->> 'thinks')::boolean THEN 'thinking' END) "
-        "FROM nightshift.runs WHERE workload = %s ORDER BY run_pk DESC LIMIT 1",
+        "FROM nightshift.runs WHERE workload = %s AND mode <> 'trial' ORDER BY run_pk DESC LIMIT 1",
         (workload,)).fetchone()
 
 
