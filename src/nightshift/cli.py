@@ -9,8 +9,10 @@ is a thin layer over these; every subcommand also works on its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 
 def _dsn(args: argparse.Namespace) -> str:
@@ -111,6 +113,11 @@ def cmd_trial(args: argparse.Namespace, rest: list[str]) -> int:
         workload = get_workload(args.workload)
     except WorkloadDefinitionError as exc:
         return fail(f"--workload {args.workload}: {exc}")
+    if args.poll_interval is not None:
+        if args.poll_interval <= 0:
+            return fail(f"--poll-interval {args.poll_interval:g}: must be more than 0 seconds")
+        workload = workload.model_copy(update={"batch": workload.batch.model_copy(
+            update={"poll_interval_seconds": args.poll_interval})})
     with db.connect(_dsn(args)) as conn:
         try:
             require_current(conn)
@@ -150,7 +157,21 @@ def _run_trial(conn, workload, request) -> dict:
 
     cfg = settings()
     backend = batch_backend(workload.backend, cfg.anthropic_conn_id, console_batch_url=cfg.console_batch_url)
-    return run_trial(conn, backend, workload, request, max_queued=cfg.max_queued_requests)
+    with _logs_to_stderr():
+        return run_trial(conn, backend, workload, request, max_queued=cfg.max_queued_requests)
+
+
+@contextlib.contextmanager
+def _logs_to_stderr() -> Iterator[None]:
+    """The run's progress logs go to stderr, so stdout carries the report alone (``nightshift trial ... >
+    report.txt``, ``--json | jq``): Airflow sets its logging up on first use, with a handler on stdout."""
+    import logging
+
+    for handler in logging.root.handlers:
+        if type(handler) is logging.StreamHandler and handler.stream is not sys.stderr:
+            handler.setStream(sys.stderr)
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def cmd_estimate(args: argparse.Namespace, rest: list[str]) -> int:
@@ -360,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", metavar="YYYY-MM-DD",
                    help="only source rows whose source.timestamp_column is on or before this day (UTC)")
     p.add_argument("--seed", type=int, help="the sample's seed (default: drawn, and recorded in the report)")
+    p.add_argument("--poll-interval", type=float, metavar="SECONDS",
+                   help="seconds between polls of the trial's batches (default: the workload's "
+                        "batch.poll_interval_seconds)")
     p.add_argument("--report", action="store_true", help="reprint the latest reported trial (or --trial N)")
     p.add_argument("--trial", type=int, metavar="N", help="with --report: this trial")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

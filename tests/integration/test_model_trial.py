@@ -61,6 +61,7 @@ def untouchable(conn, workload) -> dict[str, list[tuple]]:
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()  # what the test printed before
     code = main(["trial", *argv])
     out, err = capsys.readouterr()
     return code, out, err
@@ -120,7 +121,7 @@ def test_a_trial_of_two_thousand_keys_measures_the_candidates_agreement_and_cost
 
     code, again, _ = run_cli(capsys, "--workload", tickets.name, "--report", "--trial", str(trial_pk),
                              "--dsn", app_dsn)
-    assert code == 0 and again == out[out.index(f"Trial #{trial_pk} "):]  # the run's log lines come first
+    assert out.startswith(f"Trial #{trial_pk} ") and again == out  # the run's logs go to stderr
 
 
 def test_a_trial_retried_step_by_step_writes_nothing_twice(app_db, emulator, tickets):
@@ -306,3 +307,25 @@ def test_a_trial_that_cannot_start_says_why_in_one_line_and_creates_nothing(app_
     code, _, err = run_cli(capsys, "--workload", tickets.name, "--candidate", CANDIDATE, "--dsn", app_dsn)
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "lacks version(s) 13 (model_trials): run `nightshift db upgrade`" in err
+
+
+def test_a_trial_is_not_a_night_in_the_report_or_the_savings_chart(app_db, emulator, tickets):
+    from nightshift.ledger import dashboard
+    from nightshift.ledger import reports as ledger_reports
+    from nightshift.migration.trial_run import run_trial
+
+    seed(app_db, tickets=20)
+    night = run_night(app_db, emulator_backend(emulator), tickets, airflow_run_id="sonnet-night").run
+
+    report = run_trial(app_db, emulator_backend(emulator), tickets, trial.TrialRequest(CANDIDATE, sample=20))
+
+    trial_run = app_db.execute("SELECT run_pk FROM nightshift.model_trials WHERE trial_pk = %s",
+                               (report["trial_pk"],)).fetchone()[0]
+    assert trial_run > night.run_pk
+    assert ledger_reports.latest_run(app_db, tickets.name)[0] == night.run_pk
+    assert [n["run_pk"] for n in dashboard.latest_nights(app_db)] == [night.run_pk]
+    series = dashboard.cost_series(app_db)["workloads"][tickets.name]
+    assert sum(point["runs"] for point in series) == 1
+    # still listed among the workload's runs, marked as a trial, with what it cost
+    listed = {n["run_pk"]: n for n in dashboard.nights(app_db, workload=tickets.name)[1]}
+    assert listed[trial_run]["mode"] == "trial" and listed[trial_run]["cost"]["cost_usd"] > 0
