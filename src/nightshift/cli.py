@@ -167,11 +167,16 @@ def _logs_to_stderr() -> Iterator[None]:
     report.txt``, ``--json | jq``): Airflow sets its logging up on first use, with a handler on stdout."""
     import logging
 
-    for handler in logging.root.handlers:
-        if type(handler) is logging.StreamHandler and handler.stream is not sys.stderr:
-            handler.setStream(sys.stderr)
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
+    moved = [(handler, handler.stream) for handler in logging.root.handlers
+             if type(handler) is logging.StreamHandler and handler.stream is not sys.stderr]
+    for handler, _ in moved:
+        handler.stream = sys.stderr  # not setStream: it flushes the old stream, which may be closed
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for handler, stream in moved:
+            handler.stream = stream
 
 
 def cmd_estimate(args: argparse.Namespace, rest: list[str]) -> int:

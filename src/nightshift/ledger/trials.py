@@ -194,7 +194,7 @@ def sampled_answers(conn: psycopg.Connection, workload: Workload, run_pk: int) -
         "SELECT i.source_key, i.status, i.error_type, {pairs} FROM nightshift.items i "
         "LEFT JOIN {dest} d ON d.{key}::text = i.source_key "
         "LEFT JOIN {trial} t ON t.{key}::text = i.source_key "
-        "WHERE i.run_pk = %s ORDER BY i.source_key").format(
+        "WHERE i.run_pk = %s ORDER BY d.{key}, i.source_key").format(
         pairs=sql.SQL(", ").join(sql.SQL("d.{c}, t.{c}").format(c=sql.Identifier(c)) for c in columns),
         dest=sql.Identifier(dest_schema, dest_table), trial=sql.Identifier(trial_schema, trial_name), key=key)
     with conn.cursor() as cur:
