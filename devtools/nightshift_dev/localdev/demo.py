@@ -25,9 +25,16 @@ console = Console()
 
 # A realistic night in seconds: the emulator's clock runs 60x (10 requests per virtual second),
 # a few replies are malformed and a few items come back overloaded, so the report shows
-# validation failures and a retry round, as a real night would.
+# validation failures and a retry round, as a real night would. Haiku 5.5 differs from the
+# canonical (strongest model's) answer on 5% of product categories and 3% of summaries, so the
+# routing trial has something to measure.
 DEMO_EMULATOR = ["--speed", "60", "--rate", "10", "--malformed-rate", "0.01",
-                 "--fault", "item_error error_type=overloaded_error rate=0.02 count=40"]
+                 "--fault", "item_error error_type=overloaded_error rate=0.02 count=40",
+                 "--model-profile", "claude-haiku-5-5:category=0.95",
+                 "--model-profile", "claude-haiku-5-5:summary=0.97"]
+#: The routing trial the demo runs after the night: product_enrichment (Sonnet 5.5) on Haiku 5.5.
+DEMO_TRIAL = ["--workload", "product_enrichment", "--candidate", "claude-haiku-5-5", "--sample", "500",
+              "--seed", "1", "--poll-interval", "2"]
 DEMO_RUN_CONF = '{"poll_interval_seconds": 2}'
 #: ``airflow dags test``, writing task logs where the UI reads them (:mod:`.task_logs`)
 DAGS_TEST = [sys.executable, "-m", "nightshift_dev.localdev.task_logs"]
@@ -125,6 +132,11 @@ def run(*, tickets: int, products: int) -> int:
         result = dags_test(prof, "nightly_insights", log_name="nightly_insights")
         console.print(f"  {'[green]success[/]' if result.returncode == 0 else '[red]failed[/]'} in "
                       f"{time.monotonic() - t0:.1f}s")
+        if result.returncode:
+            return result.returncode
+        returncode = routing_trial(prof)
+        if returncode:
+            return returncode
     finally:
         emulator.stop()
 
@@ -134,6 +146,23 @@ def run(*, tickets: int, products: int) -> int:
         insights = conn.execute("SELECT count(*) FROM app.nightly_insights").fetchone()[0]
     console.print(f"Downstream: nightly_insights wrote {insights} rows to app.nightly_insights.")
     console.print(f"Done in {time.monotonic() - started:.0f}s. Inspect: psql {prof.cluster.dsn()}  ·  stop: make down")
+    return 0
+
+
+def routing_trial(prof: Profile) -> int:
+    """The third lever on the night's rows: a trial of a cheaper model, then the switch gate's verdict."""
+    nightshift = str(Path(sys.executable).parent / "nightshift")
+    t0 = step(f"nightshift trial {' '.join(DEMO_TRIAL)}")
+    result = _run(prof, [nightshift, "trial", *DEMO_TRIAL], "trial")
+    sys.stdout.write(result.stdout)  # the report, as the command printed it
+    if result.returncode:
+        console.print(result.stderr[-3000:], highlight=False, markup=False)
+        return result.returncode
+    console.print(f"  [green]success[/] in {time.monotonic() - t0:.1f}s")
+    step("nightshift switch --workload product_enrichment --model claude-haiku-5-5 (the gate reads the trial)")
+    result = _run(prof, [nightshift, "switch", "--workload", "product_enrichment", "--model", "claude-haiku-5-5"],
+                  "switch-model")
+    sys.stdout.write(result.stdout + result.stderr)
     return 0
 
 
