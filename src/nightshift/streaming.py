@@ -135,6 +135,9 @@ def _ask_one(conn, backend: BatchBackend, workload, on, upsert, request_id, sour
     try:
         message = as_dict(backend.create_message(params))
     except Exception as exc:
+        if answered:  # the models before this one answered and were paid, whatever happens to the request
+            _record_usage(conn, on, request_id, answered)
+            conn.commit()
         failure = backend.failure(exc)
         if failure is None or api_failure(failure, reached=False) is not None:
             raise  # a refused key or URL: run_streaming stops the night and hands the requests back
@@ -168,7 +171,8 @@ def _ask_one(conn, backend: BatchBackend, workload, on, upsert, request_id, sour
 
 def _record_usage(conn, workload: Workload, request_id: int, messages: list[dict]) -> None:
     """What this request cost at the standard rate (the streaming path's side of the comparison): every
-    reply it took (a cascade's models before the one that answered, too), under the last one's model."""
+    reply it took (a cascade's models before the one that answered, too), under the last one's model;
+    added to what earlier handlings of the request recorded (a cascade handed back half-way)."""
     from nightshift.batch.costing import usage_of
     from nightshift.costs import Usage, price_table
     from nightshift.ledger.migration import record_stream_usage

@@ -371,3 +371,48 @@ def test_a_text_output_escalates_only_on_invalid_output(tmp_path):
     assert "cascade.escalate_on: a text output escalates only on invalid_output" in str(refused.value)
     assert load_workload_file(write_workload(tmp_path, output=text, destination=columns,
                                              cascade=cascade(invalid_output=True))).cascade is not None
+
+
+def test_a_streaming_cascade_handed_back_after_its_first_model_answered_keeps_what_that_answer_cost(
+        app_db, emulator):
+    """Haiku answers ``other``; the call to Sonnet fails transiently and the request goes back to the
+    queue. Haiku's reply was paid for: it is recorded then, and the next night's handling adds to it."""
+    from nightshift.queue import fetch_source_rows
+    from nightshift.streaming import run_streaming
+    from nightshift.workloads.requests import build_params
+
+    seed(app_db, tickets=2)
+    app_db.execute("UPDATE app.support_tickets SET subject = 'Other matter: ' || subject")
+    app_db.commit()
+    request_id, key = app_db.execute("SELECT request_id, source_key FROM app.llm_requests "
+                                     "ORDER BY request_id LIMIT 1").fetchone()
+    backend = emulator_backend(emulator, max_retries=0)
+
+    def tokens_of(model: str) -> tuple[int, int]:
+        """``(prompt tokens, output tokens)`` of one reply of ``model`` to the request (the same params get
+        the same reply; how the prompt splits into cache reads and writes depends on the cache)."""
+        on = CASCADE.on_model(model)
+        usage = backend.create_message(build_params(on, fetch_source_rows(app_db, CASCADE, [key])[key]))["usage"]
+        prompt = sum(usage.get(k) or 0 for k in ("input_tokens", "cache_creation_input_tokens",
+                                                 "cache_read_input_tokens"))
+        return prompt, usage["output_tokens"]
+
+    def recorded() -> tuple:
+        return app_db.execute(
+            "SELECT model, input_tokens + cache_write_tokens + cache_read_tokens, output_tokens, cost_usd "
+            "FROM nightshift.stream_usage WHERE request_id = %s", (request_id,)).fetchone()
+
+    emulator.add_fault(kind="status", endpoint="messages", status=529, rate=0.5, count=1)  # the 2nd call: Sonnet's
+    first = run_streaming(app_db, backend, CASCADE, claimer="stream", limit=1)
+    assert (first.deferred, queue_states(app_db, CASCADE.name)) == (1, {"pending": 2})
+    assert emulator.faults()[-1]["fired"] == 1
+    assert recorded() is not None, "Haiku's paid reply was not recorded"
+    model, prompt, output, first_cost = recorded()
+    haiku, sonnet = tokens_of(HAIKU), tokens_of(SONNET)
+    assert (model, prompt, output) == (HAIKU, *haiku) and first_cost > 0
+
+    second = run_streaming(app_db, backend, CASCADE, claimer="stream", limit=1)
+    assert second.succeeded == 1
+    model, prompt, output, cost = recorded()  # both handlings, each reply once
+    assert (model, prompt, output) == (SONNET, 2 * haiku[0] + sonnet[0], 2 * haiku[1] + sonnet[1])
+    assert cost > first_cost

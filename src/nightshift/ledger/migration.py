@@ -116,10 +116,17 @@ def record_parity_report(conn: psycopg.Connection, workload: str, *, rows_compar
 def record_stream_usage(conn: psycopg.Connection, *, request_id: int, workload: str, model: str,
                         input_tokens: int, output_tokens: int, cache_write_tokens: int,
                         cache_read_tokens: int, cost_usd: Decimal) -> None:
-    """What the streaming path spent on one request (the like-for-like side of a parity report's costs)."""
+    """What the streaming path spent on replies to one request (the like-for-like side of a parity report's
+    costs), added to what earlier handlings of it recorded: each reply is recorded once, in the
+    transaction that acts on it, so a request handled twice costs both handlings."""
     conn.execute(
-        "INSERT INTO nightshift.stream_usage (request_id, workload, model, input_tokens, output_tokens, "
+        "INSERT INTO nightshift.stream_usage AS u (request_id, workload, model, input_tokens, output_tokens, "
         "cache_write_tokens, cache_read_tokens, cost_usd) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (request_id) DO UPDATE SET cost_usd = EXCLUDED.cost_usd, created_at = now()",
+        "ON CONFLICT (request_id) DO UPDATE SET model = EXCLUDED.model, "
+        "input_tokens = u.input_tokens + EXCLUDED.input_tokens, "
+        "output_tokens = u.output_tokens + EXCLUDED.output_tokens, "
+        "cache_write_tokens = u.cache_write_tokens + EXCLUDED.cache_write_tokens, "
+        "cache_read_tokens = u.cache_read_tokens + EXCLUDED.cache_read_tokens, "
+        "cost_usd = u.cost_usd + EXCLUDED.cost_usd, created_at = now()",
         (request_id, workload, model, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens,
          cost_usd))
