@@ -416,3 +416,14 @@ def test_a_streaming_cascade_handed_back_after_its_first_model_answered_keeps_wh
     model, prompt, output, cost = recorded()  # both handlings, each reply once
     assert (model, prompt, output) == (SONNET, 2 * haiku[0] + sonnet[0], 2 * haiku[1] + sonnet[1])
     assert cost > first_cost
+
+
+def test_a_cascade_is_not_trialled_as_if_one_model_had_written_its_rows(app_db, emulator):
+    from nightshift.migration import trial
+
+    night_with_faults(app_db, emulator, tickets=20)
+    run_night(app_db, emulator_backend(emulator), CASCADE)
+    with pytest.raises(trial.TrialError, match=r"^ticket_classification is a cascade \(claude-haiku-5-5 → "
+                                               r"claude-sonnet-5-5\): its rows were written by more than one"):
+        trial.start(app_db, CASCADE, trial.TrialRequest(SONNET, sample=10), dag_id="trial", airflow_run_id="r")
+    assert app_db.execute("SELECT count(*) FROM nightshift.model_trials").fetchone()[0] == 0

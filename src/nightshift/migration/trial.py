@@ -111,6 +111,9 @@ def start(conn: psycopg.Connection, workload: Workload, request: TrialRequest, *
     Nothing is created when the candidate cannot run the workload, or no row is eligible."""
     if request.sample < 1:
         raise TrialError(f"--sample must be at least 1, not {request.sample}")
+    if workload.cascade is not None:
+        raise TrialError(f"{workload.name} is a cascade ({' → '.join(workload.models)}): its rows were written "
+                         "by more than one model, and a trial compares one model's rows with a candidate's")
     current = current_model(conn, workload)
     candidate = candidate_workload(workload, request.candidate, current)
     low, high = window(workload, request.start, request.end)
