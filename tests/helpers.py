@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+from pathlib import Path
+
 import anthropic
 import psycopg
 
 from nightshift.backends.anthropic import AnthropicBackend
+from nightshift.paths import PROJECT_ROOT
+from nightshift.workloads.definition import Workload, load_workload_file
 from nightshift_dev import demo_data
 
 
 def seed(conn: psycopg.Connection, *, tickets: int = 0, products: int = 0, bad_every: int = 0) -> demo_data.DemoCounts:
     return demo_data.generate(conn, tickets=tickets, products=products, bad_every=bad_every, seed=11)
+
+
+def shipped_workload_on(model: str, folder: Path, monkeypatch, name: str = "ticket_classification") -> Workload:
+    """A shipped workload as a team runs it on ``model``: its file, with that model, and the prompts in
+    ``folder``, which becomes the deployment's workloads folder for the test."""
+    folder.mkdir()
+    shutil.copytree(PROJECT_ROOT / "workloads" / "prompts", folder / "prompts")
+    text = (PROJECT_ROOT / "workloads" / f"{name}.yaml").read_text(encoding="utf-8")
+    (folder / f"{name}.yaml").write_text(re.sub(r"(?m)^model: .*$", f"model: {model}", text), encoding="utf-8")
+    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__WORKLOADS_FOLDER", str(folder))
+    workload = load_workload_file(folder / f"{name}.yaml")
+    assert workload.model == model
+    return workload
 
 
 def sdk_client(emulator, **kwargs) -> anthropic.Anthropic:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
-import shutil
 from decimal import Decimal
 
 import pytest
@@ -15,12 +13,10 @@ from nightshift.ledger import model_switches, trials
 from nightshift.ledger.status import RunMode
 from nightshift.migration.switch import SwitchRefused, switch_model
 from nightshift.routing import SwitchedModelUnfit, model_in_force
-from nightshift.paths import PROJECT_ROOT
 from nightshift.streaming import run_streaming
 from nightshift.workloads.definition import Workload
-from nightshift.workloads.registry import load_workload_file
 from tests.batch_night import run_night
-from tests.helpers import emulator_backend, seed
+from tests.helpers import emulator_backend, seed, shipped_workload_on
 
 PRODUCTS = get_workload("product_enrichment")  # claude-sonnet-5-5 in its file
 TICKETS = get_workload("ticket_classification")  # claude-haiku-5-5 in its file
@@ -45,14 +41,7 @@ def reported_trial(conn, workload, candidate: str, *, agreement: float, low: flo
 @pytest.fixture
 def tickets(tmp_path, monkeypatch):
     """Ticket classification as a team runs it on Sonnet 5.5, from a workloads folder of the test's own."""
-    folder = tmp_path / "workloads"
-    folder.mkdir()
-    shutil.copytree(PROJECT_ROOT / "workloads" / "prompts", folder / "prompts")
-    text = (PROJECT_ROOT / "workloads" / "ticket_classification.yaml").read_text(encoding="utf-8")
-    on_sonnet = re.sub(r"(?m)^model: .*$", f"model: {PRODUCTS.model}", text)
-    (folder / "ticket_classification.yaml").write_text(on_sonnet)
-    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__WORKLOADS_FOLDER", str(folder))
-    return load_workload_file(folder / "ticket_classification.yaml")
+    return shipped_workload_on(PRODUCTS.model, tmp_path / "workloads", monkeypatch)
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -4,7 +4,6 @@ through the batch path into a trial table, compared field by field, with the cos
 from __future__ import annotations
 
 import re
-import shutil
 from decimal import Decimal
 
 import pytest
@@ -17,10 +16,8 @@ from nightshift.cli import main
 from nightshift.costs import price_table
 from nightshift.ledger import trials
 from nightshift.migration import trial
-from nightshift.paths import PROJECT_ROOT
-from nightshift.workloads.registry import load_workload_file
 from tests.batch_night import run_night, wait_until_ended
-from tests.helpers import assert_every_request_terminal, emulator_backend, seed
+from tests.helpers import assert_every_request_terminal, emulator_backend, seed, shipped_workload_on
 
 CURRENT, CANDIDATE = "claude-sonnet-5-5", "claude-haiku-5-5"
 #: The candidate agrees with the current model on 93% of labels, on every other field always.
@@ -30,15 +27,7 @@ PROFILE = {CANDIDATE: {"agreement": {"label": 0.93}}}
 @pytest.fixture
 def tickets(tmp_path, monkeypatch):
     """Ticket classification as a team runs it on Sonnet 5.5, from a workloads folder of the test's own."""
-    folder = tmp_path / "workloads"
-    folder.mkdir()
-    shutil.copytree(PROJECT_ROOT / "workloads" / "prompts", folder / "prompts")
-    text = (PROJECT_ROOT / "workloads" / "ticket_classification.yaml").read_text(encoding="utf-8")
-    (folder / "ticket_classification.yaml").write_text(re.sub(r"(?m)^model: .*$", f"model: {CURRENT}", text))
-    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__WORKLOADS_FOLDER", str(folder))
-    workload = load_workload_file(folder / "ticket_classification.yaml")
-    assert workload.model == CURRENT
-    return workload
+    return shipped_workload_on(CURRENT, tmp_path / "workloads", monkeypatch)
 
 
 def written_by_a_night(conn, emulator, workload, rows: int) -> None:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import re
-import shutil
 from html import unescape
 
 import pytest
 
 from nightshift.migration import trial
 from nightshift.migration.trial_run import run_trial
-from nightshift.paths import PROJECT_ROOT
-from nightshift.workloads.registry import load_workload_file
 from tests.batch_night import run_night
-from tests.helpers import emulator_backend, seed
+from tests.helpers import emulator_backend, seed, shipped_workload_on
 
 pytestmark = pytest.mark.airflow
 
@@ -23,13 +20,7 @@ CURRENT, CANDIDATE = "claude-sonnet-5-5", "claude-haiku-5-5"
 @pytest.fixture
 def tickets(tmp_path, monkeypatch):
     """Ticket classification on Sonnet 5.5, from a workloads folder of the test's own."""
-    folder = tmp_path / "workloads"
-    folder.mkdir()
-    shutil.copytree(PROJECT_ROOT / "workloads" / "prompts", folder / "prompts")
-    text = (PROJECT_ROOT / "workloads" / "ticket_classification.yaml").read_text(encoding="utf-8")
-    (folder / "ticket_classification.yaml").write_text(re.sub(r"(?m)^model: .*$", f"model: {CURRENT}", text))
-    monkeypatch.setenv("AIRFLOW__NIGHTSHIFT__WORKLOADS_FOLDER", str(folder))
-    return load_workload_file(folder / "ticket_classification.yaml")
+    return shipped_workload_on(CURRENT, tmp_path / "workloads", monkeypatch)
 
 
 @pytest.fixture

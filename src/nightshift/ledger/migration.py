@@ -37,10 +37,15 @@ def shadow_table(workload: Workload) -> str:
 
 
 def ensure_shadow_table(conn: psycopg.Connection, workload: Workload) -> None:
-    """The destination's twin: same columns, key and checks, none of its foreign keys."""
+    ensure_twin_table(conn, workload, shadow_table(workload))
+
+
+def ensure_twin_table(conn: psycopg.Connection, workload: Workload, twin: str) -> None:
+    """``twin`` (schema-qualified) as the destination's twin: same columns, key and checks, none of its
+    foreign keys. Shadow runs and model trials write twins, never the destination."""
     schema, table = workload.destination.table.split(".")
     conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
-                         "INCLUDING INDEXES)").format(sql.Identifier("nightshift", f"shadow_{workload.name}"),
+                         "INCLUDING INDEXES)").format(sql.Identifier(*twin.split(".")),
                                                       sql.Identifier(schema, table)))
 
 

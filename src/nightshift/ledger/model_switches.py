@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
@@ -100,23 +101,20 @@ def trials_present(conn: psycopg.Connection) -> bool:
 
 def latest_trial(conn: psycopg.Connection, workload: str, candidate: str) -> TrialEvidence | None:
     """The latest reported trial of ``candidate`` for the workload (None without one, or without trials)."""
-    if not trials_present(conn):
-        return None
-    with conn.cursor(row_factory=class_row(TrialEvidence)) as cur:
-        return cur.execute(
-            "SELECT trial_pk, workload, current_model, candidate_model, status, sample_size, keys_compared, "
-            "keys_agreeing, agreement, agreement_low, agreement_high, report, reported_at "
-            "FROM nightshift.model_trials WHERE workload = %s AND candidate_model = %s AND status = 'reported' "
-            "ORDER BY reported_at DESC NULLS LAST, trial_pk DESC LIMIT 1",
-            (workload, candidate)).fetchone()
+    return _trial(conn, sql.SQL("workload = %s AND candidate_model = %s AND status = 'reported' "
+                                "ORDER BY reported_at DESC NULLS LAST, trial_pk DESC LIMIT 1"), (workload, candidate))
 
 
 def trial(conn: psycopg.Connection, trial_pk: int) -> TrialEvidence | None:
     """One trial as the gate reads it (any status), or None."""
+    return _trial(conn, sql.SQL("trial_pk = %s"), (trial_pk,))
+
+
+def _trial(conn: psycopg.Connection, where: sql.Composable, params: tuple) -> TrialEvidence | None:
     if not trials_present(conn):
         return None
     with conn.cursor(row_factory=class_row(TrialEvidence)) as cur:
-        return cur.execute(
+        return cur.execute(sql.SQL(
             "SELECT trial_pk, workload, current_model, candidate_model, status, sample_size, keys_compared, "
             "keys_agreeing, agreement, agreement_low, agreement_high, report, reported_at "
-            "FROM nightshift.model_trials WHERE trial_pk = %s", (trial_pk,)).fetchone()
+            "FROM nightshift.model_trials WHERE {}").format(where), params).fetchone()

@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from nightshift.ledger.migration import ensure_twin_table
 from nightshift.ledger.status import TrialStatus
 from nightshift.workloads.definition import Workload
 
@@ -48,11 +49,7 @@ def trial_table(workload: Workload) -> str:
 
 
 def ensure_trial_table(conn: psycopg.Connection, workload: Workload) -> None:
-    """The destination's twin, as the shadow table is: same columns, key and checks, no foreign keys."""
-    schema, table = workload.destination.table.split(".")
-    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
-                         "INCLUDING INDEXES)").format(sql.Identifier("nightshift", f"trial_{workload.name}"),
-                                                      sql.Identifier(schema, table)))
+    ensure_twin_table(conn, workload, trial_table(workload))
 
 
 def create(conn: psycopg.Connection, *, workload: str, current_model: str, candidate_model: str, run_pk: int,
