@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 
 from emulator.testing import EmulatorServer
-from nightshift.dag_ids import batch_dag_id
+from nightshift.dag_ids import batch_dag_id, trial_dag_id
 from nightshift.paths import PROJECT_ROOT
 from tests.helpers import seed
 
@@ -112,8 +112,14 @@ def test_the_api_key_appears_nowhere_but_the_connection(
     dag_run = dag.test(run_conf={"poll_interval_seconds": 0.2, "max_requests_per_batch": 5})
 
     assert str(dag_run.state) == "success"
+    # A model trial of the rows the night wrote, so its pages are read below as well.
+    trial_dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "nightshift_trial.py")).get_dag(
+        trial_dag_id("ticket_classification"))
+    trial_run = trial_dag.test(run_conf={"poll_interval_seconds": 0.2, "candidate": "claude-sonnet-5-5",
+                                         "sample": 4, "seed": 1})
+    assert str(trial_run.state) == "success"
     # The key really went to the API: this emulator refuses any other one.
-    assert keyed_emulator.stats()["batches_created"] == 2
+    assert keyed_emulator.stats()["batches_created"] == 3
     wrong = httpx.get(f"{keyed_emulator.url}/v1/messages/batches", headers={"x-api-key": "sk-ant-some-other-key"})
     assert wrong.status_code == 401
 
@@ -141,7 +147,9 @@ def test_the_api_key_appears_nowhere_but_the_connection(
                             (dag_run.run_id,)).fetchone()[0]
     prefix, app = dashboard_app()
     bearer = {"Authorization": f"Bearer {admin_token(api_server)}"}
-    fill = {"run_pk": str(run_pk)}
+    trial_pk = app_db.execute("SELECT max(trial_pk) FROM nightshift.model_trials WHERE status = 'reported'"
+                              ).fetchone()[0]
+    fill = {"run_pk": str(run_pk), "trial_pk": str(trial_pk)}
     query = {"/airflow-run": f"?dag_id={dag_run.dag_id}&run_id={quote(dag_run.run_id, safe='')}",
              "/failures": f"?run_pk={run_pk}", "/api/failures.csv": f"?run_pk={run_pk}"}
     seen = []
@@ -153,7 +161,8 @@ def test_the_api_key_appears_nowhere_but_the_connection(
         assert response.status_code == 200, (path, response.status_code, response.text[:200])
         places[f"dashboard {path}"] = response.content
         seen.append(route.path)
-    assert {"/", "/runs/{run_pk}", "/failures", "/api/failures.csv", "/api/nights/{run_pk}"} <= set(seen)
+    assert {"/", "/runs/{run_pk}", "/failures", "/api/failures.csv", "/api/nights/{run_pk}", "/trials/{trial_pk}",
+            "/api/trials/{trial_pk}"} <= set(seen)
     assert b"invalid_output" in places[f"dashboard /api/failures.csv?run_pk={run_pk}"]  # the pages have content
 
     found = [hit for where, text in places.items() for hit in leaks(where, text)]
