@@ -17,6 +17,7 @@ def stream_requests_task(workload_name: str, *, run_id: str) -> dict:
     from nightshift.hooks import batch_backend
     from nightshift.streaming import run_streaming
     from nightshift.deployment import get_workload
+    from nightshift.ledger.schema import SchemaOutOfDate, require_current
     from nightshift.routing import SwitchedModelUnfit, model_in_force
 
     cfg = settings()
@@ -25,9 +26,10 @@ def stream_requests_task(workload_name: str, *, run_id: str) -> dict:
     try:
         with db.connect(cfg.db_conn_id) as conn:
             try:
+                require_current(conn)
                 workload = model_in_force(conn, workload)
                 summary = run_streaming(conn, backend, workload, claimer=f"stream:{workload.name}:{run_id}")
-            except (ContractMismatch, SwitchedModelUnfit) as exc:  # the tables or the file must change first
+            except (SchemaOutOfDate, ContractMismatch, SwitchedModelUnfit) as exc:  # fix the ledger, tables or file first
                 raise AirflowFailException(str(exc)) from None
     except Exception as exc:
         _fail_if_permanent(exc, backend, cfg)

@@ -169,3 +169,22 @@ def _url_part(conninfo: str) -> str:
 
     p = conninfo_to_dict(conninfo)
     return f"{p['user']}@{p['host']}:{p['port']}/{p['dbname']}"
+
+
+def test_a_ledger_behind_the_code_fails_the_streaming_task_at_its_first_try_before_any_call(
+        airflow_db, app_db, anthropic_conn):
+    from tests.dags.test_batch_dags import streaming_dag
+
+    seed(app_db, tickets=3)
+    app_db.execute("DELETE FROM nightshift.schema_migrations WHERE version = 14")  # model switches
+    app_db.commit()
+    dag = streaming_dag(get_workload(WORKLOAD))
+    for task in dag.tasks:
+        task.retry_delay = timedelta(seconds=1)
+
+    dag_run = dag.test()
+
+    assert task_states(dag_run) == {"stream_requests": "failed"}
+    assert attempts(dag_run) == {"stream_requests": 1}
+    assert anthropic_conn.stats()["requests_total"] == 0
+    assert queue_states(app_db, WORKLOAD) == {"pending": 3}
