@@ -344,6 +344,10 @@ class SliceWriter:
                                   for row in rows)
         try:
             with self.conn.cursor() as cur:
+                # The CTEs the statement joins (the landed items, the rows, their delivery records) carry
+                # the planner's guesses, often a handful of rows: a nested loop over two CTEs of a whole
+                # slice compares every pair (measured: land 3.4x slower). Hash joins for this statement.
+                cur.execute("SET LOCAL enable_nestloop = off")
                 cur.execute(self.create_staging)
                 with cur.copy(self.copy) as copy:
                     for row in rows:
