@@ -106,13 +106,7 @@ def compare(conn: psycopg.Connection, workload: Workload) -> ParityReport:
         row_agrees = True
         for i, column in enumerate(columns):
             streamed, batched = values[2 * i], values[2 * i + 1]
-            field_name = workload.destination.columns[column]
-            similarity = None
-            if is_free_text(workload, field_name):
-                similarity = text_similarity(streamed, batched)
-                same = similarity >= workload.migration.text_similarity
-            else:
-                same = _canonical(streamed) == _canonical(batched)
+            same, similarity = same_answer(workload, workload.destination.columns[column], streamed, batched)
             if same:
                 agreeing_fields[column] += 1
                 continue
@@ -124,6 +118,15 @@ def compare(conn: psycopg.Connection, workload: Workload) -> ParityReport:
                               for c, n in agreeing_fields.items()}
     _costs(conn, workload, report)
     return report
+
+
+def same_answer(workload: Workload, field_name: str, a: Any, b: Any) -> tuple[bool, float | None]:
+    """Whether two answers to one output field agree, and their text similarity when it is free text:
+    free text by similarity (at least ``migration.text_similarity``), anything else exactly."""
+    if is_free_text(workload, field_name):
+        similarity = text_similarity(a, b)
+        return similarity >= workload.migration.text_similarity, similarity
+    return _canonical(a) == _canonical(b), None
 
 
 def _canonical(value: Any) -> str:

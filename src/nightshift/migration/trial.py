@@ -15,7 +15,6 @@ enum field it is a simple random sample, drawn the same way.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -29,7 +28,7 @@ from nightshift.ledger import items, trials
 from nightshift.ledger.runs import Run, ensure_run
 from nightshift.ledger.status import RunMode
 from nightshift.ledger.trials import Trial, ensure_trial_table, trial_table  # noqa: F401 (imported from here)
-from nightshift.migration.parity import is_free_text, text_similarity
+from nightshift.migration.parity import is_free_text, same_answer
 from nightshift.migration.trial_stats import allocate, confusion, wilson
 from nightshift.routing import model_in_force
 from nightshift.workloads.definition import Workload
@@ -197,7 +196,7 @@ def compare(conn: psycopg.Connection, workload: Workload, trial: Trial, prices: 
                 pairs[column].append((current, None if failed else answer))
             if failed:
                 continue
-            same, similarity = _same(workload, column, current, answer)
+            same, similarity = same_answer(workload, workload.destination.columns[column], current, answer)
             agreeing[column] += same
             if not same:
                 row_agrees = False
@@ -229,15 +228,6 @@ def compare(conn: psycopg.Connection, workload: Workload, trial: Trial, prices: 
     }
 
 
-def _same(workload: Workload, column: str, current: Any, answer: Any) -> tuple[bool, float | None]:
-    if is_free_text(workload, workload.destination.columns[column]):
-        similarity = text_similarity(current, answer)
-        return similarity >= workload.migration.text_similarity, similarity
-    return _canonical(current) == _canonical(answer), None
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _plain(value: Any) -> Any:
